@@ -1,0 +1,132 @@
+//! Every check the suite knows, by stable id. Ids are never renamed once released:
+//! add new ones, deprecate old ones.
+
+/// One documented question the suite asks of a datapath.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// Dotted, lower-case, kebab within a segment.
+    pub id: &'static str,
+    /// One line for tables.
+    pub title: &'static str,
+    /// What passing means and what the negative control breaks (README, reports).
+    pub summary: &'static str,
+    /// Ways the check runs; each is its own observation and verdict.
+    pub variants: &'static [&'static str],
+    /// Boolean facts that must hold for a variant to run at all, as
+    /// `(variant or "*", fact key)`. A missing one makes the observation `unsupported`.
+    pub requires: &'static [(&'static str, &'static str)],
+    /// Upstream reference (CVE, commit, docs).
+    pub reference: &'static str,
+}
+
+impl CheckSpec {
+    /// Fact keys that must be true for `variant` to run.
+    pub fn requirements<'a>(&'a self, variant: &'a str) -> impl Iterator<Item = &'static str> + 'a {
+        self.requires.iter().filter(move |(v, _)| *v == "*" || *v == variant).map(|(_, fact)| *fact)
+    }
+}
+
+/// Attach modes for TC programs: TCX links (kernel 6.6+) and legacy clsact + cls_bpf.
+pub const ATTACH_MODES: &[&str] = &["tcx", "legacy"];
+
+pub const CATALOGUE: &[CheckSpec] = &[
+    CheckSpec {
+        id: "tc.attach.tcx",
+        title: "TC program attached through TCX sees traffic",
+        summary: "A counting program attached as a TCX ingress link on the host side of a pod's veth counts every datagram the pod sends, and the datagrams still reach the host socket. Control: the same attach with a program that returns TC_ACT_SHOT must stop delivery.",
+        variants: &["tcx"],
+        requires: &[("*", "tcx")],
+        reference: "https://docs.cilium.io/en/stable/operations/system_requirements/ (TCX, kernel 6.6)",
+    },
+    CheckSpec {
+        id: "tc.attach.legacy",
+        title: "TC program attached through clsact sees traffic",
+        summary: "A counting program attached with a clsact qdisc and a cls_bpf filter (netlink) on the host side of a pod's veth counts every datagram and the datagrams still reach the host socket. Control: a TC_ACT_SHOT program in the same place must stop delivery.",
+        variants: &["legacy"],
+        requires: &[],
+        reference: "https://docs.cilium.io/en/stable/operations/system_requirements/ (bpf.enableTCX=false)",
+    },
+    CheckSpec {
+        id: "datapath.stack-delivery",
+        title: "TC ingress hands packets to the host stack (TC_ACT_OK)",
+        summary: "A program on the host-side veth's ingress records each packet's skb metadata (ifindex, ingress ifindex, mark, hash, protocol, pkt_type) and returns TC_ACT_OK, Cilium's \"-> stack\"; the datagrams must reach a socket in the host namespace. A delivery failure whose metadata shows ifindex 0, hash 0 and source 0.0.0.0 is reported as the nix-2hd signature. Control: the program returns TC_ACT_SHOT.",
+        variants: ATTACH_MODES,
+        requires: &[("tcx", "tcx")],
+        reference: "https://github.com/cilium/cilium/issues (nix-2hd: flow 0x0, ifindex 0, orig-ip 0.0.0.0)",
+    },
+    CheckSpec {
+        id: "datapath.stack-delivery.redirect",
+        title: "bpf_redirect to a host device's ingress reaches the host stack",
+        summary: "A program on the host-side veth's ingress rewrites the destination MAC and calls bpf_redirect(cilium_net, BPF_F_INGRESS), the way Cilium hands host-bound traffic to cilium_host/cilium_net; the datagrams must reach a socket in the host namespace and be seen at cilium_net's ingress hook. Control: redirect to an ifindex that does not exist.",
+        variants: ATTACH_MODES,
+        requires: &[("tcx", "tcx"), ("*", "helper.redirect"), ("*", "helper.skb_store_bytes")],
+        reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/",
+    },
+    CheckSpec {
+        id: "datapath.redirect-peer",
+        title: "bpf_redirect_peer delivers into another pod namespace",
+        summary: "A program on pod A's host-side veth ingress calls bpf_redirect_peer(pod B's host-side veth); the datagrams must reach a socket in pod B while the host namespace forwards nothing (IpForwDatagrams unchanged, forwarding off) and pod B's host-side veth transmits nothing. Control: bpf_redirect_peer to an ifindex that does not exist.",
+        variants: ATTACH_MODES,
+        requires: &[("tcx", "tcx"), ("*", "helper.redirect_peer"), ("*", "helper.skb_store_bytes")],
+        reference: "https://github.com/torvalds/linux/blob/master/tools/testing/selftests/bpf/prog_tests/tc_redirect.c",
+    },
+    CheckSpec {
+        id: "datapath.redirect-peer.scrub",
+        title: "bpf_redirect_peer scrubs the packet (CVE-2025-37959)",
+        summary: "Pod A sends a frame with a foreign destination MAC (pkt_type OTHERHOST at the source hook); a program marks it and calls bpf_redirect_peer into pod B. On a fixed kernel the scrub resets pkt_type to HOST so the frame is delivered, while mark and tstamp are kept by design. Control: the same frame passed to the host stack instead (TC_ACT_OK) is not delivered.",
+        variants: &["default"],
+        requires: &[("*", "helper.redirect_peer")],
+        reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503)",
+    },
+    CheckSpec {
+        id: "datapath.pod-to-host",
+        title: "A pod reaches a host address and gets the reply",
+        summary: "A pod with a /32 address and a default route via its gateway sends to an address of the host namespace; the host answers over its /32 route via the pod's host-side veth, as Cilium routes pods. Control: the host's /32 route points at another pod's veth, so replies go astray.",
+        variants: &["default"],
+        requires: &[],
+        reference: "https://docs.cilium.io/en/stable/network/concepts/routing/",
+    },
+    CheckSpec {
+        id: "datapath.host-to-pod",
+        title: "The host reaches a pod and gets the reply",
+        summary: "The host namespace sends to a pod's /32 address over the route via the pod's host-side veth; the pod answers via its gateway. Control: the host's /32 route points at another pod's veth.",
+        variants: &["default"],
+        requires: &[],
+        reference: "https://docs.cilium.io/en/stable/network/concepts/routing/",
+    },
+];
+
+pub fn find_check(id: &str) -> Option<&'static CheckSpec> {
+    CATALOGUE.iter().find(|c| c.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::fact_kind;
+
+    #[test]
+    fn ids_are_unique_dotted_kebab() {
+        let mut seen = std::collections::HashSet::new();
+        for c in CATALOGUE {
+            assert!(seen.insert(c.id), "duplicate {}", c.id);
+            assert!(
+                c.id.split('.').all(|seg| !seg.is_empty()
+                    && seg.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')),
+                "bad id {}",
+                c.id
+            );
+            assert!(!c.variants.is_empty());
+        }
+    }
+
+    #[test]
+    fn requirements_name_boolean_facts() {
+        for c in CATALOGUE {
+            for (variant, fact) in c.requires {
+                assert!(*variant == "*" || c.variants.contains(variant), "{}: {variant}", c.id);
+                assert_eq!(fact_kind(fact), Some(crate::FactKind::Bool), "{}: {fact}", c.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! What the probe measured about where it runs, before any check.
+//!
+//! Matrices condition expectations on facts by dotted key (`kernel`, `tcx`,
+//! `helper.redirect_peer`, ...). [`FACT_KEYS`] is the closed list of those keys,
+//! so a matrix naming an unknown fact is rejected when it is loaded, not ignored.
+
+use crate::KernelVersion;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// BPF helpers whose availability is recorded as `helper.<name>` facts: the ones
+/// the checks use and the ones Cilium's agent probes for TC programs.
+pub const HELPERS: &[&str] = &[
+    "redirect",
+    "redirect_peer",
+    "redirect_neigh",
+    "fib_lookup",
+    "skb_store_bytes",
+    "skb_change_tail",
+    "csum_level",
+    "ringbuf_output",
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    /// `uname -r`.
+    pub kernel_release: String,
+    /// Parsed from `kernel_release`; `None` when it does not start with a version.
+    pub kernel: Option<KernelVersion>,
+    /// `uname -m` (`x86_64`, `aarch64`).
+    pub arch: String,
+    /// Bytes per page (4096, 16384 on Apple-Silicon-like arm64 kernels).
+    pub page_size: u64,
+    pub virtualization: Virtualization,
+    /// `/sys/kernel/btf/vmlinux` exists.
+    pub btf: bool,
+    /// `net.core.bpf_jit_enable` (0 off, 1 on, 2 debug); `None` if unreadable.
+    pub jit: Option<u8>,
+    pub bpffs: Bpffs,
+    /// Mount point of the cgroup v2 hierarchy, if any.
+    pub cgroup2: Option<String>,
+    /// A TC program could be attached through TCX (`BPF_LINK_CREATE` with `BPF_TCX_INGRESS`).
+    pub tcx: bool,
+    /// A netkit device could be created.
+    pub netkit: bool,
+    /// `helper.<name>`: a TC program calling the helper passed the verifier.
+    pub helpers: BTreeMap<String, bool>,
+    /// `/sys/class/dmi/id/sys_vendor` (`Hetzner` on Hetzner Cloud, `QEMU`), if readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_vendor: Option<String>,
+    /// Effective capabilities of the probe process (hex, as in /proc/self/status).
+    pub cap_eff: Option<String>,
+    /// Cilium version, when the probe runs in a cluster that has Cilium.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cilium_version: Option<String>,
+    /// k3s version, when the probe runs on a k3s node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k3s_version: Option<String>,
+    /// Facts that could not be measured, with why (`"netkit": "EPERM ..."`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub notes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Virtualization {
+    /// Hypervisor seen from inside (`kvm`, `qemu`, `firecracker`, `hyperv`, `unknown`), or `None` on bare metal.
+    pub hypervisor: Option<String>,
+    /// Container runtime seen from inside (`docker`, `podman`, `containerd`, `lxc`), or `None`.
+    pub container: Option<String>,
+    /// Virtualization inside virtualization: a container inside a VM, or a VM whose
+    /// CPU advertises VMX/SVM to run further guests.
+    pub nested: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bpffs {
+    /// A bpf filesystem is mounted at `/sys/fs/bpf`.
+    pub mounted: bool,
+    /// Mount propagation of `/sys/fs/bpf` (`shared`, `slave`, `private`), or of
+    /// its parent mount when bpffs is not mounted; Cilium needs shared or slave.
+    pub propagation: Option<String>,
+}
+
+/// The type of a fact as conditions compare it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactKind {
+    Version,
+    Text,
+    Number,
+    Bool,
+}
+
+/// A fact's value as conditions compare it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactValue {
+    Version(KernelVersion),
+    Text(String),
+    Number(u64),
+    Bool(bool),
+}
+
+impl fmt::Display for FactValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FactValue::Version(v) => write!(f, "{v}"),
+            FactValue::Text(s) => write!(f, "\"{s}\""),
+            FactValue::Number(n) => write!(f, "{n}"),
+            FactValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// Every fact key a matrix condition may name, with its type. `helper.<name>`
+/// keys come from [`HELPERS`].
+pub const FACT_KEYS: &[(&str, FactKind)] = &[
+    ("kernel", FactKind::Version),
+    ("arch", FactKind::Text),
+    ("page_size", FactKind::Number),
+    ("hypervisor", FactKind::Text),
+    ("container", FactKind::Text),
+    ("nested", FactKind::Bool),
+    ("btf", FactKind::Bool),
+    ("jit", FactKind::Bool),
+    ("bpffs", FactKind::Bool),
+    ("bpffs.propagation", FactKind::Text),
+    ("cgroup2", FactKind::Bool),
+    ("tcx", FactKind::Bool),
+    ("netkit", FactKind::Bool),
+    ("cilium", FactKind::Version),
+    ("k3s", FactKind::Text),
+    ("system_vendor", FactKind::Text),
+];
+
+/// The type of a fact key, or `None` if no such fact exists.
+pub fn fact_kind(key: &str) -> Option<FactKind> {
+    if let Some(helper) = key.strip_prefix("helper.") {
+        return HELPERS.contains(&helper).then_some(FactKind::Bool);
+    }
+    FACT_KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
+}
+
+/// All fact keys, for error messages that list what is valid.
+pub fn all_fact_keys() -> Vec<String> {
+    FACT_KEYS
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .chain(HELPERS.iter().map(|h| format!("helper.{h}")))
+        .collect()
+}
+
+impl Facts {
+    /// The value of a fact key; `None` when the key is unknown or the fact was not measured.
+    pub fn get(&self, key: &str) -> Option<FactValue> {
+        if let Some(helper) = key.strip_prefix("helper.") {
+            return self.helpers.get(helper).map(|b| FactValue::Bool(*b));
+        }
+        Some(match key {
+            "kernel" => FactValue::Version(self.kernel?),
+            "arch" => FactValue::Text(self.arch.clone()),
+            "page_size" => FactValue::Number(self.page_size),
+            "hypervisor" => FactValue::Text(self.virtualization.hypervisor.clone().unwrap_or_default()),
+            "container" => FactValue::Text(self.virtualization.container.clone().unwrap_or_default()),
+            "nested" => FactValue::Bool(self.virtualization.nested),
+            "btf" => FactValue::Bool(self.btf),
+            "jit" => FactValue::Bool(self.jit? > 0),
+            "bpffs" => FactValue::Bool(self.bpffs.mounted),
+            "bpffs.propagation" => FactValue::Text(self.bpffs.propagation.clone().unwrap_or_default()),
+            "cgroup2" => FactValue::Bool(self.cgroup2.is_some()),
+            "tcx" => FactValue::Bool(self.tcx),
+            "netkit" => FactValue::Bool(self.netkit),
+            "cilium" => FactValue::Version(KernelVersion::parse_release(self.cilium_version.as_deref()?.trim_start_matches('v'))?),
+            "k3s" => FactValue::Text(self.k3s_version.clone()?),
+            "system_vendor" => FactValue::Text(self.system_vendor.clone().unwrap_or_default()),
+            _ => return None,
+        })
+    }
+
+    /// A plausible fact set for tests and snapshots (no I/O).
+    pub fn example() -> Self {
+        Facts {
+            kernel_release: "6.18.44-example".into(),
+            kernel: Some(KernelVersion::new(6, 18, 44)),
+            arch: "x86_64".into(),
+            page_size: 4096,
+            virtualization: Virtualization { hypervisor: Some("kvm".into()), container: None, nested: false },
+            btf: true,
+            jit: Some(1),
+            bpffs: Bpffs { mounted: false, propagation: Some("private".into()) },
+            cgroup2: Some("/sys/fs/cgroup".into()),
+            tcx: true,
+            netkit: false,
+            helpers: HELPERS.iter().map(|h| (h.to_string(), true)).collect(),
+            system_vendor: Some("QEMU".into()),
+            cap_eff: Some("000001ffffffffff".into()),
+            cilium_version: None,
+            k3s_version: None,
+            notes: BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_a_value_in_the_example_or_is_cluster_only() {
+        let facts = Facts::example();
+        for key in all_fact_keys() {
+            let kind = fact_kind(&key).expect("listed key has a kind");
+            match facts.get(&key) {
+                Some(FactValue::Version(_)) => assert_eq!(kind, FactKind::Version, "{key}"),
+                Some(FactValue::Text(_)) => assert_eq!(kind, FactKind::Text, "{key}"),
+                Some(FactValue::Number(_)) => assert_eq!(kind, FactKind::Number, "{key}"),
+                Some(FactValue::Bool(_)) => assert_eq!(kind, FactKind::Bool, "{key}"),
+                None => assert!(key == "cilium" || key == "k3s", "{key} has no value"),
+            }
+        }
+        assert_eq!(fact_kind("helper.nope"), None);
+        assert_eq!(fact_kind("kernal"), None);
+    }
+}

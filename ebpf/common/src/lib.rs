@@ -1,0 +1,121 @@
+//! Types shared by the eBPF programs (`ebpf/programs`) and the probe.
+//!
+//! `no_std` and `repr(C)` so both sides agree on layout byte for byte. The eBPF
+//! workspace builds this crate for `bpfel-unknown-none`; the probe builds it with
+//! the `user` feature, which adds `aya::Pod`.
+#![no_std]
+
+/// UDP destination port the probe's test traffic uses; hooks ignore everything else
+/// (ARP, IPv6 router solicitations) so counters count only what the check sent.
+pub const PROBE_PORT: u16 = 47_474;
+
+/// First four payload bytes of every probe datagram, then a big-endian sequence number.
+pub const PAYLOAD_MAGIC: [u8; 4] = *b"CCnf";
+
+/// What a hook program does with a matching packet after recording it.
+pub mod action {
+    /// Return `TC_ACT_OK`: hand the packet on (Cilium's "-> stack").
+    pub const PASS: u32 = 0;
+    /// Return `TC_ACT_SHOT`: drop (negative controls).
+    pub const DROP: u32 = 1;
+    /// `bpf_redirect(target_ifindex, flags)` and return its result.
+    pub const REDIRECT: u32 = 2;
+    /// `bpf_redirect_peer(target_ifindex, 0)` and return its result.
+    pub const REDIRECT_PEER: u32 = 3;
+}
+
+/// `flags` for [`action::REDIRECT`]: deliver to the target's ingress instead of its egress.
+pub const BPF_F_INGRESS: u64 = 1;
+
+/// Configuration of one loaded hook program, in its `CONFIG` array at index 0.
+/// The probe writes it before attaching; programs treat a missing entry as
+/// "match nothing, pass everything".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookConfig {
+    /// Which packets count as the check's traffic: UDP to this port (host order).
+    pub dport: u16,
+    /// Non-zero: rewrite the destination MAC to `dst_mac` before acting.
+    pub rewrite_dst_mac: u8,
+    pub _pad0: u8,
+    /// One of [`action`].
+    pub action: u32,
+    /// Target of the redirect actions.
+    pub target_ifindex: u32,
+    /// Non-zero: set `skb->mark` to this value before acting.
+    pub set_mark: u32,
+    /// Flags for [`action::REDIRECT`].
+    pub redirect_flags: u64,
+    /// Non-zero: set `skb->tstamp` to this value before acting.
+    pub set_tstamp: u64,
+    pub dst_mac: [u8; 6],
+    pub _pad1: [u8; 2],
+}
+
+/// What a hook saw of one matching packet, pushed to the `EVENTS` ring buffer.
+/// Field names follow `struct __sk_buff`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkbMeta {
+    pub ifindex: u32,
+    pub ingress_ifindex: u32,
+    pub mark: u32,
+    /// `skb->hash` as it was (not recalculated): Cilium's trace `flow`.
+    pub hash: u32,
+    /// `skb->protocol`, network byte order as in `__sk_buff`.
+    pub protocol: u32,
+    /// 0 HOST, 1 BROADCAST, 2 MULTICAST, 3 OTHERHOST.
+    pub pkt_type: u32,
+    pub len: u32,
+    /// IPv4 source and destination, network byte order.
+    pub saddr: u32,
+    pub daddr: u32,
+    /// Sequence number from the payload (after [`PAYLOAD_MAGIC`]), big-endian decoded.
+    pub seq: u32,
+    pub tstamp: u64,
+    /// Return value of the redirect helper, or the TC action returned.
+    pub result: i64,
+}
+
+/// Slots of the `COUNTERS` per-CPU array; userspace sums across CPUs
+/// (the BPF target has no atomic add that works everywhere).
+pub mod counter {
+    /// Every packet the program ran on.
+    pub const SEEN: u32 = 0;
+    /// Packets that matched [`super::HookConfig::dport`].
+    pub const MATCHED: u32 = 1;
+    /// Matched packets whose redirect helper returned `TC_ACT_SHOT` (bad target).
+    pub const REDIRECT_FAILED: u32 = 2;
+    /// Events that did not fit in the ring buffer.
+    pub const EVENTS_LOST: u32 = 3;
+    pub const LEN: u32 = 4;
+}
+
+/// Names of the programs and maps in each object, as the probe looks them up.
+pub mod names {
+    /// `hook.bpf.o`: records matching packets and passes, drops or redirects them.
+    pub const HOOK_PROGRAM: &str = "hook";
+    /// `helper_probe.bpf.o`: one program per helper; loading it tells whether the verifier knows the helper.
+    pub const HELPER_PROGRAM_PREFIX: &str = "probe_";
+    pub const CONFIG_MAP: &str = "CONFIG";
+    pub const EVENTS_MAP: &str = "EVENTS";
+    pub const COUNTERS_MAP: &str = "COUNTERS";
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: both types are repr(C), Copy, made of integers, with explicit padding.
+    unsafe impl aya::Pod for super::HookConfig {}
+    unsafe impl aya::Pod for super::SkbMeta {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(core::mem::size_of::<HookConfig>(), 40);
+        assert_eq!(core::mem::size_of::<SkbMeta>(), 56);
+    }
+}

@@ -1,0 +1,1 @@
+//! Turns probe observations into verdicts and reports.
