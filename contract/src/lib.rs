@@ -13,7 +13,7 @@ pub mod lines;
 pub mod version;
 
 pub use catalogue::{CATALOGUE, CheckSpec, find_check};
-pub use facts::{FACT_KEYS, FactKind, FactValue, Facts};
+pub use facts::{Bpffs, FACT_KEYS, FactKind, FactValue, Facts, HELPERS, Virtualization};
 pub use lines::{Control, ControlOutcome, Done, Line, Observation, Outcome, Plan, PlannedCheck};
 pub use version::KernelVersion;
 

@@ -3,3 +3,12 @@
 #![cfg(target_os = "linux")]
 
 pub mod netns;
+pub mod counters;
+pub mod netlink;
+pub mod topology;
+pub mod checks;
+pub mod hooks;
+pub mod traffic;
+pub mod runner;
+pub mod objects;
+pub mod facts;

@@ -1,1 +1,116 @@
-fn main() {}
+//! `probe`: runs the checks where the datapath lives and prints JSON lines on stdout.
+//! Usually started by `cargo xtask conformance` through a target, not by hand.
+
+#[cfg(target_os = "linux")]
+fn main() -> std::process::ExitCode {
+    linux::main()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() -> std::process::ExitCode {
+    eprintln!("probe: runs on Linux only (it creates network namespaces and loads eBPF programs)");
+    std::process::ExitCode::from(2)
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use clap::{Parser, Subcommand};
+    use conformance_probes::checks::Fault;
+    use conformance_probes::runner::{self, RunOptions};
+    use std::collections::BTreeMap;
+    use std::process::ExitCode;
+
+    #[derive(Parser)]
+    #[command(name = "probe", version, about = "Runs cilium-conformance checks here and prints JSON lines (facts, plan, observations, done).")]
+    struct Cli {
+        #[command(subcommand)]
+        command: Option<Command>,
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[derive(Subcommand)]
+    enum Command {
+        /// Run checks (the default).
+        Run(RunArgs),
+        /// Print the facts line only.
+        Facts,
+        /// List check ids and variants.
+        List,
+    }
+
+    #[derive(clap::Args, Default)]
+    struct RunArgs {
+        /// Check to run, as `id` or `id[variant]`; repeat for more. Default: all.
+        #[arg(long = "check", value_name = "ID")]
+        checks: Vec<String>,
+        /// Break a check's datapath on purpose, as `id=drop` or `id=no-route`
+        /// (for testing the suite: that check must turn into a regression).
+        #[arg(long = "fault", value_name = "ID=KIND")]
+        faults: Vec<String>,
+        /// Run id for object names and the report; default: random.
+        #[arg(long)]
+        run_id: Option<String>,
+    }
+
+    fn run_id() -> String {
+        let mut bytes = [0u8; 4];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn parse_faults(raw: &[String]) -> Result<BTreeMap<String, Fault>, String> {
+        raw.iter()
+            .map(|f| {
+                let (id, kind) = f.split_once('=').ok_or_else(|| format!("--fault {f}: want ID=KIND"))?;
+                Ok((id.to_string(), kind.parse::<Fault>().map_err(|e| format!("--fault {f}: {e}"))?))
+            })
+            .collect()
+    }
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        let args = match cli.command {
+            Some(Command::List) => {
+                for spec in conformance_contract::CATALOGUE {
+                    println!("{} [{}]  {}", spec.id, spec.variants.join(", "), spec.title);
+                }
+                return ExitCode::SUCCESS;
+            }
+            Some(Command::Facts) => {
+                let facts = conformance_probes::facts::gather(conformance_probes::objects::HOOK, conformance_probes::objects::HELPER_PROBE);
+                println!("{}", serde_json::to_string_pretty(&facts).expect("facts serialize"));
+                return ExitCode::SUCCESS;
+            }
+            Some(Command::Run(args)) => args,
+            None => cli.run,
+        };
+        let faults = match parse_faults(&args.faults) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("probe: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if let Err(e) = runner::plan(&args.checks) {
+            eprintln!("probe: {e}");
+            return ExitCode::from(2);
+        }
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("probe: needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN: it creates network namespaces and loads eBPF programs)");
+            return ExitCode::from(2);
+        }
+        let opts = RunOptions { run_id: args.run_id.unwrap_or_else(run_id), select: args.checks, faults };
+        match runner::run(&opts, &mut out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("probe: {e:#}");
+                ExitCode::from(3)
+            }
+        }
+    }
+}

@@ -41,6 +41,11 @@ impl NetNs {
         Ok(Self { name: name.to_string(), file })
     }
 
+    /// Another handle on the same namespace (a duplicated descriptor).
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Self { name: self.name.clone(), file: self.file.try_clone().context("dup namespace fd")? })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

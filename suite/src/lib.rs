@@ -1,1 +1,3 @@
 //! Turns probe observations into verdicts and reports.
+pub mod env;
+pub mod matrix;

@@ -1,0 +1,76 @@
+//! Kernel counters read from inside a namespace: they show where packets went
+//! (forwarded by the host? transmitted by a veth?) without touching them.
+
+use crate::netns::NetNs;
+use anyhow::{Context, Result, bail};
+
+/// Packet counters of one device, from `/proc/thread-self/net/dev`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DevCounters {
+    pub rx_packets: u64,
+    pub rx_dropped: u64,
+    pub tx_packets: u64,
+}
+
+pub fn dev_counters(ns: &NetNs, device: &str) -> Result<DevCounters> {
+    let text = ns.read_to_string("/proc/thread-self/net/dev")?;
+    parse_dev(&text, device).with_context(|| format!("counters of {device} in ns {}", ns.name()))
+}
+
+fn parse_dev(text: &str, device: &str) -> Result<DevCounters> {
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else { continue };
+        if name.trim() != device {
+            continue;
+        }
+        let fields: Vec<u64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+        if fields.len() < 10 {
+            bail!("short line in /proc/net/dev: {line}");
+        }
+        return Ok(DevCounters { rx_packets: fields[1], rx_dropped: fields[3], tx_packets: fields[9] });
+    }
+    bail!("no device {device} in /proc/net/dev")
+}
+
+/// One counter from `/proc/thread-self/net/snmp` or `netstat`, e.g. (`Ip`, `ForwDatagrams`)
+/// or (`IpExt`, ...).
+pub fn snmp(ns: &NetNs, group: &str, field: &str) -> Result<u64> {
+    let snmp = ns.read_to_string("/proc/thread-self/net/snmp")?;
+    let netstat = ns.read_to_string("/proc/thread-self/net/netstat")?;
+    parse_snmp(&snmp, group, field)
+        .or_else(|| parse_snmp(&netstat, group, field))
+        .with_context(|| format!("no {group}:{field} in /proc/net/snmp or netstat of ns {}", ns.name()))
+}
+
+fn parse_snmp(text: &str, group: &str, field: &str) -> Option<u64> {
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+        let names = names.split_whitespace().skip(1);
+        let values = values.split_whitespace().skip(1);
+        if let Some((_, v)) = names.zip(values).find(|(n, _)| *n == field) {
+            return v.parse().ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n  eth0:     840      12    0    2    0     0          0         0      420       6    0    0    0     0       0          0\n";
+        assert_eq!(parse_dev(text, "eth0").unwrap(), DevCounters { rx_packets: 12, rx_dropped: 2, tx_packets: 6 });
+        assert!(parse_dev(text, "eth1").is_err());
+    }
+
+    #[test]
+    fn parses_snmp_pairs() {
+        let text = "Ip: Forwarding DefaultTTL InReceives ForwDatagrams\nIp: 2 64 10 3\nUdp: InDatagrams NoPorts\nUdp: 7 1\n";
+        assert_eq!(parse_snmp(text, "Ip", "ForwDatagrams"), Some(3));
+        assert_eq!(parse_snmp(text, "Udp", "NoPorts"), Some(1));
+        assert_eq!(parse_snmp(text, "Ip", "Nope"), None);
+    }
+}

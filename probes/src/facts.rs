@@ -1,0 +1,315 @@
+//! Facts: what the probe measures about where it runs, before any check.
+//!
+//! [`gather`] fills [`Facts`] on the machine the probe runs on (a host, a privileged
+//! container, a qemu guest, a pod). Every fact is measured on its own; one that cannot
+//! be measured keeps its empty value (`None`, `false`, absent helper) and gets a line
+//! in `facts.notes` saying why, so a report can tell "not supported here" from "could
+//! not look". `gather` never fails and never panics.
+//!
+//! Anything that creates kernel objects (the TCX attach, the netkit device pair) runs
+//! in a throwaway network namespace ([`NetNs`]): nothing touches the namespace the
+//! probe started in, and everything is gone when the namespace's last descriptor closes.
+
+mod bpf;
+mod netkit;
+mod parse;
+mod virt;
+
+use crate::netns::NetNs;
+use bpf::Outcome;
+use conformance_contract::KernelVersion;
+use conformance_contract::facts::{Bpffs, Facts, HELPERS, Virtualization};
+use std::collections::BTreeMap;
+use std::ffi::CStr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+/// Measures every fact. `hook_obj` is an eBPF object with a TC classifier named
+/// `hook`; `helper_obj` has one classifier `probe_<helper>` per entry of [`HELPERS`].
+pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
+    let mut g = Gatherer::default();
+    let (kernel_release, arch) = g.run("uname", uname).unwrap_or_default();
+    let kernel = KernelVersion::parse_release(&kernel_release);
+    if kernel.is_none() {
+        g.note("kernel", format!("release {kernel_release:?} does not start with a version"));
+    }
+    let page_size = g.run("page_size", page_size).unwrap_or(0);
+
+    let mountinfo = g
+        .run("mountinfo", || {
+            std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("read /proc/self/mountinfo: {e}"))
+        })
+        .unwrap_or_default();
+    let mounts = parse::parse_mountinfo(&mountinfo);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_else(|e| {
+        g.note("cpuinfo", format!("read /proc/cpuinfo: {e}"));
+        String::new()
+    });
+    let cpu_flags = parse::cpu_flags(&cpuinfo);
+
+    let virtualization = g.run("virtualization", || Ok(virtualization(&cpu_flags, &mounts))).map(|(v, notes)| {
+        for (key, note) in notes {
+            g.note(key, note);
+        }
+        v
+    });
+    let system_vendor = read_trimmed("/sys/class/dmi/id/sys_vendor");
+    if system_vendor.is_none() {
+        let why = if Path::new("/sys/class/dmi/id").exists() {
+            "/sys/class/dmi/id/sys_vendor is empty or unreadable"
+        } else {
+            "no DMI (/sys/class/dmi/id absent: no SMBIOS tables, or /sys hidden)"
+        };
+        g.note("system_vendor", why.into());
+    }
+
+    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    let (bpffs_mounted, propagation) = parse::bpffs(&mounts);
+    if propagation.is_none() {
+        g.note("bpffs.propagation", "no mount holds /sys/fs/bpf in /proc/self/mountinfo".into());
+    }
+    let cgroup2 = parse::cgroup2_mount(&mounts);
+    let cap_eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| parse::status_field(&s, "CapEff").map(str::to_string));
+    if cap_eff.is_none() {
+        g.note("cap_eff", "no CapEff in /proc/self/status".into());
+    }
+
+    // Loading programs: helpers first (no namespace needed), then TCX and netkit in one
+    // throwaway namespace.
+    let mut helpers = BTreeMap::new();
+    let mut jited = None;
+    if let Some((results, size)) = g.run("helpers", || Ok(bpf::helpers(helper_obj, HELPERS))) {
+        jited = jited.max(size);
+        for (name, outcome) in results {
+            match outcome {
+                Outcome::Yes => {
+                    helpers.insert(name, true);
+                }
+                Outcome::No(why) => {
+                    helpers.insert(name.clone(), false);
+                    g.note(&format!("helper.{name}"), why);
+                }
+                Outcome::Unknown(why) => g.note(&format!("helper.{name}"), format!("not measured: {why}")),
+            }
+        }
+    }
+    let mut tcx = false;
+    let mut netkit = false;
+    match NetNs::new("facts") {
+        Err(e) => {
+            let why = format!("not measured: {e:#}");
+            g.note("tcx", why.clone());
+            g.note("netkit", why);
+        }
+        Ok(ns) => {
+            if let Some((outcome, size)) = g.run("tcx", || ns.run(|| Ok(bpf::tcx(hook_obj))).map_err(|e| format!("{e:#}"))) {
+                jited = jited.max(size);
+                match outcome {
+                    Outcome::Yes => tcx = true,
+                    Outcome::No(why) => g.note("tcx", why),
+                    Outcome::Unknown(why) => g.note("tcx", format!("not measured: {why}")),
+                }
+            }
+            let answer = g.run("netkit", || {
+                ns.run(|| Ok(netkit::try_create("nkfacts0"))).map_err(|e| format!("{e:#}"))
+            });
+            match answer {
+                Some(Ok(ack)) if ack.errno == 0 => netkit = true,
+                Some(Ok(ack)) if ack.errno == libc::EOPNOTSUPP => g.note(
+                    "netkit",
+                    format!("RTM_NEWLINK kind netkit: {}: kernel built without CONFIG_NETKIT (or older than 6.7)", ack.describe()),
+                ),
+                Some(Ok(ack)) if matches!(ack.errno, libc::EPERM | libc::EACCES) => {
+                    g.note("netkit", format!("not measured: RTM_NEWLINK kind netkit: {}", ack.describe()))
+                }
+                Some(Ok(ack)) => g.note("netkit", format!("RTM_NEWLINK kind netkit: {}", ack.describe())),
+                Some(Err(e)) => g.note("netkit", format!("not measured: {e}")),
+                None => {}
+            }
+        }
+    }
+
+    let jit = match std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable") {
+        Ok(s) => s.trim().parse::<u8>().ok(),
+        Err(e) => {
+            // The sysctl exists only in the initial network namespace: containers and
+            // pods do not see it. A loaded program's JIT size tells the same.
+            match jited {
+                Some(size) => {
+                    g.note(
+                        "jit",
+                        format!(
+                            "net.core.bpf_jit_enable unreadable ({e}; it is only visible in the initial network namespace): inferred from a loaded program's JIT size ({size} bytes)"
+                        ),
+                    );
+                    Some(u8::from(size > 0))
+                }
+                None => {
+                    g.note("jit", format!("net.core.bpf_jit_enable unreadable ({e}) and no program loaded to tell"));
+                    None
+                }
+            }
+        }
+    };
+
+    g.note("cilium_version", "not in a cluster".into());
+    g.note("k3s_version", "not in a cluster".into());
+
+    Facts {
+        kernel_release,
+        kernel,
+        arch,
+        page_size,
+        virtualization: virtualization.unwrap_or_default(),
+        btf,
+        jit,
+        bpffs: Bpffs { mounted: bpffs_mounted, propagation },
+        cgroup2,
+        tcx,
+        netkit,
+        helpers,
+        system_vendor,
+        cap_eff,
+        cilium_version: None,
+        k3s_version: None,
+        notes: g.notes,
+    }
+}
+
+/// Runs each measurement so that neither an error nor a panic escapes; both become notes.
+#[derive(Default)]
+struct Gatherer {
+    notes: BTreeMap<String, String>,
+}
+
+impl Gatherer {
+    fn note(&mut self, key: &str, text: String) {
+        self.notes
+            .entry(key.to_string())
+            .and_modify(|old| {
+                old.push_str("; ");
+                old.push_str(&text);
+            })
+            .or_insert(text);
+    }
+
+    fn run<T>(&mut self, key: &str, f: impl FnOnce() -> Result<T, String>) -> Option<T> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.note(key, e);
+                None
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                self.note(key, format!("measurement panicked: {msg}"));
+                None
+            }
+        }
+    }
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// `uname -r` and `uname -m`.
+fn uname() -> Result<(String, String), String> {
+    // SAFETY: utsname is plain old data; uname(2) fills it and NUL-terminates each field.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return Err(format!("uname: {}", std::io::Error::last_os_error()));
+    }
+    let field = |f: &[libc::c_char]| {
+        // SAFETY: the kernel NUL-terminates every utsname field within its array.
+        unsafe { CStr::from_ptr(f.as_ptr()) }.to_string_lossy().into_owned()
+    };
+    Ok((field(&uts.release), field(&uts.machine)))
+}
+
+fn page_size() -> Result<u64, String> {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size)
+        .ok()
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("sysconf(_SC_PAGESIZE): {}", std::io::Error::last_os_error()))
+}
+
+/// Hypervisor, container runtime and nesting, with notes for guesses.
+fn virtualization(cpu_flags: &[String], mounts: &[parse::Mount]) -> (Virtualization, Vec<(&'static str, String)>) {
+    let mut notes = Vec::new();
+    let hv = virt::HypervisorSignals::read(cpu_flags);
+    let (hypervisor, hv_note) = virt::classify_hypervisor(&hv);
+    if let Some(n) = hv_note {
+        notes.push(("hypervisor", n));
+    }
+    let mut unread = Vec::new();
+    let cs = virt::ContainerSignals::read(mounts, &mut unread);
+    let (container, c_note) = virt::classify_container(&cs);
+    if let Some(n) = c_note {
+        notes.push(("container", n));
+    }
+    if container.is_none() && !unread.is_empty() {
+        notes.push(("container", format!("judged without {}", unread.join(", "))));
+    }
+    let nested = hypervisor.is_some() && (container.is_some() || hv.cpu_virt_ext);
+    (Virtualization { hypervisor, container, nested }, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str) -> Vec<u8> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf/dist");
+        let path = dir.join(name);
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "eBPF object {} missing ({e}): build the eBPF programs first so that ebpf/dist/ holds {name}",
+                path.display()
+            )
+        })
+    }
+
+    /// Runs `gather` for real. Asserts what is true of the project's machines: a
+    /// Firecracker VM running Linux 6.18 on x86_64 without netkit.
+    #[test]
+    fn gather_on_this_machine() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let hook = object("hook.bpf.o");
+        let helper = object("helper_probe.bpf.o");
+        let start = std::time::Instant::now();
+        let facts = gather(&hook, &helper);
+        let took = start.elapsed();
+        eprintln!("gather took {took:?}\n{}", serde_json::to_string_pretty(&facts).unwrap());
+
+        assert!(facts.kernel.is_some(), "{}", facts.kernel_release);
+        assert_eq!(facts.arch, "x86_64");
+        assert_eq!(facts.page_size, 4096);
+        assert!(facts.btf);
+        assert!(facts.jit.is_some());
+        assert!(facts.tcx, "{:?}", facts.notes.get("tcx"));
+        assert!(!facts.netkit);
+        assert!(facts.notes.get("netkit").is_some_and(|n| n.contains("EOPNOTSUPP")), "{:?}", facts.notes);
+        for helper in HELPERS {
+            assert_eq!(facts.helpers.get(*helper), Some(&true), "helper {helper}: {:?}", facts.notes.get(&format!("helper.{helper}")));
+        }
+        assert!(facts.virtualization.hypervisor.is_some());
+        assert_eq!(facts.virtualization.container, None, "{:?}", facts.notes);
+        assert!(facts.cap_eff.is_some());
+        assert!(facts.bpffs.propagation.is_some());
+    }
+}

@@ -1,0 +1,186 @@
+//! A `hook` program (ebpf/programs/src/bin/hook.rs) loaded and attached to one
+//! device in one namespace, with its own maps: its configuration, the skb metadata
+//! it recorded and its counters.
+//!
+//! Each hook is its own load of the object, so two hooks on one path never share
+//! counters. Dropping a hook detaches it from inside its namespace: aya removes a
+//! legacy tc filter by ifindex over netlink, and that must not happen in whatever
+//! namespace the dropping thread is in.
+
+use crate::netns::NetNs;
+use crate::objects;
+use anyhow::{Context, Result, anyhow};
+use aya::Ebpf;
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::programs::tc::{NlOptions, TcAttachOptions};
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
+use conformance_ebpf_common::{HookConfig, SkbMeta, counter, names};
+use serde_json::{Value, json};
+
+/// How a TC program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// A TCX link (`BPF_LINK_CREATE`, kernel 6.6+), Cilium's default where present.
+    Tcx,
+    /// A clsact qdisc and a cls_bpf filter over netlink (`bpf.enableTCX=false`).
+    Legacy,
+}
+
+impl AttachMode {
+    pub fn from_variant(variant: &str) -> Option<Self> {
+        match variant {
+            "tcx" => Some(Self::Tcx),
+            "legacy" => Some(Self::Legacy),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcx => "tcx",
+            Self::Legacy => "legacy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+/// Summed per-CPU counters of a hook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HookCounters {
+    pub seen: u64,
+    pub matched: u64,
+    pub redirect_failed: u64,
+    pub events_lost: u64,
+}
+
+impl HookCounters {
+    pub fn to_json(self) -> Value {
+        json!({ "seen": self.seen, "matched": self.matched, "redirect_failed": self.redirect_failed, "events_lost": self.events_lost })
+    }
+}
+
+pub struct Hook {
+    ns: NetNs,
+    ebpf: Option<Ebpf>,
+    events: RingBuf<MapData>,
+    /// `<device> <direction> (<mode>)`, for evidence and errors.
+    pub label: String,
+}
+
+impl Hook {
+    /// Loads a fresh `hook` program, configures it and attaches it.
+    pub fn attach(ns: &NetNs, device: &str, direction: Direction, mode: AttachMode, config: HookConfig) -> Result<Self> {
+        let dir = match direction {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        };
+        let label = format!("{device} {dir} ({}) in ns {}", mode.name(), ns.name());
+        let mut ebpf = Ebpf::load(objects::HOOK).context("load hook.bpf.o")?;
+        let events = RingBuf::try_from(ebpf.take_map(names::EVENTS_MAP).ok_or_else(|| anyhow!("hook.bpf.o has no EVENTS map"))?)
+            .context("EVENTS is not a ring buffer")?;
+        let mut hook = Self { ns: ns.try_clone()?, ebpf: Some(ebpf), events, label };
+        hook.configure(config)?;
+        let label = hook.label.clone();
+        let ebpf = hook.ebpf.as_mut().expect("loaded");
+        ns.run(|| {
+            let prog: &mut SchedClassifier = ebpf
+                .program_mut(names::HOOK_PROGRAM)
+                .ok_or_else(|| anyhow!("hook.bpf.o has no program {}", names::HOOK_PROGRAM))?
+                .try_into()?;
+            prog.load().context("load program `hook` (verifier)")?;
+            let attach_type = match direction {
+                Direction::Ingress => TcAttachType::Ingress,
+                Direction::Egress => TcAttachType::Egress,
+            };
+            let options = match mode {
+                AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+                AttachMode::Legacy => {
+                    // A second clsact on the same device reports "exists": that is fine.
+                    if let Err(e) = aya::programs::tc::qdisc_add_clsact(device) {
+                        let text = e.to_string();
+                        if !text.contains("exists") && !text.contains("Exclusivity") {
+                            return Err(anyhow!(e)).context("add clsact qdisc");
+                        }
+                    }
+                    TcAttachOptions::Netlink(NlOptions::default())
+                }
+            };
+            prog.attach_with_options(device, attach_type, options)?;
+            Ok(())
+        })
+        .with_context(|| format!("attach hook on {label}"))?;
+        Ok(hook)
+    }
+
+    fn ebpf(&mut self) -> &mut Ebpf {
+        self.ebpf.as_mut().expect("hook is loaded until dropped")
+    }
+
+    /// Replaces the configuration; the next packet sees the new one.
+    pub fn configure(&mut self, config: HookConfig) -> Result<()> {
+        let label = self.label.clone();
+        let map = self.ebpf().map_mut(names::CONFIG_MAP).ok_or_else(|| anyhow!("hook.bpf.o has no CONFIG map"))?;
+        let mut array: Array<_, HookConfig> = Array::try_from(map)?;
+        array.set(0, config, 0).with_context(|| format!("configure hook on {label}"))?;
+        Ok(())
+    }
+
+    pub fn counters(&mut self) -> Result<HookCounters> {
+        let map = self.ebpf().map(names::COUNTERS_MAP).ok_or_else(|| anyhow!("hook.bpf.o has no COUNTERS map"))?;
+        let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
+        let sum = |slot: u32| -> Result<u64> { Ok(array.get(&slot, 0)?.iter().sum()) };
+        Ok(HookCounters {
+            seen: sum(counter::SEEN)?,
+            matched: sum(counter::MATCHED)?,
+            redirect_failed: sum(counter::REDIRECT_FAILED)?,
+            events_lost: sum(counter::EVENTS_LOST)?,
+        })
+    }
+
+    /// Takes every skb metadata record the hook has written so far.
+    pub fn drain_events(&mut self) -> Vec<SkbMeta> {
+        let mut out = Vec::new();
+        while let Some(item) = self.events.next() {
+            if item.len() >= std::mem::size_of::<SkbMeta>() {
+                // SAFETY: SkbMeta is plain old data of exactly this size; read_unaligned copes with any alignment.
+                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const SkbMeta) });
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Hook {
+    fn drop(&mut self) {
+        if let Some(ebpf) = self.ebpf.take() {
+            // Detach where the device lives; if the namespace is already gone, so is the filter.
+            let _ = self.ns.run(move || {
+                drop(ebpf);
+                Ok(())
+            });
+        }
+    }
+}
+
+/// The metadata fields a report shows, named as in `struct __sk_buff`.
+pub fn meta_json(m: &SkbMeta) -> Value {
+    json!({
+        "seq": m.seq,
+        "ifindex": m.ifindex,
+        "ingress_ifindex": m.ingress_ifindex,
+        "mark": format!("{:#x}", m.mark),
+        "hash": format!("{:#x}", m.hash),
+        "protocol": format!("{:#06x}", u16::from_be(m.protocol as u16)),
+        "pkt_type": m.pkt_type,
+        "len": m.len,
+        "saddr": std::net::Ipv4Addr::from(u32::from_be(m.saddr)).to_string(),
+        "daddr": std::net::Ipv4Addr::from(u32::from_be(m.daddr)).to_string(),
+        "tstamp": m.tstamp,
+        "result": m.result,
+    })
+}

@@ -1,0 +1,124 @@
+//! One probe run: facts, plan, one observation per planned (check, variant), done,
+//! each printed as a JSON line the moment it exists so a reader sees progress and a
+//! killed probe leaves a visibly truncated stream.
+
+use crate::checks::{self, Ctx, Fault};
+use crate::{facts, objects};
+use anyhow::{Context, Result, bail};
+use conformance_contract::{CATALOGUE, CheckSpec, Done, Facts, FactValue, Line, Observation, Outcome, Plan, PlannedCheck, SCHEMA};
+use serde_json::Map;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Instant;
+
+pub struct RunOptions {
+    pub run_id: String,
+    /// `check` or `check[variant]`; empty runs everything.
+    pub select: Vec<String>,
+    pub faults: BTreeMap<String, Fault>,
+}
+
+/// Resolves selectors to planned (check, variant) pairs in catalogue order.
+pub fn plan(select: &[String]) -> Result<Vec<(&'static CheckSpec, &'static str)>> {
+    let mut wanted: Vec<(&str, Option<&str>)> = Vec::new();
+    for s in select {
+        let (id, variant) = match s.split_once('[') {
+            Some((id, rest)) => (id, Some(rest.trim_end_matches(']'))),
+            None => (s.as_str(), None),
+        };
+        let Some(spec) = conformance_contract::find_check(id) else {
+            bail!("unknown check `{id}` (known: {})", CATALOGUE.iter().map(|c| c.id).collect::<Vec<_>>().join(", "));
+        };
+        if let Some(v) = variant
+            && !spec.variants.contains(&v)
+        {
+            bail!("check `{id}` has no variant `{v}` (has: {})", spec.variants.join(", "));
+        }
+        wanted.push((id, variant));
+    }
+    let mut out = Vec::new();
+    for spec in CATALOGUE {
+        for variant in spec.variants {
+            if wanted.is_empty() || wanted.iter().any(|(id, v)| *id == spec.id && v.is_none_or(|v| v == *variant)) {
+                out.push((spec, *variant));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The facts a variant needs that are false or unmeasured here.
+fn missing_requirements(spec: &CheckSpec, variant: &str, facts: &Facts) -> Vec<String> {
+    spec.requirements(variant)
+        .filter(|key| facts.get(key) != Some(FactValue::Bool(true)))
+        .map(|key| match facts.notes.get(key) {
+            Some(note) => format!("{key} ({note})"),
+            None => key.to_string(),
+        })
+        .collect()
+}
+
+fn unsupported(spec: &CheckSpec, variant: &str, missing: Vec<String>) -> Observation {
+    Observation {
+        check: spec.id.to_string(),
+        variant: variant.to_string(),
+        outcome: Outcome::Unsupported,
+        reason: format!("needs {} here", missing.join(", ")),
+        evidence: Map::new(),
+        control: None,
+        duration_ms: 0.0,
+    }
+}
+
+fn emit(out: &mut impl Write, line: &Line) -> Result<()> {
+    writeln!(out, "{}", line.to_json()).context("write to stdout")?;
+    out.flush().context("flush stdout")
+}
+
+pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<()> {
+    let started = Instant::now();
+    let planned = plan(&opts.select)?;
+    for check in opts.faults.keys() {
+        if conformance_contract::find_check(check).is_none() {
+            bail!("--fault names unknown check `{check}`");
+        }
+    }
+    let facts = facts::gather(objects::HOOK, objects::HELPER_PROBE);
+    let probe_version = format!("{} (ebpf {} {})", env!("CARGO_PKG_VERSION"), objects::SOURCE, objects::STAMP);
+    emit(out, &Line::Facts { schema: SCHEMA, probe_version, run_id: opts.run_id.clone(), facts: facts.clone() })?;
+    let checks = planned.iter().map(|(s, v)| PlannedCheck { check: s.id.to_string(), variant: v.to_string() }).collect();
+    emit(out, &Line::Plan(Plan { checks }))?;
+
+    let ctx = Ctx { run_id: &opts.run_id, tcx: facts.tcx, faults: &opts.faults };
+    for (spec, variant) in &planned {
+        let missing = missing_requirements(spec, variant, &facts);
+        let observation = if missing.is_empty() { checks::run(spec, variant, &ctx) } else { unsupported(spec, variant, missing) };
+        emit(out, &Line::Observation(observation))?;
+    }
+    emit(out, &Line::Done(Done { observations: planned.len(), duration_ms: started.elapsed().as_secs_f64() * 1000.0 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_all_or_selected_variants() {
+        let all = plan(&[]).unwrap();
+        assert_eq!(all.len(), CATALOGUE.iter().map(|c| c.variants.len()).sum::<usize>());
+        let one = plan(&["datapath.redirect-peer[legacy]".into()]).unwrap();
+        assert_eq!(one.iter().map(|(s, v)| (s.id, *v)).collect::<Vec<_>>(), vec![("datapath.redirect-peer", "legacy")]);
+        assert!(plan(&["datapath.nope".into()]).unwrap_err().to_string().contains("unknown check"));
+        assert!(plan(&["datapath.redirect-peer[xdp]".into()]).unwrap_err().to_string().contains("no variant"));
+    }
+
+    #[test]
+    fn missing_facts_make_a_variant_unsupported() {
+        let mut facts = Facts::example();
+        facts.tcx = false;
+        facts.notes.insert("tcx".into(), "BPF_LINK_CREATE: EINVAL".into());
+        let spec = conformance_contract::find_check("datapath.redirect-peer").unwrap();
+        assert_eq!(missing_requirements(spec, "tcx", &facts), vec!["tcx (BPF_LINK_CREATE: EINVAL)".to_string()]);
+        assert!(missing_requirements(spec, "legacy", &facts).is_empty());
+    }
+}

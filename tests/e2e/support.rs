@@ -1,0 +1,107 @@
+//! Building and running the real binaries, and reading what they print.
+
+use conformance_contract::{Line, Observation};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub type TestResult = Result<(), String>;
+pub type Test = fn() -> TestResult;
+
+/// `Some(why)` when this machine cannot run the privileged tests.
+pub fn missing_privileges() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not running as root (needs CAP_SYS_ADMIN and CAP_NET_ADMIN)".into());
+    }
+    if !std::path::Path::new("/proc/sys/net/core/bpf_jit_enable").exists() {
+        return Some("this kernel has no BPF (no /proc/sys/net/core/bpf_jit_enable)".into());
+    }
+    None
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// Builds the probe and xtask binaries once per test run (debug profile, the same
+/// objects `cargo test` built) and returns their paths.
+pub fn binaries() -> Result<&'static (PathBuf, PathBuf), String> {
+    static BINS: OnceLock<Result<(PathBuf, PathBuf), String>> = OnceLock::new();
+    BINS.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(repo_root())
+            .args(["build", "--quiet", "-p", "conformance-probes", "--bin", "probe", "-p", "xtask"])
+            .output()
+            .map_err(|e| format!("run cargo build: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("cargo build failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let dir = target_dir().join("debug");
+        Ok((dir.join("probe"), dir.join("xtask")))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// What a probe run printed, parsed.
+pub struct ProbeRun {
+    pub lines: Vec<Line>,
+    pub stderr: String,
+    pub code: Option<i32>,
+}
+
+impl ProbeRun {
+    pub fn observations(&self) -> Vec<&Observation> {
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Observation(o) => Some(o),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn observation(&self, check: &str, variant: &str) -> Result<&Observation, String> {
+        self.observations()
+            .into_iter()
+            .find(|o| o.check == check && o.variant == variant)
+            .ok_or_else(|| format!("no observation for {check}[{variant}]"))
+    }
+}
+
+pub fn run_probe(args: &[&str]) -> Result<ProbeRun, String> {
+    let (probe, _) = binaries()?;
+    let out = Command::new(probe).arg("run").args(args).output().map_err(|e| format!("run probe: {e}"))?;
+    parse_probe_output(&out)
+}
+
+pub fn parse_probe_output(out: &Output) -> Result<ProbeRun, String> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Line>(l).map_err(|e| format!("bad probe line {l}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ProbeRun { lines, stderr: String::from_utf8_lossy(&out.stderr).into_owned(), code: out.status.code() })
+}
+
+/// Runs `xtask` with the freshly built probe (no nested release build).
+pub fn run_xtask(args: &[&str]) -> Result<Output, String> {
+    let (probe, xtask) = binaries()?;
+    Command::new(xtask)
+        .current_dir(repo_root())
+        .args(args)
+        .arg("--probe")
+        .arg(probe)
+        .output()
+        .map_err(|e| format!("run xtask: {e}"))
+}
+
+pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
+    if cond { Ok(()) } else { Err(msg()) }
+}
