@@ -31,13 +31,17 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
     let (kernel_release, arch) = g.run("uname", uname).unwrap_or_default();
     let kernel = KernelVersion::parse_release(&kernel_release);
     if kernel.is_none() {
-        g.note("kernel", format!("release {kernel_release:?} does not start with a version"));
+        g.note(
+            "kernel",
+            format!("release {kernel_release:?} does not start with a version"),
+        );
     }
     let page_size = g.run("page_size", page_size).unwrap_or(0);
 
     let mountinfo = g
         .run("mountinfo", || {
-            std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("read /proc/self/mountinfo: {e}"))
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .map_err(|e| format!("read /proc/self/mountinfo: {e}"))
         })
         .unwrap_or_default();
     let mounts = parse::parse_mountinfo(&mountinfo);
@@ -47,12 +51,14 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
     });
     let cpu_flags = parse::cpu_flags(&cpuinfo);
 
-    let virtualization = g.run("virtualization", || Ok(virtualization(&cpu_flags, &mounts))).map(|(v, notes)| {
-        for (key, note) in notes {
-            g.note(key, note);
-        }
-        v
-    });
+    let virtualization = g
+        .run("virtualization", || Ok(virtualization(&cpu_flags, &mounts)))
+        .map(|(v, notes)| {
+            for (key, note) in notes {
+                g.note(key, note);
+            }
+            v
+        });
     let system_vendor = read_trimmed("/sys/class/dmi/id/sys_vendor");
     if system_vendor.is_none() {
         let why = if Path::new("/sys/class/dmi/id").exists() {
@@ -66,9 +72,15 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
     let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
     let (bpffs_mounted, propagation) = parse::bpffs(&mounts);
     if propagation.is_none() {
-        g.note("bpffs.propagation", "no mount holds /sys/fs/bpf in /proc/self/mountinfo".into());
+        g.note(
+            "bpffs.propagation",
+            "no mount holds /sys/fs/bpf in /proc/self/mountinfo".into(),
+        );
     }
     let cgroup2 = parse::cgroup2_mount(&mounts);
+    if cgroup2.is_none() {
+        g.note("cgroup2", "no cgroup2 mount in /proc/self/mountinfo".into());
+    }
     let cap_eff = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| parse::status_field(&s, "CapEff").map(str::to_string));
@@ -76,63 +88,111 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
         g.note("cap_eff", "no CapEff in /proc/self/status".into());
     }
 
-    // Loading programs: helpers first (no namespace needed), then TCX and netkit in one
-    // throwaway namespace.
+    // Programs: both objects are parsed with one loader (one parse of the kernel's
+    // BTF); the helper programs then load on one thread while TCX and netkit are
+    // tried in a throwaway namespace on another.
+    let (hook_ebpf, helper_ebpf) = g
+        .run("ebpf", || Ok(bpf::load_objects(hook_obj, helper_obj)))
+        .unwrap_or_else(|| {
+            (
+                Err("object loading panicked".into()),
+                Err("object loading panicked".into()),
+            )
+        });
+    let (helper_results, ns_results) = std::thread::scope(|s| {
+        let helpers = std::thread::Builder::new()
+            .name("facts-helpers".into())
+            .spawn_scoped(s, || guarded(|| Ok(bpf::helpers(helper_ebpf, HELPERS))));
+        let ns = guarded(|| {
+            let ns = NetNs::new("facts").map_err(|e| format!("{e:#}"))?;
+            let tcx = guarded(|| {
+                ns.run(|| Ok(bpf::tcx(hook_ebpf)))
+                    .map_err(|e| format!("{e:#}"))
+            });
+            let netkit = guarded(|| {
+                ns.run(|| Ok(netkit::try_create("nkfacts0")))
+                    .map_err(|e| format!("{e:#}"))
+            });
+            Ok((tcx, netkit))
+        });
+        let helpers = match helpers {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err("helper thread panicked".into())),
+            Err(e) => Err(format!("spawn a thread: {e}")),
+        };
+        (helpers, ns)
+    });
+
     let mut helpers = BTreeMap::new();
     let mut jited = None;
-    if let Some((results, size)) = g.run("helpers", || Ok(bpf::helpers(helper_obj, HELPERS))) {
-        jited = jited.max(size);
-        for (name, outcome) in results {
-            match outcome {
-                Outcome::Yes => {
-                    helpers.insert(name, true);
+    match helper_results {
+        Err(why) => {
+            for name in HELPERS {
+                g.note(&format!("helper.{name}"), format!("not measured: {why}"));
+            }
+        }
+        Ok((results, size)) => {
+            jited = jited.max(size);
+            for (name, outcome) in results {
+                match outcome {
+                    Outcome::Yes => {
+                        helpers.insert(name, true);
+                    }
+                    Outcome::No(why) => {
+                        helpers.insert(name.clone(), false);
+                        g.note(&format!("helper.{name}"), why);
+                    }
+                    Outcome::Unknown(why) => {
+                        g.note(&format!("helper.{name}"), format!("not measured: {why}"))
+                    }
                 }
-                Outcome::No(why) => {
-                    helpers.insert(name.clone(), false);
-                    g.note(&format!("helper.{name}"), why);
-                }
-                Outcome::Unknown(why) => g.note(&format!("helper.{name}"), format!("not measured: {why}")),
             }
         }
     }
     let mut tcx = false;
     let mut netkit = false;
-    match NetNs::new("facts") {
-        Err(e) => {
-            let why = format!("not measured: {e:#}");
-            g.note("tcx", why.clone());
-            g.note("netkit", why);
-        }
-        Ok(ns) => {
-            if let Some((outcome, size)) = g.run("tcx", || ns.run(|| Ok(bpf::tcx(hook_obj))).map_err(|e| format!("{e:#}"))) {
-                jited = jited.max(size);
-                match outcome {
-                    Outcome::Yes => tcx = true,
-                    Outcome::No(why) => g.note("tcx", why),
-                    Outcome::Unknown(why) => g.note("tcx", format!("not measured: {why}")),
-                }
-            }
-            let answer = g.run("netkit", || {
-                ns.run(|| Ok(netkit::try_create("nkfacts0"))).map_err(|e| format!("{e:#}"))
-            });
-            match answer {
-                Some(Ok(ack)) if ack.errno == 0 => netkit = true,
-                Some(Ok(ack)) if ack.errno == libc::EOPNOTSUPP => g.note(
-                    "netkit",
-                    format!("RTM_NEWLINK kind netkit: {}: kernel built without CONFIG_NETKIT (or older than 6.7)", ack.describe()),
-                ),
-                Some(Ok(ack)) if matches!(ack.errno, libc::EPERM | libc::EACCES) => {
-                    g.note("netkit", format!("not measured: RTM_NEWLINK kind netkit: {}", ack.describe()))
-                }
-                Some(Ok(ack)) => g.note("netkit", format!("RTM_NEWLINK kind netkit: {}", ack.describe())),
-                Some(Err(e)) => g.note("netkit", format!("not measured: {e}")),
-                None => {}
+    let (tcx_result, netkit_result) = match ns_results {
+        Ok(results) => results,
+        Err(why) => (Err(why.clone()), Err(why)),
+    };
+    match tcx_result {
+        Ok((outcome, size)) => {
+            jited = jited.max(size);
+            match outcome {
+                Outcome::Yes => tcx = true,
+                Outcome::No(why) => g.note("tcx", why),
+                Outcome::Unknown(why) => g.note("tcx", format!("not measured: {why}")),
             }
         }
+        Err(why) => g.note("tcx", format!("not measured: {why}")),
+    }
+    match netkit_result {
+        Ok(Ok(ack)) if ack.errno == 0 => netkit = true,
+        Ok(Ok(ack)) if ack.errno == libc::EOPNOTSUPP => g.note(
+            "netkit",
+            format!(
+                "RTM_NEWLINK kind netkit: {}: kernel built without CONFIG_NETKIT (or older than 6.7)",
+                ack.describe()
+            ),
+        ),
+        Ok(Ok(ack)) if matches!(ack.errno, libc::EPERM | libc::EACCES) => g.note(
+            "netkit",
+            format!("not measured: RTM_NEWLINK kind netkit: {}", ack.describe()),
+        ),
+        Ok(Ok(ack)) => g.note("netkit", format!("RTM_NEWLINK kind netkit: {}", ack.describe())),
+        Ok(Err(e)) => g.note("netkit", format!("not measured: netlink: {e}")),
+        Err(why) => g.note("netkit", format!("not measured: {why}")),
     }
 
     let jit = match std::fs::read_to_string("/proc/sys/net/core/bpf_jit_enable") {
-        Ok(s) => s.trim().parse::<u8>().ok(),
+        Ok(s) => {
+            let value = s.trim().parse::<u8>().ok();
+            if value.is_none() {
+                g.note("jit", format!("net.core.bpf_jit_enable is {:?}", s.trim()));
+            }
+            value
+        }
         Err(e) => {
             // The sysctl exists only in the initial network namespace: containers and
             // pods do not see it. A loaded program's JIT size tells the same.
@@ -147,7 +207,12 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
                     Some(u8::from(size > 0))
                 }
                 None => {
-                    g.note("jit", format!("net.core.bpf_jit_enable unreadable ({e}) and no program loaded to tell"));
+                    g.note(
+                        "jit",
+                        format!(
+                            "net.core.bpf_jit_enable unreadable ({e}) and no program loaded to tell"
+                        ),
+                    );
                     None
                 }
             }
@@ -165,7 +230,10 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
         virtualization: virtualization.unwrap_or_default(),
         btf,
         jit,
-        bpffs: Bpffs { mounted: bpffs_mounted, propagation },
+        bpffs: Bpffs {
+            mounted: bpffs_mounted,
+            propagation,
+        },
         cgroup2,
         tcx,
         netkit,
@@ -196,23 +264,20 @@ impl Gatherer {
     }
 
     fn run<T>(&mut self, key: &str, f: impl FnOnce() -> Result<T, String>) -> Option<T> {
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(v)) => Some(v),
-            Ok(Err(e)) => {
-                self.note(key, e);
-                None
-            }
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                self.note(key, format!("measurement panicked: {msg}"));
-                None
-            }
-        }
+        guarded(f).map_err(|e| self.note(key, e)).ok()
     }
+}
+
+/// Runs `f`, turning a panic into an error.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(format!("measurement panicked: {msg}"))
+    })
 }
 
 fn read_trimmed(path: &str) -> Option<String> {
@@ -231,7 +296,9 @@ fn uname() -> Result<(String, String), String> {
     }
     let field = |f: &[libc::c_char]| {
         // SAFETY: the kernel NUL-terminates every utsname field within its array.
-        unsafe { CStr::from_ptr(f.as_ptr()) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(f.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
     };
     Ok((field(&uts.release), field(&uts.machine)))
 }
@@ -246,7 +313,10 @@ fn page_size() -> Result<u64, String> {
 }
 
 /// Hypervisor, container runtime and nesting, with notes for guesses.
-fn virtualization(cpu_flags: &[String], mounts: &[parse::Mount]) -> (Virtualization, Vec<(&'static str, String)>) {
+fn virtualization(
+    cpu_flags: &[String],
+    mounts: &[parse::Mount],
+) -> (Virtualization, Vec<(&'static str, String)>) {
     let mut notes = Vec::new();
     let hv = virt::HypervisorSignals::read(cpu_flags);
     let (hypervisor, hv_note) = virt::classify_hypervisor(&hv);
@@ -260,10 +330,20 @@ fn virtualization(cpu_flags: &[String], mounts: &[parse::Mount]) -> (Virtualizat
         notes.push(("container", n));
     }
     if container.is_none() && !unread.is_empty() {
-        notes.push(("container", format!("judged without {}", unread.join(", "))));
+        notes.push((
+            "container",
+            format!("judged from cgroups and mounts only: {}", unread.join(", ")),
+        ));
     }
     let nested = hypervisor.is_some() && (container.is_some() || hv.cpu_virt_ext);
-    (Virtualization { hypervisor, container, nested }, notes)
+    (
+        Virtualization {
+            hypervisor,
+            container,
+            nested,
+        },
+        notes,
+    )
 }
 
 #[cfg(test)]
@@ -294,7 +374,10 @@ mod tests {
         let start = std::time::Instant::now();
         let facts = gather(&hook, &helper);
         let took = start.elapsed();
-        eprintln!("gather took {took:?}\n{}", serde_json::to_string_pretty(&facts).unwrap());
+        eprintln!(
+            "gather took {took:?}\n{}",
+            serde_json::to_string_pretty(&facts).unwrap()
+        );
 
         assert!(facts.kernel.is_some(), "{}", facts.kernel_release);
         assert_eq!(facts.arch, "x86_64");
@@ -303,9 +386,21 @@ mod tests {
         assert!(facts.jit.is_some());
         assert!(facts.tcx, "{:?}", facts.notes.get("tcx"));
         assert!(!facts.netkit);
-        assert!(facts.notes.get("netkit").is_some_and(|n| n.contains("EOPNOTSUPP")), "{:?}", facts.notes);
+        assert!(
+            facts
+                .notes
+                .get("netkit")
+                .is_some_and(|n| n.contains("EOPNOTSUPP")),
+            "{:?}",
+            facts.notes
+        );
         for helper in HELPERS {
-            assert_eq!(facts.helpers.get(*helper), Some(&true), "helper {helper}: {:?}", facts.notes.get(&format!("helper.{helper}")));
+            assert_eq!(
+                facts.helpers.get(*helper),
+                Some(&true),
+                "helper {helper}: {:?}",
+                facts.notes.get(&format!("helper.{helper}"))
+            );
         }
         assert!(facts.virtualization.hypervisor.is_some());
         assert_eq!(facts.virtualization.container, None, "{:?}", facts.notes);

@@ -1,3 +1,21 @@
 //! Turns probe observations into verdicts and reports.
+//!
+//! The flow, one module per step: [`select`] picks the checks, the probe runs
+//! them elsewhere, [`stream`] reads its JSON lines, [`env`] and [`matrix`] say
+//! what to expect, [`verdict`] judges, [`report`] writes JUnit, JSON, Markdown
+//! and the terminal table, and [`error`] maps the outcome to an exit code.
+//!
+//! Not here: running probes, talking to sockets, kernels or clusters. The
+//! suite never touches the datapath; it only judges what a probe reported.
+
 pub mod env;
+pub mod error;
 pub mod matrix;
+pub mod progress;
+pub mod report;
+pub mod select;
+pub mod stream;
+pub mod target;
+pub mod verdict;
+
+pub use error::{EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, Error, exit_code_for};

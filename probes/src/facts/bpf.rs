@@ -2,9 +2,9 @@
 //! (the verifier's verdict on one tiny program per helper), JIT.
 
 use super::parse;
-use aya::Ebpf;
 use aya::programs::tc::TcAttachOptions;
 use aya::programs::{LinkOrder, ProgramError, SchedClassifier, TcAttachType};
+use aya::{Ebpf, EbpfLoader};
 use std::io;
 
 /// How an attempt to use the kernel ended.
@@ -16,6 +16,21 @@ pub enum Outcome {
     No(String),
     /// The question could not be asked (permissions, broken object): unmeasured.
     Unknown(String),
+}
+
+/// An error with its sources (`failed to create map `X`: Operation not permitted`).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn is_permission(e: &io::Error) -> bool {
@@ -38,8 +53,11 @@ fn load_error(e: &ProgramError) -> (bool, String) {
             };
             (permission, text)
         }
-        ProgramError::SyscallError(s) => (is_permission(&s.io_error), format!("{}: {}", s.call, s.io_error)),
-        other => (false, other.to_string()),
+        ProgramError::SyscallError(s) => (
+            is_permission(&s.io_error),
+            format!("{}: {}", s.call, s.io_error),
+        ),
+        other => (false, chain(other)),
     }
 }
 
@@ -49,26 +67,49 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
         .program_mut(name)
         .ok_or_else(|| format!("program {name} not in the object"))?;
     prog.try_into()
-        .map_err(|e: ProgramError| format!("program {name} is not a classifier: {e}"))
+        .map_err(|e: ProgramError| format!("program {name} is not a classifier: {}", chain(&e)))
 }
 
-/// Loads `hook` from `hook_obj` and attaches it with TCX to `lo` of the calling
-/// thread's network namespace, then detaches it. Returns the outcome and the
-/// JIT-compiled size of the loaded program (0: interpreted), when it loaded.
-pub fn tcx(hook_obj: &[u8]) -> (Outcome, Option<u32>) {
-    let mut ebpf = match Ebpf::load(hook_obj) {
+/// Parses both objects and creates their maps with one loader, so the kernel's
+/// BTF (`/sys/kernel/btf/vmlinux`, ~20 ms to parse) is read once.
+pub fn load_objects(
+    hook_obj: &[u8],
+    helper_obj: &[u8],
+) -> (Result<Ebpf, String>, Result<Ebpf, String>) {
+    let mut loader = EbpfLoader::new();
+    let hook = loader
+        .load(hook_obj)
+        .map_err(|e| format!("load hook object: {}", chain(&e)));
+    let helper = loader
+        .load(helper_obj)
+        .map_err(|e| format!("load helper object: {}", chain(&e)));
+    (hook, helper)
+}
+
+/// Loads program `hook` and attaches it with TCX to `lo` of the calling thread's
+/// network namespace, then detaches it. Returns the outcome and the JIT-compiled
+/// size of the loaded program (0: interpreted), when it loaded.
+pub fn tcx(ebpf: Result<Ebpf, String>) -> (Outcome, Option<u32>) {
+    let mut ebpf = match ebpf {
         Ok(e) => e,
-        Err(e) => return (Outcome::Unknown(format!("load hook object: {e}")), None),
+        Err(e) => return (Outcome::Unknown(e), None),
     };
     let prog = match classifier(&mut ebpf, "hook") {
         Ok(p) => p,
         Err(e) => return (Outcome::Unknown(e), None),
     };
     if let Err(e) = prog.load() {
-        return (Outcome::Unknown(format!("load program hook: {}", load_error(&e).1)), None);
+        return (
+            Outcome::Unknown(format!("load program hook: {}", load_error(&e).1)),
+            None,
+        );
     }
     let jited = prog.info().ok().map(|i| i.size_jitted());
-    let attached = prog.attach_with_options("lo", TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::default()));
+    let attached = prog.attach_with_options(
+        "lo",
+        TcAttachType::Ingress,
+        TcAttachOptions::TcxOrder(LinkOrder::default()),
+    );
     let outcome = match attached {
         Ok(id) => {
             // Dropping the link detaches too; detach explicitly to see it work.
@@ -86,19 +127,27 @@ pub fn tcx(hook_obj: &[u8]) -> (Outcome, Option<u32>) {
             )),
             _ => Outcome::No(format!("{}(BPF_TCX_INGRESS): {}", s.call, s.io_error)),
         },
-        Err(e) => Outcome::Unknown(format!("attach hook to lo with TCX: {e}")),
+        Err(e) => Outcome::Unknown(format!("attach hook to lo with TCX: {}", chain(&e))),
     };
     (outcome, jited)
 }
 
-/// The verifier's verdict on `probe_<helper>` for each helper, from one object
-/// loaded once. Also returns the largest JIT-compiled size seen.
-pub fn helpers(helper_obj: &[u8], names: &[&str]) -> (Vec<(String, Outcome)>, Option<u32>) {
-    let mut ebpf = match Ebpf::load(helper_obj) {
+/// The verifier's verdict on `probe_<helper>` for each helper, all from the one
+/// object. Also returns the largest JIT-compiled size seen.
+pub fn helpers(
+    ebpf: Result<Ebpf, String>,
+    names: &[&str],
+) -> (Vec<(String, Outcome)>, Option<u32>) {
+    let mut ebpf = match ebpf {
         Ok(e) => e,
-        Err(e) => {
-            let why = format!("load helper object: {e}");
-            return (names.iter().map(|n| (n.to_string(), Outcome::Unknown(why.clone()))).collect(), None);
+        Err(why) => {
+            return (
+                names
+                    .iter()
+                    .map(|n| (n.to_string(), Outcome::Unknown(why.clone())))
+                    .collect(),
+                None,
+            );
         }
     };
     let mut jited = None;

@@ -118,11 +118,12 @@ pub fn parse_ack(buf: &[u8], seq: u32) -> Option<Ack> {
 /// The bytes of `RTM_NEWLINK` for a netkit device named `name`.
 pub fn newlink_request(name: &str, seq: u32) -> Vec<u8> {
     let mut link = LinkMessage::default();
-    link.attributes.push(LinkAttribute::IfName(name.to_string()));
     link.attributes
-        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Other(
-            "netkit".to_string(),
-        ))]));
+        .push(LinkAttribute::IfName(name.to_string()));
+    link.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+            InfoKind::Other("netkit".to_string()),
+        )]));
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
     header.sequence_number = seq;
@@ -152,7 +153,9 @@ pub fn try_create(name: &str) -> io::Result<Ack> {
             return Ok(ack);
         }
     }
-    Err(io::Error::other("no netlink acknowledgement for RTM_NEWLINK"))
+    Err(io::Error::other(
+        "no netlink acknowledgement for RTM_NEWLINK",
+    ))
 }
 
 #[cfg(test)]
@@ -192,11 +195,21 @@ mod tests {
 
     #[test]
     fn parses_errors_with_and_without_extended_ack() {
-        let nack = parse_ack(&error_reply(1, libc::EOPNOTSUPP, Some("Unknown device type")), 1).unwrap();
+        let nack = parse_ack(
+            &error_reply(1, libc::EOPNOTSUPP, Some("Unknown device type")),
+            1,
+        )
+        .unwrap();
         assert_eq!(nack.errno, libc::EOPNOTSUPP);
         assert_eq!(nack.describe(), "EOPNOTSUPP (Unknown device type)");
         let ack = parse_ack(&error_reply(7, 0, None), 7).unwrap();
-        assert_eq!(ack, Ack { errno: 0, message: None });
+        assert_eq!(
+            ack,
+            Ack {
+                errno: 0,
+                message: None
+            }
+        );
         assert_eq!(parse_ack(&error_reply(7, 0, None), 8), None);
         assert_eq!(parse_ack(&[1, 2, 3], 1), None);
     }

@@ -39,7 +39,9 @@ fn unescape(field: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
         {
             let value = bytes[i + 1..i + 4]
                 .iter()
@@ -209,9 +211,7 @@ pub fn runtime_from_mounts(mounts: &[Mount]) -> Option<&'static str> {
             "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf"
         ) {
             let root = m.root.as_str();
-            if root.contains("io.containerd.grpc.v1.cri/sandboxes/")
-                || root.contains("/nerdctl/")
-            {
+            if root.contains("io.containerd.grpc.v1.cri/sandboxes/") || root.contains("/nerdctl/") {
                 return Some("containerd");
             }
             if root.contains("/overlay-containers/") && root.contains("/userdata/") {
@@ -260,7 +260,9 @@ pub fn nul_list(bytes: &[u8]) -> Vec<String> {
 /// The OEM ID (bytes 10..16) of an ACPI table header, trimmed (`FIRECK`, `BOCHS`).
 pub fn acpi_oem_id(table: &[u8]) -> Option<String> {
     let id = table.get(10..16)?;
-    let id = String::from_utf8_lossy(id).trim_end_matches(['\0', ' ']).to_string();
+    let id = String::from_utf8_lossy(id)
+        .trim_end_matches(['\0', ' '])
+        .to_string();
     (!id.is_empty()).then_some(id)
 }
 
@@ -332,7 +334,9 @@ mod tests {
         let mounts = parse_mountinfo(HOST_MOUNTINFO);
         assert_eq!(bpffs(&mounts), (false, Some("private".into())));
         assert_eq!(
-            mount_containing(&mounts, "/sys/fs/bpf").unwrap().mount_point,
+            mount_containing(&mounts, "/sys/fs/bpf")
+                .unwrap()
+                .mount_point,
             "/sys"
         );
         assert_eq!(
@@ -356,8 +360,9 @@ mod tests {
             "23 27 0:22 / /sys rw - sysfs sysfs rw\n90 23 0:70 / /sys/fs/bpf rw master:12 - bpf bpf rw\n",
         );
         assert_eq!(bpffs(&slave), (true, Some("slave".into())));
-        let private =
-            parse_mountinfo("23 27 0:22 / /sys rw shared:4 - sysfs sysfs rw\n90 23 0:70 / /sys/fs/bpf rw - bpf none rw\n");
+        let private = parse_mountinfo(
+            "23 27 0:22 / /sys rw shared:4 - sysfs sysfs rw\n90 23 0:70 / /sys/fs/bpf rw - bpf none rw\n",
+        );
         assert_eq!(bpffs(&private), (true, Some("private".into())));
         // A tmpfs stacked on top of a bpffs hides it.
         let hidden = parse_mountinfo(
@@ -466,7 +471,10 @@ mod tests {
 900 800 0:90 / / rw,relatime - overlay overlay rw,lowerdir=/x
 902 900 0:25 /containers/storage/overlay-containers/4f1c2a9b8e7d6c5b/userdata/hostname /etc/hostname rw - tmpfs tmpfs rw
 ";
-        assert_eq!(runtime_from_mounts(&parse_mountinfo(podman)), Some("podman"));
+        assert_eq!(
+            runtime_from_mounts(&parse_mountinfo(podman)),
+            Some("podman")
+        );
         let lxc = "\
 900 800 0:90 / / rw,relatime - zfs default/containers/c1 rw
 903 900 0:50 /proc/cpuinfo /proc/cpuinfo rw,nosuid,nodev,relatime - fuse.lxcfs lxcfs rw

@@ -158,39 +158,41 @@ fn from_cpuid(signature: &str) -> Option<&'static str> {
 fn from_dmi(vendor: &str, product: &str) -> Option<&'static str> {
     let v = vendor.to_ascii_lowercase();
     let p = product.to_ascii_lowercase();
-    Some(if v.starts_with("qemu") || p.starts_with("qemu") || v.starts_with("bochs") {
-        "qemu"
-    } else if v.starts_with("firecracker") {
-        "firecracker"
-    } else if v.starts_with("microsoft") && p.contains("virtual machine") {
-        "hyperv"
-    } else if v.starts_with("vmware") || p.starts_with("vmware") {
-        "vmware"
-    } else if v.starts_with("xen") || p.contains("hvm domu") {
-        "xen"
-    } else if v.starts_with("innotek") || p.starts_with("virtualbox") {
-        "virtualbox"
-    } else if v.starts_with("parallels") || p.starts_with("parallels") {
-        "parallels"
-    } else if v.starts_with("bhyve") {
-        "bhyve"
-    } else if v.starts_with("apple") && p.contains("virtual") {
-        "apple"
-    } else if v.starts_with("kvm")
-        || p.starts_with("kvm")
-        || v.starts_with("amazon ec2")
-        || v.starts_with("hetzner")
-        || v.starts_with("openstack")
-        || v.starts_with("digitalocean")
-        || v.starts_with("scaleway")
-        || v.starts_with("alibaba cloud")
-        || v.starts_with("linode")
-        || p == "google compute engine"
-    {
-        "kvm"
-    } else {
-        return None;
-    })
+    Some(
+        if v.starts_with("qemu") || p.starts_with("qemu") || v.starts_with("bochs") {
+            "qemu"
+        } else if v.starts_with("firecracker") {
+            "firecracker"
+        } else if v.starts_with("microsoft") && p.contains("virtual machine") {
+            "hyperv"
+        } else if v.starts_with("vmware") || p.starts_with("vmware") {
+            "vmware"
+        } else if v.starts_with("xen") || p.contains("hvm domu") {
+            "xen"
+        } else if v.starts_with("innotek") || p.starts_with("virtualbox") {
+            "virtualbox"
+        } else if v.starts_with("parallels") || p.starts_with("parallels") {
+            "parallels"
+        } else if v.starts_with("bhyve") {
+            "bhyve"
+        } else if v.starts_with("apple") && p.contains("virtual") {
+            "apple"
+        } else if v.starts_with("kvm")
+            || p.starts_with("kvm")
+            || v.starts_with("amazon ec2")
+            || v.starts_with("hetzner")
+            || v.starts_with("openstack")
+            || v.starts_with("digitalocean")
+            || v.starts_with("scaleway")
+            || v.starts_with("alibaba cloud")
+            || v.starts_with("linode")
+            || p == "google compute engine"
+        {
+            "kvm"
+        } else {
+            return None;
+        },
+    )
 }
 
 fn from_acpi_oem(oem: &str) -> Option<&'static str> {
@@ -215,8 +217,16 @@ pub fn classify_hypervisor(s: &HypervisorSignals) -> (Option<String>, Option<Str
     // x86: the CPUID vendor signature names the hypervisor that runs the vCPUs.
     // KVM's own signature at 0x40000100 wins over a Hyper-V one at 0x40000000
     // (KVM offering Hyper-V enlightenments to the guest).
-    let cpuid: Vec<&'static str> = s.cpuid_signatures.iter().filter_map(|sig| from_cpuid(sig)).collect();
-    let cpuid = if cpuid.contains(&"kvm") { Some("kvm") } else { cpuid.first().copied() };
+    let cpuid: Vec<&'static str> = s
+        .cpuid_signatures
+        .iter()
+        .filter_map(|sig| from_cpuid(sig))
+        .collect();
+    let cpuid = if cpuid.contains(&"kvm") {
+        Some("kvm")
+    } else {
+        cpuid.first().copied()
+    };
     if let Some(id) = cpuid {
         if id == "kvm" && !s.has_dmi() && s.acpi_oem_id.is_none() && s.virtio_mmio && !s.pci {
             return (
@@ -226,7 +236,9 @@ pub fn classify_hypervisor(s: &HypervisorSignals) -> (Option<String>, Option<Str
         }
         return found(id);
     }
-    if s.sys_hypervisor_type.as_deref() == Some("xen") || s.dt_hypervisor.iter().any(|c| c.starts_with("xen")) {
+    if s.sys_hypervisor_type.as_deref() == Some("xen")
+        || s.dt_hypervisor.iter().any(|c| c.starts_with("xen"))
+    {
         return found("xen");
     }
     let dmi = from_dmi(
@@ -244,8 +256,17 @@ pub fn classify_hypervisor(s: &HypervisorSignals) -> (Option<String>, Option<Str
         return found("qemu");
     }
     if s.cpu_hypervisor_flag {
-        let sig = s.cpuid_signatures.first().map(String::as_str).unwrap_or_default();
-        return (Some("unknown".into()), Some(format!("hypervisor CPU flag set, CPUID signature {sig:?} not recognised")));
+        let sig = s
+            .cpuid_signatures
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
+        return (
+            Some("unknown".into()),
+            Some(format!(
+                "hypervisor CPU flag set, CPUID signature {sig:?} not recognised"
+            )),
+        );
     }
     if s.virtio_devices {
         return (
@@ -308,7 +329,14 @@ pub fn classify_container(s: &ContainerSignals) -> (Option<String>, Option<Strin
         .or(s.host_container_manager.as_deref())
         .filter(|v| !v.is_empty());
     if let Some(v) = explicit {
-        return (Some(if v == "oci" { "unknown".into() } else { v.to_string() }), None);
+        return (
+            Some(if v == "oci" {
+                "unknown".into()
+            } else {
+                v.to_string()
+            }),
+            None,
+        );
     }
     if s.containerenv {
         return (Some("podman".into()), None);
@@ -336,7 +364,9 @@ pub fn classify_container(s: &ContainerSignals) -> (Option<String>, Option<Strin
     if s.kubernetes_env {
         return (
             Some("unknown".into()),
-            Some("KUBERNETES_SERVICE_HOST is set; the container runtime is not recognisable".into()),
+            Some(
+                "KUBERNETES_SERVICE_HOST is set; the container runtime is not recognisable".into(),
+            ),
         );
     }
     if let Some(root) = parse::mount_containing(&s.mounts, "/")
@@ -344,7 +374,10 @@ pub fn classify_container(s: &ContainerSignals) -> (Option<String>, Option<Strin
     {
         return (
             Some("unknown".into()),
-            Some(format!("root filesystem is {} but no runtime left a signature", root.fstype)),
+            Some(format!(
+                "root filesystem is {} but no runtime left a signature",
+                root.fstype
+            )),
         );
     }
     (None, None)
@@ -364,7 +397,11 @@ mod tests {
             cpu_hypervisor_flag: true,
             cpuid_signatures: sig("KVMKVMKVM"),
             acpi_oem_id: Some("FIRECK".into()),
-            acpi_devices: vec!["ACPI0013:00".into(), "AMZNC10C:00".into(), "VMGENCTR:00".into()],
+            acpi_devices: vec![
+                "ACPI0013:00".into(),
+                "AMZNC10C:00".into(),
+                "VMGENCTR:00".into(),
+            ],
             virtio_devices: true,
             pci: true,
             ..Default::default()
@@ -373,10 +410,19 @@ mod tests {
 
     #[test]
     fn firecracker_with_and_without_acpi_tables() {
-        assert_eq!(classify_hypervisor(&this_vm()).0.as_deref(), Some("firecracker"));
+        assert_eq!(
+            classify_hypervisor(&this_vm()).0.as_deref(),
+            Some("firecracker")
+        );
         // In a container /sys/firmware is a tmpfs: the ACPI device id remains.
-        let masked = HypervisorSignals { acpi_oem_id: None, ..this_vm() };
-        assert_eq!(classify_hypervisor(&masked).0.as_deref(), Some("firecracker"));
+        let masked = HypervisorSignals {
+            acpi_oem_id: None,
+            ..this_vm()
+        };
+        assert_eq!(
+            classify_hypervisor(&masked).0.as_deref(),
+            Some("firecracker")
+        );
         // Older Firecracker: no ACPI, no PCI, virtio-mmio.
         let old = HypervisorSignals {
             cpu_hypervisor_flag: true,
@@ -409,13 +455,21 @@ mod tests {
             ..qemu_kvm.clone()
         };
         assert_eq!(classify_hypervisor(&hetzner).0.as_deref(), Some("kvm"));
-        let tcg = HypervisorSignals { cpuid_signatures: sig("TCGTCGTCGTCG"), ..qemu_kvm.clone() };
+        let tcg = HypervisorSignals {
+            cpuid_signatures: sig("TCGTCGTCGTCG"),
+            ..qemu_kvm.clone()
+        };
         assert_eq!(classify_hypervisor(&tcg).0.as_deref(), Some("qemu"));
         let kvm_with_hyperv_enlightenments = HypervisorSignals {
             cpuid_signatures: vec!["Microsoft Hv".into(), "KVMKVMKVM".into()],
             ..qemu_kvm.clone()
         };
-        assert_eq!(classify_hypervisor(&kvm_with_hyperv_enlightenments).0.as_deref(), Some("kvm"));
+        assert_eq!(
+            classify_hypervisor(&kvm_with_hyperv_enlightenments)
+                .0
+                .as_deref(),
+            Some("kvm")
+        );
         let wsl2 = HypervisorSignals {
             cpu_hypervisor_flag: true,
             cpuid_signatures: vec!["Microsoft Hv".into(), String::new()],
@@ -462,7 +516,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(classify_hypervisor(&apple).0.as_deref(), Some("apple"));
-        let virtio_only = HypervisorSignals { virtio_devices: true, ..Default::default() };
+        let virtio_only = HypervisorSignals {
+            virtio_devices: true,
+            ..Default::default()
+        };
         let (id, note) = classify_hypervisor(&virtio_only);
         assert_eq!(id.as_deref(), Some("unknown"));
         assert!(note.is_some());
@@ -490,39 +547,65 @@ mod tests {
         // This VM: /.dockerenv exists but nothing else says container.
         let host = ContainerSignals {
             cgroups: vec!["9:name=systemd:/\n0::/\n".into()],
-            mounts: mounts("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n42 27 254:0 /var/lib/docker /var/lib/docker rw shared:1 - ext4 /dev/vda rw\n"),
+            mounts: mounts(
+                "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n42 27 254:0 /var/lib/docker /var/lib/docker rw shared:1 - ext4 /dev/vda rw\n",
+            ),
             ..Default::default()
         };
         assert_eq!(classify_container(&host), (None, None));
         // Docker with cgroup v2 and a private cgroup namespace: only the mounts tell.
         let docker_cgns = ContainerSignals {
             cgroups: vec!["0::/\n".into()],
-            mounts: mounts("69 45 0:39 / / rw master:2 - overlay overlay rw\n87 69 254:0 /var/lib/docker/containers/79cffb68fe42c4b17bf58e7e5389fccd276524f45d888f5dc60d519d86f89c35/hostname /etc/hostname rw - ext4 /dev/vda rw\n"),
+            mounts: mounts(
+                "69 45 0:39 / / rw master:2 - overlay overlay rw\n87 69 254:0 /var/lib/docker/containers/79cffb68fe42c4b17bf58e7e5389fccd276524f45d888f5dc60d519d86f89c35/hostname /etc/hostname rw - ext4 /dev/vda rw\n",
+            ),
             ..Default::default()
         };
-        assert_eq!(classify_container(&docker_cgns), (Some("docker".into()), None));
+        assert_eq!(
+            classify_container(&docker_cgns),
+            (Some("docker".into()), None)
+        );
         let docker_v1 = ContainerSignals {
             cgroups: vec!["4:memory:/docker/79cffb68fe42c4b17bf58e7e5389fccd276524f45d888f5dc60d519d86f89c35\n".into()],
             ..Default::default()
         };
         assert_eq!(classify_container(&docker_v1).0.as_deref(), Some("docker"));
-        let podman = ContainerSignals { pid1_container_env: Some("podman".into()), containerenv: true, ..Default::default() };
+        let podman = ContainerSignals {
+            pid1_container_env: Some("podman".into()),
+            containerenv: true,
+            ..Default::default()
+        };
         assert_eq!(classify_container(&podman).0.as_deref(), Some("podman"));
-        let lxc = ContainerSignals { pid1_container_env: Some("lxc".into()), ..Default::default() };
+        let lxc = ContainerSignals {
+            pid1_container_env: Some("lxc".into()),
+            ..Default::default()
+        };
         assert_eq!(classify_container(&lxc).0.as_deref(), Some("lxc"));
         // A pod whose cgroup shows kubepods (cgroupfs driver) and whose mounts name containerd.
         let pod = ContainerSignals {
             cgroups: vec!["0::/kubepods/besteffort/pod5d1e3c52/4f1c2a9b8e7d6c5b4a39\n".into()],
-            mounts: mounts("902 900 8:1 /var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri/sandboxes/4f1c2a9b8e7d/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n"),
+            mounts: mounts(
+                "902 900 8:1 /var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri/sandboxes/4f1c2a9b8e7d/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n",
+            ),
             kubernetes_env: true,
             ..Default::default()
         };
         assert_eq!(classify_container(&pod), (Some("containerd".into()), None));
-        let opaque_pod = ContainerSignals { kubernetes_env: true, cgroups: vec!["0::/\n".into()], ..Default::default() };
+        let opaque_pod = ContainerSignals {
+            kubernetes_env: true,
+            cgroups: vec!["0::/\n".into()],
+            ..Default::default()
+        };
         let (id, note) = classify_container(&opaque_pod);
         assert_eq!(id.as_deref(), Some("unknown"));
         assert!(note.is_some());
-        let overlay_only = ContainerSignals { mounts: mounts("1 0 0:39 / / rw - overlay overlay rw\n"), ..Default::default() };
-        assert_eq!(classify_container(&overlay_only).0.as_deref(), Some("unknown"));
+        let overlay_only = ContainerSignals {
+            mounts: mounts("1 0 0:39 / / rw - overlay overlay rw\n"),
+            ..Default::default()
+        };
+        assert_eq!(
+            classify_container(&overlay_only).0.as_deref(),
+            Some("unknown")
+        );
     }
 }

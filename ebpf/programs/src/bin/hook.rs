@@ -26,7 +26,17 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
     programs::TcContext,
 };
-use conformance_ebpf_common::{HookConfig, PAYLOAD_MAGIC, SkbMeta, action, counter};
+
+/// `ebpf/common` (crate `conformance-ebpf-common`, the layout contract with the
+/// probe), compiled in as a module instead of as a path dependency: cargo hashes
+/// the absolute path of a path dependency that lies outside this workspace into
+/// its crate hash, which ends up in the debug info and would make the object
+/// depend on where the repository is checked out.
+#[allow(dead_code, unexpected_cfgs, unused_attributes)]
+#[path = "../../../common/src/lib.rs"]
+mod common;
+
+use common::{HookConfig, PAYLOAD_MAGIC, SkbMeta, action, counter};
 
 const ETH_HLEN: usize = 14;
 /// Offset of the EtherType in the Ethernet header.

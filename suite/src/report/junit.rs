@@ -1,0 +1,191 @@
+//! JUnit XML for CI test tabs, valid against the Jenkins `junit-10.xsd`.
+//!
+//! Readers (dorny/test-reporter, mikepenz/action-junit-report, GitLab) look at
+//! testsuite/testcase `name`, `classname`, `time` and at failure/error/skipped;
+//! they ignore properties and system-out. So the one-line reason goes into
+//! `message` and the evidence into the element's text (GitLab shows it). The
+//! mapping:
+//!
+//! | verdict | testcase |
+//! |---|---|
+//! | pass | passing |
+//! | expected-fail, unsupported | `<skipped type=... message=reason>` |
+//! | regression | `<failure type="regression">` + evidence |
+//! | unexpected-pass | passing + `<system-out>` note; `<failure type="unexpected-pass">` when strict |
+//! | error | `<error type="error">` + evidence |
+//!
+//! Facts go in the testsuite's `<properties>` (the XSD allows none on a
+//! testcase, and no `skipped` attribute on `<testsuites>`). Written by hand
+//! rather than with a crate: the format is small, and escaping (including
+//! characters XML 1.0 cannot carry at all) must be exactly right.
+
+use super::{Run, evidence_json, fact_rows};
+use crate::verdict::{Verdict, VerdictKind};
+use std::fmt::Write;
+
+const SUITE_NAME: &str = "cilium-conformance";
+
+/// The run as a JUnit XML document.
+pub fn render_junit(run: &Run) -> String {
+    let strict = run.meta.strict;
+    let failures = run.counts.regression + if strict { run.counts.unexpected_pass } else { 0 };
+    let errors = run.counts.error;
+    let skipped = run.counts.expected_fail + run.counts.unsupported;
+    let tests = run.counts.total;
+    let time = seconds(run.meta.duration_ms);
+
+    let mut x = String::new();
+    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuites name=\"{SUITE_NAME}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time}\">"
+    );
+    let _ = writeln!(
+        x,
+        "  <testsuite name=\"{SUITE_NAME}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time}\" timestamp=\"{}\" id=\"{}\" package=\"{}\" version=\"{}\">",
+        attr(&run.meta.started_at),
+        attr(&run.meta.run_id),
+        attr(run.meta.environment.as_str()),
+        attr(&run.suite_version),
+    );
+    x.push_str("    <properties>\n");
+    for (name, value) in properties(run) {
+        let _ = writeln!(x, "      <property name=\"{}\" value=\"{}\"/>", attr(&name), attr(&value));
+    }
+    x.push_str("    </properties>\n");
+    for v in &run.verdicts {
+        testcase(&mut x, v, strict);
+    }
+    if !run.stream_problems.is_empty() {
+        let lines: Vec<String> = run.stream_problems.iter().map(|p| p.to_string()).collect();
+        let _ = writeln!(x, "    <system-err>probe stream damaged:\n{}</system-err>", text(&lines.join("\n")));
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
+}
+
+fn properties(run: &Run) -> Vec<(String, String)> {
+    let m = &run.meta;
+    let mut props = vec![
+        ("run.id".to_string(), m.run_id.clone()),
+        ("run.target".into(), m.target.clone()),
+        ("run.environment".into(), m.environment.to_string()),
+        ("run.matrix".into(), m.matrix.clone()),
+        ("run.strict".into(), m.strict.to_string()),
+        ("probe.version".into(), m.probe.version.clone()),
+        ("probe.ebpf_objects".into(), m.probe.ebpf_objects.clone()),
+    ];
+    props.extend(fact_rows(&run.facts).into_iter().map(|(k, v)| (format!("fact.{k}"), v)));
+    props
+}
+
+fn testcase(x: &mut String, v: &Verdict, strict: bool) {
+    let _ = write!(
+        x,
+        "    <testcase name=\"{}\" classname=\"{}\" time=\"{}\"",
+        attr(&v.name()),
+        attr(&v.check),
+        seconds(v.duration_ms())
+    );
+    let child = |x: &mut String, element: &str, kind: &str, body: String| {
+        let _ = writeln!(x, ">\n      <{element} type=\"{kind}\" message=\"{}\">{}</{element}>\n    </testcase>", attr(&v.reason), text(&body));
+    };
+    match v.verdict {
+        VerdictKind::Pass => x.push_str("/>\n"),
+        VerdictKind::ExpectedFail | VerdictKind::Unsupported => child(x, "skipped", v.verdict.as_str(), details(v)),
+        VerdictKind::Regression => child(x, "failure", "regression", details(v)),
+        VerdictKind::Error => child(x, "error", "error", details(v)),
+        VerdictKind::UnexpectedPass if strict => child(x, "failure", "unexpected-pass", details(v)),
+        VerdictKind::UnexpectedPass => {
+            let note = format!("unexpected pass (not failing: run is not strict): {}\n{}", v.reason, details(v));
+            let _ = writeln!(x, ">\n      <system-out>{}</system-out>\n    </testcase>", text(&note));
+        }
+    }
+}
+
+/// Expected vs observed, then both legs as JSON: enough to triage from a CI tab.
+fn details(v: &Verdict) -> String {
+    let e = &v.expected;
+    let mut s = format!("expected: {} ({}; decided by {})", e.outcome, e.reason, e.decided_by);
+    if let Some(r) = &e.reference {
+        let _ = write!(s, "\nreference: {r}");
+    }
+    if let Some(o) = &v.observation {
+        let _ = write!(s, "\nobserved: {}", o.reason);
+    }
+    if let Some(json) = evidence_json(v) {
+        let _ = write!(s, "\n{json}");
+    }
+    s
+}
+
+/// Seconds with millisecond precision, as SUREFIRE_TIME allows (`12.345`).
+fn seconds(ms: f64) -> String {
+    let ms = if ms.is_finite() && ms > 0.0 { ms } else { 0.0 };
+    format!("{:.3}", ms / 1000.0)
+}
+
+/// Characters XML 1.0 cannot represent at all, even escaped, become U+FFFD.
+fn xml_char(c: char) -> char {
+    match c {
+        '\t' | '\n' | '\r' => c,
+        '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => '\u{fffd}',
+        _ => c,
+    }
+}
+
+/// Element text: `&`, `<`, `>` escaped; `\r` as a reference so parsers keep it.
+fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars().map(xml_char) {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\r' => out.push_str("&#13;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Attribute values: also quotes, and whitespace as references so attribute
+/// normalisation does not turn newlines into spaces.
+fn attr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars().map(xml_char) {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_quotes_and_unrepresentable_characters() {
+        assert_eq!(text("a<b & c>d\r\n"), "a&lt;b &amp; c&gt;d&#13;\n");
+        assert_eq!(attr("say \"hi\" & 'bye'\n\t<x>"), "say &quot;hi&quot; &amp; &apos;bye&apos;&#10;&#9;&lt;x&gt;");
+        assert_eq!(text("nul\u{0} bell\u{7} ok\u{e9}"), "nul\u{fffd} bell\u{fffd} ok\u{e9}");
+        assert_eq!(attr("\u{ffff}"), "\u{fffd}");
+    }
+
+    #[test]
+    fn seconds_fit_surefire_time() {
+        assert_eq!(seconds(41.0), "0.041");
+        assert_eq!(seconds(1234567.8), "1234.568");
+        assert_eq!(seconds(f64::NAN), "0.000");
+        assert_eq!(seconds(-3.0), "0.000");
+    }
+}

@@ -1,0 +1,228 @@
+//! The run record and its renderings: JUnit XML (CI test tabs), JSON (machine
+//! diff between runs), Markdown (CI step summaries, humans) and a terminal table.
+//!
+//! Renderers are pure functions of a [`Run`]; only [`write_reports`] touches
+//! the file system, atomically.
+
+mod junit;
+mod markdown;
+mod table;
+mod time;
+mod write;
+
+pub use junit::render_junit;
+pub use markdown::render_markdown;
+pub use table::{color_wanted, render_table};
+pub use time::rfc3339_utc;
+pub use write::{ReportError, ReportPaths, write_reports};
+
+use crate::env::{Environment, EnvironmentSource};
+use crate::error::{EXIT_INFRA, EXIT_OK, exit_code_for};
+use crate::stream::StreamProblem;
+use crate::verdict::{Verdict, VerdictKind};
+use conformance_contract::{FactValue, Facts};
+use serde::{Deserialize, Serialize};
+
+/// Version of the run report's JSON shape; bump on incompatible changes so
+/// runs of different suite versions can be compared knowingly.
+pub const REPORT_SCHEMA: u32 = 1;
+
+/// This crate's version, recorded in every report.
+pub const SUITE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One run: who ran what where, what the probe measured, and the verdicts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub schema: u32,
+    pub suite_version: String,
+    #[serde(flatten)]
+    pub meta: RunMeta,
+    pub facts: Facts,
+    /// Damage in the probe's stream (truncation, garbled lines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stream_problems: Vec<StreamProblem>,
+    pub verdicts: Vec<Verdict>,
+    pub counts: Counts,
+}
+
+/// What the caller knows about the run, as opposed to what the probe reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub run_id: String,
+    /// RFC 3339, UTC (`2025-06-01T12:00:00Z`); see [`rfc3339_utc`].
+    pub started_at: String,
+    pub duration_ms: f64,
+    /// `lab`, `container`, `vm`, `cluster`.
+    pub target: String,
+    pub environment: Environment,
+    pub environment_source: EnvironmentSource,
+    /// The matrix file as given.
+    pub matrix: String,
+    /// Whether an unexpected pass fails the run.
+    pub strict: bool,
+    /// `--test` patterns; empty means every check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selection: Vec<String>,
+    pub probe: ProbeInfo,
+}
+
+/// Which probe build and eBPF objects produced the observations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeInfo {
+    pub version: String,
+    /// Where the eBPF objects came from (built now, committed, their hash).
+    pub ebpf_objects: String,
+}
+
+/// Verdicts per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub total: usize,
+    pub pass: usize,
+    pub expected_fail: usize,
+    pub regression: usize,
+    pub unexpected_pass: usize,
+    pub unsupported: usize,
+    pub error: usize,
+}
+
+impl Counts {
+    pub fn of(verdicts: &[Verdict]) -> Counts {
+        let mut c = Counts { total: verdicts.len(), ..Counts::default() };
+        for v in verdicts {
+            *c.slot(v.verdict) += 1;
+        }
+        c
+    }
+
+    pub fn get(&self, kind: VerdictKind) -> usize {
+        match kind {
+            VerdictKind::Pass => self.pass,
+            VerdictKind::ExpectedFail => self.expected_fail,
+            VerdictKind::Regression => self.regression,
+            VerdictKind::UnexpectedPass => self.unexpected_pass,
+            VerdictKind::Unsupported => self.unsupported,
+            VerdictKind::Error => self.error,
+        }
+    }
+
+    fn slot(&mut self, kind: VerdictKind) -> &mut usize {
+        match kind {
+            VerdictKind::Pass => &mut self.pass,
+            VerdictKind::ExpectedFail => &mut self.expected_fail,
+            VerdictKind::Regression => &mut self.regression,
+            VerdictKind::UnexpectedPass => &mut self.unexpected_pass,
+            VerdictKind::Unsupported => &mut self.unsupported,
+            VerdictKind::Error => &mut self.error,
+        }
+    }
+
+    /// `8 checks: 3 pass, 1 regression, ...` (kinds with zero left out).
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = VerdictKind::ALL
+            .iter()
+            .filter(|k| self.get(**k) > 0)
+            .map(|k| format!("{} {}", self.get(*k), k))
+            .collect();
+        let noun = if self.total == 1 { "check" } else { "checks" };
+        if parts.is_empty() { format!("0 {noun}") } else { format!("{} {noun}: {}", self.total, parts.join(", ")) }
+    }
+}
+
+impl Run {
+    /// Assembles a run, filling the schema, suite version and counts.
+    pub fn new(meta: RunMeta, facts: Facts, verdicts: Vec<Verdict>, stream_problems: Vec<StreamProblem>) -> Run {
+        Run {
+            schema: REPORT_SCHEMA,
+            suite_version: SUITE_VERSION.to_string(),
+            meta,
+            facts,
+            stream_problems,
+            counts: Counts::of(&verdicts),
+            verdicts,
+        }
+    }
+
+    /// [`exit_code_for`] the verdicts; a damaged stream makes an otherwise
+    /// clean run an infrastructure error (3), never hiding a regression (1).
+    pub fn exit_code(&self) -> u8 {
+        match exit_code_for(&self.verdicts, self.meta.strict) {
+            EXIT_OK if !self.stream_problems.is_empty() => EXIT_INFRA,
+            code => code,
+        }
+    }
+
+    /// One phrase for the whole run: `regression`, `error`, `as expected`.
+    pub fn outcome_phrase(&self) -> String {
+        let code = self.exit_code();
+        let what = match code {
+            0 => "as expected",
+            1 if self.counts.regression > 0 => "regression",
+            1 => "unexpected pass (strict)",
+            _ => "infrastructure error",
+        };
+        format!("{what} (exit {code})")
+    }
+}
+
+/// Facts as (name, value) rows for tables and JUnit properties, in a fixed order.
+pub fn fact_rows(facts: &Facts) -> Vec<(String, String)> {
+    let text = |k: &str| match facts.get(k) {
+        Some(FactValue::Text(s)) if s.is_empty() => "none".to_string(),
+        Some(FactValue::Text(s)) => s,
+        Some(v) => v.to_string(),
+        None => "not measured".to_string(),
+    };
+    let mut rows = vec![
+        ("kernel".to_string(), facts.kernel_release.clone()),
+        ("arch".into(), facts.arch.clone()),
+        ("page_size".into(), facts.page_size.to_string()),
+        ("hypervisor".into(), text("hypervisor")),
+        ("container".into(), text("container")),
+        ("nested".into(), text("nested")),
+        ("system_vendor".into(), text("system_vendor")),
+        ("btf".into(), text("btf")),
+        ("jit".into(), text("jit")),
+        ("tcx".into(), text("tcx")),
+        ("netkit".into(), text("netkit")),
+        ("bpffs".into(), format!("{}, propagation {}", if facts.bpffs.mounted { "mounted" } else { "not mounted" }, text("bpffs.propagation"))),
+        ("cgroup2".into(), facts.cgroup2.clone().unwrap_or_else(|| "none".into())),
+    ];
+    let missing: Vec<&str> = facts.helpers.iter().filter(|(_, ok)| !**ok).map(|(h, _)| h.as_str()).collect();
+    let helpers = match (facts.helpers.is_empty(), missing.is_empty()) {
+        (true, _) => "not measured".to_string(),
+        (false, true) => format!("all {} available", facts.helpers.len()),
+        (false, false) => format!("missing: {}", missing.join(", ")),
+    };
+    rows.push(("helpers".into(), helpers));
+    if let Some(cap) = &facts.cap_eff {
+        rows.push(("cap_eff".into(), cap.clone()));
+    }
+    if let Some(v) = &facts.cilium_version {
+        rows.push(("cilium".into(), v.clone()));
+    }
+    if let Some(v) = &facts.k3s_version {
+        rows.push(("k3s".into(), v.clone()));
+    }
+    rows.extend(facts.notes.iter().map(|(k, v)| (format!("note.{k}"), v.clone())));
+    rows
+}
+
+/// The observation's two legs as pretty JSON, the evidence every writer shows.
+pub(crate) fn evidence_json(v: &Verdict) -> Option<String> {
+    let o = v.observation.as_ref()?;
+    let mut doc = serde_json::Map::new();
+    doc.insert("outcome".into(), serde_json::to_value(o.outcome).ok()?);
+    doc.insert("evidence".into(), serde_json::Value::Object(o.evidence.clone()));
+    if let Some(c) = &o.control {
+        doc.insert("control".into(), serde_json::to_value(c).ok()?);
+    }
+    serde_json::to_string_pretty(&doc).ok()
+}
+
+/// The run as pretty JSON (the `report.json` file).
+pub fn render_json(run: &Run) -> String {
+    let mut s = serde_json::to_string_pretty(run).expect("a run serializes");
+    s.push('\n');
+    s
+}

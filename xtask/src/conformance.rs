@@ -1,0 +1,264 @@
+//! `cargo xtask conformance`: validate the inputs, build (or take) the probe, run it
+//! on a target, judge its observations against the environment's matrix, write the
+//! reports and exit with the DESIGN.md code.
+//!
+//! Everything the user can get wrong (target, `--test`, matrix, report paths,
+//! privileges) is checked before the probe starts, and reported as one line with
+//! exit code 2. Reports are written only for a finished run, atomically.
+
+use anyhow::{Context, Result, anyhow};
+use conformance_contract::CATALOGUE;
+use conformance_suite::env::{Environment, EnvironmentSource, detect};
+use conformance_suite::matrix::Matrix;
+use conformance_suite::progress::Progress;
+use conformance_suite::report::{ProbeInfo, ReportPaths, Run, RunMeta, color_wanted, render_table, rfc3339_utc, write_reports};
+use conformance_suite::select::Selection;
+use conformance_suite::stream::read_stream;
+use conformance_suite::target::lab::Lab;
+use conformance_suite::target::{ProbeArgs, ProbeBinary, RunControl, Target, TargetError, TargetKind};
+use conformance_suite::verdict::evaluate;
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant, SystemTime};
+
+#[derive(clap::Args)]
+#[command(after_help = "Exit codes: 0 every verdict as expected, 1 regression (or unexpected pass with --strict), \
+2 bad usage or input file, 3 infrastructure error, 130 interrupted.")]
+pub struct Options {
+    /// Where the probe runs: `lab` (network namespaces on this host; needs root or passwordless sudo).
+    /// `container`, `vm` and `cluster` are planned, not built yet.
+    #[arg(long, default_value = "lab", value_name = "TARGET")]
+    target: String,
+    /// Environment whose matrix judges the run: `container`, `vm` or `hetzner`.
+    /// Default: detected from the probe's facts (container runtime, DMI vendor, hypervisor).
+    #[arg(long, value_name = "ENV")]
+    env: Option<String>,
+    /// Judge against this matrix file instead of fixtures/matrix/<env>.toml.
+    #[arg(long, value_name = "FILE")]
+    matrix: Option<PathBuf>,
+    /// Checks to run: comma-separated regular expressions over check ids (and `id[variant]`);
+    /// a leading `!` excludes. Repeatable. Default: every check.
+    #[arg(long = "test", value_name = "REGEX,...")]
+    tests: Vec<String>,
+    /// JUnit XML report (CI test reporters).
+    #[arg(long, value_name = "FILE", default_value = "reports/junit.xml")]
+    junit_file: PathBuf,
+    /// JSON report: facts, every observation with evidence, verdicts and the matrix entries behind them.
+    #[arg(long, value_name = "FILE", default_value = "reports/run.json")]
+    json_file: PathBuf,
+    /// Markdown summary (for humans and CI step summaries).
+    #[arg(long, value_name = "FILE", default_value = "reports/summary.md")]
+    markdown_file: PathBuf,
+    /// Fail the run (exit 1) on an unexpected pass too.
+    #[arg(long)]
+    strict: bool,
+    /// Echo the probe's stderr and the build's output.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Stop the probe after this many seconds (exit 3).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    timeout: u64,
+    /// Use this probe binary instead of building one (`cargo build --release -p conformance-probes`).
+    #[arg(long, value_name = "PATH")]
+    probe: Option<PathBuf>,
+    /// Break a check's datapath on purpose (`ID=drop` or `ID=no-route`), to see the suite catch it.
+    #[arg(long, value_name = "ID=KIND", hide = true)]
+    fault: Vec<String>,
+}
+
+/// A failure with its exit code; printed once, as one line, by `main`.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> Failure {
+    Failure { code, message: message.to_string() }
+}
+
+const USAGE: u8 = 2;
+const INFRA: u8 = 3;
+const INTERRUPTED: u8 = 130;
+
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The matrix (or the candidates, when the environment is detected later).
+enum MatrixChoice {
+    Fixed(Matrix, EnvironmentSource),
+    ByEnvironment(Vec<Matrix>),
+}
+
+fn choose_matrix(opts: &Options) -> Result<MatrixChoice, Failure> {
+    let env: Option<Environment> = opts.env.as_deref().map(str::parse).transpose().map_err(|e| fail(USAGE, e))?;
+    let fixtures = workspace_root().join("fixtures");
+    if let Some(path) = &opts.matrix {
+        let matrix = Matrix::load(path).map_err(|e| fail(USAGE, e))?;
+        if let Some(env) = env {
+            matrix.ensure_environment(env).map_err(|e| fail(USAGE, e))?;
+        }
+        return Ok(MatrixChoice::Fixed(matrix, EnvironmentSource::Given));
+    }
+    if let Some(env) = env {
+        let matrix = Matrix::load(env.matrix_path(&fixtures)).map_err(|e| fail(USAGE, e))?;
+        return Ok(MatrixChoice::Fixed(matrix, EnvironmentSource::Given));
+    }
+    // Validate every shipped matrix now, so a broken one fails before the probe runs.
+    let matrices = Environment::ALL
+        .iter()
+        .map(|env| Matrix::load(env.matrix_path(&fixtures)).map_err(|e| fail(USAGE, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(MatrixChoice::ByEnvironment(matrices))
+}
+
+/// Builds the probe in release mode and returns the binary's path.
+fn build_probe(verbose: bool) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("building the probe (cargo build --release -p conformance-probes; about 2 minutes the first time) ...");
+    let out = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--release", "-p", "conformance-probes", "--bin", "probe", "--message-format=json-render-diagnostics"])
+        .stdout(Stdio::piped())
+        .stderr(if verbose { Stdio::inherit() } else { Stdio::piped() })
+        .output()
+        .context("run cargo build for the probe")?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(anyhow!("building the probe failed:\n{}", tail.join("\n")));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "probe")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| anyhow!("cargo build did not report the probe's executable"))
+}
+
+/// The probe reports `<version> (ebpf <source> <stamp>)`; the report keeps the parts apart.
+fn probe_info(version: &str, privilege: &str) -> ProbeInfo {
+    let (version, objects) = match version.split_once(" (ebpf ") {
+        Some((v, rest)) => (v.to_string(), rest.trim_end_matches(')').to_string()),
+        None => (version.to_string(), "unknown".to_string()),
+    };
+    ProbeInfo { version: format!("{version}, started {privilege}"), ebpf_objects: objects }
+}
+
+fn new_run_id() -> String {
+    let mut bytes = [0u8; 4];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn run(opts: Options) -> Result<ExitCode, Failure> {
+    let started = Instant::now();
+    let started_at = rfc3339_utc(SystemTime::now());
+
+    // 1. Everything the user can get wrong, before anything runs.
+    let target_kind: TargetKind = opts.target.parse().map_err(|e: String| fail(USAGE, e))?;
+    if target_kind != TargetKind::Lab {
+        return Err(fail(USAGE, format!("target `{}` is not built yet; available now: lab (see README, Targets)", target_kind.name())));
+    }
+    let selection = Selection::parse(&opts.tests).map_err(|e| fail(USAGE, e))?;
+    let planned = selection.plan(CATALOGUE);
+    if planned.is_empty() {
+        return Err(fail(USAGE, format!("--test {} selects no check", opts.tests.join(","))));
+    }
+    let matrix_choice = choose_matrix(&opts)?;
+    let paths = ReportPaths {
+        junit: Some(opts.junit_file.clone()),
+        json: Some(opts.json_file.clone()),
+        markdown: Some(opts.markdown_file.clone()),
+    };
+    paths.preflight().map_err(|e| fail(e.exit_code(), e))?;
+
+    // 2. The probe.
+    let probe = match &opts.probe {
+        Some(p) => p.clone(),
+        None => build_probe(opts.verbose).map_err(|e| fail(INFRA, format!("{e:#}")))?,
+    };
+    let target = Lab { probe: ProbeBinary { path: probe } };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, interrupted.clone()).map_err(|e| fail(INFRA, format!("install signal handler: {e}")))?;
+    }
+    let control = RunControl { timeout: Duration::from_secs(opts.timeout), interrupted: interrupted.clone(), verbose: opts.verbose };
+    let args = ProbeArgs {
+        run_id: new_run_id(),
+        checks: planned.iter().map(|p| format!("{}[{}]", p.check, p.variant)).collect(),
+        faults: opts.fault.clone(),
+    };
+
+    // 3. Run it: the target writes lines into a pipe, the stream reader judges nothing yet.
+    let (reader, mut writer) = std::io::pipe().map_err(|e| fail(INFRA, format!("create pipe: {e}")))?;
+    let worker = std::thread::spawn(move || {
+        target.run_probe(&args, &control, &mut |line| {
+            let _ = writeln!(writer, "{line}");
+        })
+    });
+    let mut progress = Progress::new();
+    let stream = read_stream(BufReader::new(reader), |event| progress.on_event(event));
+    progress.finish();
+    let exit = match worker.join() {
+        Ok(result) => result,
+        Err(_) => return Err(fail(INFRA, "the target thread panicked")),
+    };
+    let exit = match exit {
+        Ok(exit) => exit,
+        Err(TargetError::Interrupted) => {
+            return Err(fail(INTERRUPTED, "interrupted: the probe was stopped (its namespaces and programs die with it); no report written"));
+        }
+        Err(e @ TargetError::Usage(_)) => return Err(fail(USAGE, e)),
+        Err(e) => return Err(fail(INFRA, e)),
+    };
+    let stream = stream.map_err(|e| {
+        let why = exit.stderr_tail.last().cloned().unwrap_or_default();
+        fail(INFRA, format!("{e} (probe exit {:?}{}{why})", exit.code, if why.is_empty() { "" } else { ": " }))
+    })?;
+
+    // 4. Judge.
+    let (matrix, environment_source) = match matrix_choice {
+        MatrixChoice::Fixed(m, source) => (m, source),
+        MatrixChoice::ByEnvironment(all) => {
+            let (env, why) = detect(&stream.facts);
+            let m = all.into_iter().find(|m| m.environment == env).expect("a matrix per environment");
+            (m, EnvironmentSource::Detected { why })
+        }
+    };
+    let verdicts = evaluate(&matrix, &stream.facts, &planned, &stream.observations);
+    let meta = RunMeta {
+        run_id: stream.run_id.clone(),
+        started_at,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        target: target_kind.name().to_string(),
+        environment: matrix.environment,
+        environment_source,
+        matrix: matrix.path.display().to_string(),
+        strict: opts.strict,
+        selection: selection.patterns(),
+        probe: probe_info(&stream.probe_version, &exit.privilege),
+    };
+    let run = Run::new(meta, stream.facts.clone(), verdicts, stream.problems.clone());
+
+    // 5. Report.
+    write_reports(&run, &paths).map_err(|e| fail(e.exit_code(), e))?;
+    print!("{}", render_table(&run, color_wanted()));
+    for problem in &run.stream_problems {
+        eprintln!("probe stream: {problem}");
+    }
+    eprintln!(
+        "{} — reports: {}, {}, {}",
+        run.outcome_phrase(),
+        opts.junit_file.display(),
+        opts.json_file.display(),
+        opts.markdown_file.display()
+    );
+    Ok(ExitCode::from(run.exit_code()))
+}
