@@ -40,7 +40,10 @@ use std::time::{Duration, Instant};
 pub const TARGET: &str = "bpfel-unknown-none";
 
 /// `(cargo bin name, object file name)` of every object the build produces.
-pub const OBJECTS: &[(&str, &str)] = &[("hook", "hook.bpf.o"), ("helper_probe", "helper_probe.bpf.o")];
+pub const OBJECTS: &[(&str, &str)] = &[
+    ("hook", "hook.bpf.o"),
+    ("helper_probe", "helper_probe.bpf.o"),
+];
 
 /// Name of the stamp file next to the shipped objects in `ebpf/dist/`.
 pub const STAMP_FILE: &str = "STAMP";
@@ -70,9 +73,15 @@ const BINDINGS_ARCH: &str = "x86_64";
 pub enum Error {
     /// No toolchain route is usable; the text says what was found and what to install.
     NoToolchain(String),
-    Io { what: String, source: io::Error },
+    Io {
+        what: String,
+        source: io::Error,
+    },
     /// The nested cargo (or a tool it needs) failed; `output` is its stderr/stdout.
-    Build { what: String, output: String },
+    Build {
+        what: String,
+        output: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -168,7 +177,10 @@ pub fn shipped_stamp(ebpf_dir: &Path) -> Result<Option<String>, Error> {
     match fs::read_to_string(&path) {
         Ok(text) => Ok(Some(text.trim().to_string())),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(err) => Err(Error::Io { what: format!("read {}", path.display()), source: err }),
+        Err(err) => Err(Error::Io {
+            what: format!("read {}", path.display()),
+            source: err,
+        }),
     }
 }
 
@@ -178,7 +190,11 @@ pub fn shipped_stamp(ebpf_dir: &Path) -> Result<Option<String>, Error> {
 #[derive(Debug, Clone)]
 pub enum Route {
     /// Debian's `rustc-web`/`cargo-web` with the prebuilt `core` for the BPF target.
-    Debian { rustc: PathBuf, cargo: PathBuf, sysroot: PathBuf },
+    Debian {
+        rustc: PathBuf,
+        cargo: PathBuf,
+        sysroot: PathBuf,
+    },
     /// `rustup run nightly cargo build -Z build-std=core`.
     Rustup { rustup: PathBuf, sysroot: PathBuf },
 }
@@ -237,11 +253,16 @@ pub fn detect() -> Result<Toolchain, Error> {
         }
     };
     match (route, linker) {
-        (Some((route, rustc_version)), Ok((linker_dir, linker_version))) => {
-            Ok(Toolchain { route, linker_dir, rustc_version, linker_version })
-        }
+        (Some((route, rustc_version)), Ok((linker_dir, linker_version))) => Ok(Toolchain {
+            route,
+            linker_dir,
+            rustc_version,
+            linker_version,
+        }),
         _ => {
-            let mut text = String::from("no BPF toolchain found to build the eBPF programs.\nWhat was missing:\n");
+            let mut text = String::from(
+                "no BPF toolchain found to build the eBPF programs.\nWhat was missing:\n",
+            );
             for line in &missing {
                 text.push_str("  - ");
                 text.push_str(line);
@@ -262,13 +283,23 @@ fn debian_route() -> Result<(Route, String), String> {
     let sysroot = PathBuf::from(capture(Command::new(&rustc).args(["--print", "sysroot"]))?);
     let target_lib = sysroot.join("lib/rustlib").join(TARGET);
     if !target_lib.is_dir() {
-        return Err(format!("{} not found (package libstd-rust-web-dev-bpf)", target_lib.display()));
+        return Err(format!(
+            "{} not found (package libstd-rust-web-dev-bpf)",
+            target_lib.display()
+        ));
     }
     if !cargo.is_file() {
         return Err("/usr/bin/cargo not found".into());
     }
     let version = capture(Command::new(&rustc).arg("-V"))?;
-    Ok((Route::Debian { rustc, cargo, sysroot }, version))
+    Ok((
+        Route::Debian {
+            rustc,
+            cargo,
+            sysroot,
+        },
+        version,
+    ))
 }
 
 fn rustup_route() -> Result<(Route, String), String> {
@@ -277,11 +308,15 @@ fn rustup_route() -> Result<(Route, String), String> {
     cmd.args(["run", RUSTUP_TOOLCHAIN, "rustc", "--print", "sysroot"]);
     clean_env(&mut cmd);
     let sysroot = PathBuf::from(
-        capture(&mut cmd).map_err(|why| format!("no usable `{RUSTUP_TOOLCHAIN}` toolchain ({why})"))?,
+        capture(&mut cmd)
+            .map_err(|why| format!("no usable `{RUSTUP_TOOLCHAIN}` toolchain ({why})"))?,
     );
     let core = sysroot.join("lib/rustlib/src/rust/library/core/Cargo.toml");
     if !core.is_file() {
-        return Err(format!("toolchain `{RUSTUP_TOOLCHAIN}` has no rust-src component ({} missing)", core.display()));
+        return Err(format!(
+            "toolchain `{RUSTUP_TOOLCHAIN}` has no rust-src component ({} missing)",
+            core.display()
+        ));
     }
     let mut cmd = Command::new(&rustup);
     cmd.args(["run", RUSTUP_TOOLCHAIN, "rustc", "-V"]);
@@ -299,7 +334,9 @@ fn find_bpf_linker() -> Result<(PathBuf, String), String> {
 
 /// `name` on PATH, else in `$CARGO_HOME/bin`, else in `~/.cargo/bin`.
 fn find_program(name: &str) -> Option<PathBuf> {
-    let path_dirs = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
     path_dirs
         .into_iter()
         .chain(cargo_home().map(|home| home.join("bin")))
@@ -311,13 +348,19 @@ fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|home| PathBuf::from(home).join(".cargo")))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".cargo"))
+        })
 }
 
 #[cfg(unix)]
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 #[cfg(not(unix))]
@@ -328,10 +371,17 @@ fn is_executable(path: &Path) -> bool {
 /// Runs `cmd` and returns its trimmed stdout, or why it failed.
 fn capture(cmd: &mut Command) -> Result<String, String> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.stdin(Stdio::null()).output().map_err(|err| format!("run {program}: {err}"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|err| format!("run {program}: {err}"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("{program} failed ({}): {}", out.status, stderr.trim()));
+        return Err(format!(
+            "{program} failed ({}): {}",
+            out.status,
+            stderr.trim()
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -352,7 +402,14 @@ pub fn clean_env(cmd: &mut Command) {
 fn leaks_into_nested_build(key: &str) -> bool {
     let cargo_kept = key == "CARGO_HOME"
         || key == "CARGO_TERM_COLOR"
-        || ["CARGO_NET_", "CARGO_HTTP_", "CARGO_REGISTRIES_", "CARGO_REGISTRY_"].iter().any(|p| key.starts_with(p));
+        || [
+            "CARGO_NET_",
+            "CARGO_HTTP_",
+            "CARGO_REGISTRIES_",
+            "CARGO_REGISTRY_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p));
     if key.starts_with("CARGO") || key.starts_with("__CARGO") {
         return !cargo_kept;
     }
@@ -362,7 +419,10 @@ fn leaks_into_nested_build(key: &str) -> bool {
         || key == "RUSTUP_TOOLCHAIN"
         || key.starts_with("CLIPPY_")
         || key == "AYA_BPF_TARGET_ARCH"
-        || matches!(key, "OUT_DIR" | "TARGET" | "HOST" | "PROFILE" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS")
+        || matches!(
+            key,
+            "OUT_DIR" | "TARGET" | "HOST" | "PROFILE" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS"
+        )
 }
 
 // ---------------------------------------------------------------- build
@@ -388,7 +448,13 @@ pub fn default_target_dir(ebpf_dir: &Path) -> PathBuf {
 /// this process's stderr; otherwise it is captured and shown only on failure.
 pub fn build(ebpf_dir: &Path, out_dir: &Path, show_output: bool) -> Result<Built, Error> {
     let toolchain = detect()?;
-    build_with(&toolchain, ebpf_dir, &default_target_dir(ebpf_dir), out_dir, show_output)
+    build_with(
+        &toolchain,
+        ebpf_dir,
+        &default_target_dir(ebpf_dir),
+        out_dir,
+        show_output,
+    )
 }
 
 /// [`build`] with an explicit toolchain and cargo target directory.
@@ -400,20 +466,30 @@ pub fn build_with(
     show_output: bool,
 ) -> Result<Built, Error> {
     let start = Instant::now();
-    let ebpf_dir = fs::canonicalize(ebpf_dir).map_err(io_err(format!("resolve {}", ebpf_dir.display())))?;
+    let ebpf_dir =
+        fs::canonicalize(ebpf_dir).map_err(io_err(format!("resolve {}", ebpf_dir.display())))?;
     let manifest = ebpf_dir.join("programs").join("Cargo.toml");
 
     let mut cmd = match &toolchain.route {
         Route::Debian { rustc, cargo, .. } => {
             let mut cmd = Command::new(cargo);
             clean_env(&mut cmd);
-            cmd.env("RUSTC", rustc).env("RUSTC_BOOTSTRAP", "1").arg("build");
+            cmd.env("RUSTC", rustc)
+                .env("RUSTC_BOOTSTRAP", "1")
+                .arg("build");
             cmd
         }
         Route::Rustup { rustup, .. } => {
             let mut cmd = Command::new(rustup);
             clean_env(&mut cmd);
-            cmd.args(["run", RUSTUP_TOOLCHAIN, "cargo", "build", "-Z", "build-std=core"]);
+            cmd.args([
+                "run",
+                RUSTUP_TOOLCHAIN,
+                "cargo",
+                "build",
+                "-Z",
+                "build-std=core",
+            ]);
             cmd
         }
     };
@@ -425,7 +501,10 @@ pub fn build_with(
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(ebpf_dir.join("programs"))
-        .env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags(toolchain, &ebpf_dir))
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            encoded_rustflags(toolchain, &ebpf_dir),
+        )
         .env("AYA_BPF_TARGET_ARCH", BINDINGS_ARCH)
         .env("PATH", path_with(&toolchain.linker_dir))
         .stdin(Stdio::null());
@@ -435,16 +514,28 @@ pub fn build_with(
 
     let what = format!("build the eBPF programs with the {toolchain}");
     if show_output {
-        let status = cmd.status().map_err(io_err(format!("run cargo for the {} route", toolchain.route_name())))?;
+        let status = cmd.status().map_err(io_err(format!(
+            "run cargo for the {} route",
+            toolchain.route_name()
+        )))?;
         if !status.success() {
-            return Err(Error::Build { what: format!("{what}: cargo {status} (output above)"), output: String::new() });
+            return Err(Error::Build {
+                what: format!("{what}: cargo {status} (output above)"),
+                output: String::new(),
+            });
         }
     } else {
-        let out = cmd.output().map_err(io_err(format!("run cargo for the {} route", toolchain.route_name())))?;
+        let out = cmd.output().map_err(io_err(format!(
+            "run cargo for the {} route",
+            toolchain.route_name()
+        )))?;
         if !out.status.success() {
             let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
             output.push_str(&String::from_utf8_lossy(&out.stdout));
-            return Err(Error::Build { what: format!("{what}: cargo {}", out.status), output });
+            return Err(Error::Build {
+                what: format!("{what}: cargo {}", out.status),
+                output,
+            });
         }
     }
 
@@ -454,10 +545,18 @@ pub fn build_with(
     for (bin, file) in OBJECTS {
         let from = built_dir.join(bin);
         let to = out_dir.join(file);
-        let size = fs::copy(&from, &to).map_err(io_err(format!("copy {} to {}", from.display(), to.display())))?;
+        let size = fs::copy(&from, &to).map_err(io_err(format!(
+            "copy {} to {}",
+            from.display(),
+            to.display()
+        )))?;
         objects.push((*file, to, size));
     }
-    Ok(Built { toolchain: toolchain.clone(), objects, elapsed: start.elapsed() })
+    Ok(Built {
+        toolchain: toolchain.clone(),
+        objects,
+        elapsed: start.elapsed(),
+    })
 }
 
 /// Flags for the BPF target crates (not build scripts: `--target` keeps them apart),
@@ -479,10 +578,10 @@ fn encoded_rustflags(toolchain: &Toolchain, ebpf_dir: &Path) -> OsString {
     }
     if let Some(home) = cargo_home() {
         remap(&home, "/cargo");
-        if let Ok(real) = fs::canonicalize(&home) {
-            if real != home {
-                remap(&real, "/cargo");
-            }
+        if let Ok(real) = fs::canonicalize(&home)
+            && real != home
+        {
+            remap(&real, "/cargo");
         }
     }
     remap(ebpf_dir, "/cilium-conformance/ebpf");

@@ -41,7 +41,10 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
-    let root = manifest_dir.parent().ok_or("probes has no parent directory")?.to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .ok_or("probes has no parent directory")?
+        .to_path_buf();
     let ebpf_dir = root.join("ebpf");
     let out_dir = PathBuf::from(env("OUT_DIR")?);
 
@@ -61,7 +64,11 @@ fn run() -> Result<(), String> {
         Err(_) | Ok("") | Ok("auto") => Policy::Auto,
         Ok("shipped") => Policy::Shipped,
         Ok("rebuild") => Policy::Rebuild,
-        Ok(other) => return Err(format!("{POLICY_VAR}={other:?} is not one of auto, shipped, rebuild")),
+        Ok(other) => {
+            return Err(format!(
+                "{POLICY_VAR}={other:?} is not one of auto, shipped, rebuild"
+            ));
+        }
     };
 
     let stamp = builder::stamp(&ebpf_dir).map_err(|err| format!("hash the eBPF sources: {err}"))?;
@@ -77,15 +84,20 @@ fn run() -> Result<(), String> {
     let shipped = builder::shipped_stamp(&ebpf_dir).map_err(|err| err.to_string())?;
     let dist_fresh = shipped.as_deref() == Some(stamp.as_str());
     let stale_note = match &shipped {
-        Some(shipped) => format!("ebpf/dist is stale: ebpf/dist/STAMP is {shipped}, the eBPF sources hash to {stamp}"),
+        Some(shipped) => format!(
+            "ebpf/dist is stale: ebpf/dist/STAMP is {shipped}, the eBPF sources hash to {stamp}"
+        ),
         None => format!("ebpf/dist/STAMP is missing; the eBPF sources hash to {stamp}"),
     };
-    let refresh = "`cargo xtask ebpf` (with a BPF toolchain) refreshes ebpf/dist; commit the result";
+    let refresh =
+        "`cargo xtask ebpf` (with a BPF toolchain) refreshes ebpf/dist; commit the result";
 
     let source = match policy {
         Policy::Shipped => {
             if !dist_fresh {
-                return Err(format!("{POLICY_VAR}=shipped, but {stale_note}.\n{refresh}."));
+                return Err(format!(
+                    "{POLICY_VAR}=shipped, but {stale_note}.\n{refresh}."
+                ));
             }
             embed_shipped(&ebpf_dir, &out_dir)?;
             "shipped"
@@ -107,7 +119,9 @@ fn run() -> Result<(), String> {
                 let why = if policy == Policy::Rebuild {
                     format!("{POLICY_VAR}=rebuild needs a BPF toolchain")
                 } else {
-                    format!("cannot embed the eBPF objects: {stale_note}, and there is no BPF toolchain to rebuild them")
+                    format!(
+                        "cannot embed the eBPF objects: {stale_note}, and there is no BPF toolchain to rebuild them"
+                    )
                 };
                 return Err(format!("{why}.\n{err}"));
             }
@@ -125,7 +139,8 @@ fn embed_shipped(ebpf_dir: &Path, out_dir: &Path) -> Result<(), String> {
     for (_, file) in builder::OBJECTS {
         let from = ebpf_dir.join("dist").join(file);
         let to = out_dir.join(file);
-        fs::copy(&from, &to).map_err(|err| format!("copy {} to {}: {err}", from.display(), to.display()))?;
+        fs::copy(&from, &to)
+            .map_err(|err| format!("copy {} to {}: {err}", from.display(), to.display()))?;
     }
     Ok(())
 }

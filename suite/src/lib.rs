@@ -4,9 +4,10 @@
 //! them elsewhere, [`stream`] reads its JSON lines, [`env`] and [`matrix`] say
 //! what to expect, [`verdict`] judges, [`report`] writes JUnit, JSON, Markdown
 //! and the terminal table, and [`error`] maps the outcome to an exit code.
+//! [`target`] gets the probe to where the datapath is and hands back its lines.
 //!
-//! Not here: running probes, talking to sockets, kernels or clusters. The
-//! suite never touches the datapath; it only judges what a probe reported.
+//! Not here: executing checks. The suite never touches the datapath; targets
+//! only carry the probe's lines back, and the suite judges what it reported.
 
 pub mod env;
 pub mod error;

@@ -122,7 +122,7 @@ fn interrupted_run_leaves_nothing_and_no_report() -> TestResult {
     let junit = dir.path().join("junit.xml");
     let before = snapshot();
     // Its own process group, like a terminal's foreground job: Ctrl-C reaches xtask and the probe.
-    let mut child = Command::new(xtask)
+    let child = Command::new(xtask)
         .current_dir(repo_root())
         .args(["conformance", "--env", "vm", "--probe"])
         .arg(probe)

@@ -13,7 +13,10 @@ mod support;
 use libtest_mimic::{Arguments, Trial};
 
 fn main() {
-    let args = Arguments::from_args();
+    let mut args = Arguments::from_args();
+    // Every test here creates or counts kernel objects (namespaces, BPF programs);
+    // the cleanup tests compare snapshots of them, so tests must not overlap.
+    args.test_threads = Some(1);
     let missing = support::missing_privileges();
     if let Some(why) = &missing {
         eprintln!("e2e: tests that need root and BPF are ignored here: {why}");

@@ -149,6 +149,11 @@ fn probe_info(version: &str, privilege: &str) -> ProbeInfo {
     ProbeInfo { version: format!("{version}, started {privilege}"), ebpf_objects: objects }
 }
 
+/// [`build_probe`] with its error as a [`Failure`].
+pub fn build_probe_path(verbose: bool) -> Result<PathBuf, Failure> {
+    build_probe(verbose).map_err(|e| fail(INFRA, format!("{e:#}")))
+}
+
 fn new_run_id() -> String {
     let mut bytes = [0u8; 4];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -182,7 +187,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     // 2. The probe.
     let probe = match &opts.probe {
         Some(p) => p.clone(),
-        None => build_probe(opts.verbose).map_err(|e| fail(INFRA, format!("{e:#}")))?,
+        None => build_probe_path(opts.verbose)?,
     };
     let target = Lab { probe: ProbeBinary { path: probe } };
     let interrupted = Arc::new(AtomicBool::new(false));

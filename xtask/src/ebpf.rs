@@ -48,7 +48,11 @@ fn check(ebpf_dir: &Path) -> Result<ExitCode> {
     let missing: Vec<&str> = builder::OBJECTS
         .iter()
         .map(|(_, file)| *file)
-        .filter(|file| fs::metadata(dist_dir(ebpf_dir).join(file)).map(|m| m.len() == 0).unwrap_or(true))
+        .filter(|file| {
+            fs::metadata(dist_dir(ebpf_dir).join(file))
+                .map(|m| m.len() == 0)
+                .unwrap_or(true)
+        })
         .collect();
     match shipped {
         Some(shipped) if shipped == stamp && missing.is_empty() => {
@@ -86,10 +90,18 @@ fn rebuild(ebpf_dir: &Path) -> Result<ExitCode> {
     let toolchain = builder::detect()?;
     eprintln!("building the eBPF objects with the {toolchain}");
     let staging = builder::default_target_dir(ebpf_dir).join("dist-staging");
-    let built = builder::build_with(&toolchain, ebpf_dir, &builder::default_target_dir(ebpf_dir), &staging, true)?;
+    let built = builder::build_with(
+        &toolchain,
+        ebpf_dir,
+        &builder::default_target_dir(ebpf_dir),
+        &staging,
+        true,
+    )?;
     let after = builder::stamp(ebpf_dir).context("hash the eBPF sources")?;
     if after != before {
-        bail!("the eBPF sources changed during the build ({before} -> {after}); run `cargo xtask ebpf` again");
+        bail!(
+            "the eBPF sources changed during the build ({before} -> {after}); run `cargo xtask ebpf` again"
+        );
     }
 
     let dist = dist_dir(ebpf_dir);
@@ -119,7 +131,11 @@ fn rebuild(ebpf_dir: &Path) -> Result<ExitCode> {
         write_atomically(&stamp_path, format!("{after}\n").as_bytes())?;
     }
     println!("ebpf/dist/{}: {after} ({change})", builder::STAMP_FILE);
-    println!("built in {:.1}s with the {}", built.elapsed.as_secs_f64(), built.toolchain);
+    println!(
+        "built in {:.1}s with the {}",
+        built.elapsed.as_secs_f64(),
+        built.toolchain
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -131,16 +147,27 @@ fn verify(ebpf_dir: &Path) -> Result<ExitCode> {
     let toolchain = builder::detect()?;
     eprintln!("rebuilding the eBPF objects with the {toolchain} to compare with ebpf/dist");
     let scratch = builder::default_target_dir(ebpf_dir).join("verify");
-    let built = builder::build_with(&toolchain, ebpf_dir, &builder::default_target_dir(ebpf_dir), &scratch, true)?;
+    let built = builder::build_with(
+        &toolchain,
+        ebpf_dir,
+        &builder::default_target_dir(ebpf_dir),
+        &scratch,
+        true,
+    )?;
     let mut differ = Vec::new();
     for (file, path, _) in &built.objects {
         let new = fs::read(path).with_context(|| format!("read {}", path.display()))?;
         let shipped_path = dist_dir(ebpf_dir).join(file);
-        let shipped = fs::read(&shipped_path).with_context(|| format!("read {}", shipped_path.display()))?;
+        let shipped =
+            fs::read(&shipped_path).with_context(|| format!("read {}", shipped_path.display()))?;
         if new == shipped {
             println!("ebpf/dist/{file}: reproduced ({} bytes)", new.len());
         } else {
-            println!("ebpf/dist/{file}: DIFFERS (rebuilt {} bytes, shipped {} bytes)", new.len(), shipped.len());
+            println!(
+                "ebpf/dist/{file}: DIFFERS (rebuilt {} bytes, shipped {} bytes)",
+                new.len(),
+                shipped.len()
+            );
             differ.push(*file);
         }
     }
@@ -161,5 +188,6 @@ fn verify(ebpf_dir: &Path) -> Result<ExitCode> {
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
+    fs::rename(&tmp, path)
+        .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the one entry point users need.
 
+mod bench;
 mod conformance;
 mod ebpf;
 
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the conformance checks on a target and write JUnit, JSON and Markdown reports.
     Conformance(conformance::Options),
+    /// Time full lab runs (release probe) and report per-check figures for BENCHMARKS.md.
+    Bench(bench::Options),
     /// Rebuild the eBPF objects into ebpf/dist and restamp them, or check the stamp.
     Ebpf(ebpf::Options),
 }
@@ -27,13 +30,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Conformance(opts) => match conformance::run(opts) {
-            Ok(code) => code,
-            Err(failure) => {
-                eprintln!("error: {}", failure.message);
-                ExitCode::from(failure.code)
-            }
-        },
+        Command::Conformance(opts) => report(conformance::run(opts)),
+        Command::Bench(opts) => report(bench::run(opts)),
         Command::Ebpf(opts) => match ebpf::run(opts) {
             Ok(code) => code,
             Err(err) => {
@@ -41,5 +39,16 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             }
         },
+    }
+}
+
+/// Prints a failure once, as one line, and turns it into the exit code.
+fn report(result: Result<ExitCode, conformance::Failure>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
     }
 }

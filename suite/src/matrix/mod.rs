@@ -108,12 +108,13 @@ pub enum DecidedBy {
     Override { file: String, line: usize, when: String },
 }
 
-impl fmt::Display for DecidedBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl DecidedBy {
+    /// `file:line` or `file:line when <condition>`; `None` for the default.
+    pub fn location(&self) -> Option<String> {
         match self {
-            DecidedBy::Default { file } => write!(f, "default (no entry in {file})"),
-            DecidedBy::Entry { file, line } => write!(f, "{file}:{line}"),
-            DecidedBy::Override { file, line, when } => write!(f, "{file}:{line} (when {when})"),
+            DecidedBy::Default { .. } => None,
+            DecidedBy::Entry { file, line } => Some(format!("{file}:{line}")),
+            DecidedBy::Override { file, line, when } => Some(format!("{file}:{line} when {when}")),
         }
     }
 }

@@ -106,7 +106,10 @@ fn testcase(x: &mut String, v: &Verdict, strict: bool) {
 /// Expected vs observed, then both legs as JSON: enough to triage from a CI tab.
 fn details(v: &Verdict) -> String {
     let e = &v.expected;
-    let mut s = format!("expected: {} ({}; decided by {})", e.outcome, e.reason, e.decided_by);
+    let mut s = format!("expected: {}: {}", e.outcome, e.reason);
+    if let Some(at) = e.decided_by.location() {
+        let _ = write!(s, "\ndecided by: {at}");
+    }
     if let Some(r) = &e.reference {
         let _ = write!(s, "\nreference: {r}");
     }

@@ -66,7 +66,10 @@ fn details(md: &mut String, v: &Verdict) {
     let _ = writeln!(md, "\n#### {} `{}`\n", v.verdict.label(), v.name());
     let _ = writeln!(md, "{}\n", inline(&v.reason));
     let e = &v.expected;
-    let _ = write!(md, "- **Expected:** {} — {} (decided by `{}`)", e.outcome, inline(&e.reason), e.decided_by);
+    let _ = write!(md, "- **Expected:** {} — {}", e.outcome, inline(&e.reason));
+    if let Some(at) = e.decided_by.location() {
+        let _ = write!(md, " (decided by `{at}`)");
+    }
     if let Some(r) = &e.reference {
         let _ = write!(md, " · reference: {}", inline(r));
     }

@@ -1,0 +1,171 @@
+//! A fixed run covering every verdict kind, for snapshots, schema validation
+//! and the benchmark. Nothing here depends on time, the host or the shipped
+//! matrices, so the snapshots change only when the renderers do.
+
+#![allow(dead_code)] // shared with the benchmark, which uses a part
+
+use conformance_contract::{Control, ControlOutcome, Facts, KernelVersion, Observation, Outcome, PlannedCheck};
+use serde_json::{Map, Value, json};
+use std::path::Path;
+use conformance_suite::env::{Environment, EnvironmentSource};
+use conformance_suite::matrix::Matrix;
+use conformance_suite::report::{ProbeInfo, Run, RunMeta};
+use conformance_suite::stream::StreamProblem;
+use conformance_suite::verdict::evaluate;
+
+/// The snapshot run's matrix: the real scrub condition, plus one expected
+/// failure that passes so the unexpected-pass path is shown.
+pub const MATRIX: &str = r#"schema = 1
+environment = "vm"
+
+[[expect]]
+check = "datapath.stack-delivery"
+outcome = "pass"
+reason = "TC_ACT_OK must reach the host stack (nix-2hd)"
+reference = "https://docs.cilium.io/en/stable/network/ebpf/intro/"
+
+[[expect]]
+check = "datapath.redirect-peer.scrub"
+outcome = "pass"
+reason = "fixed kernels scrub"
+reference = "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git/commit/?id=c4327229948879814229b46aa26a750718888503"
+
+[[expect.unless]]
+when = "(kernel >= 6.2-rc1 and kernel < 6.6.91) or (kernel >= 6.7-rc1 and kernel < 6.12.29)"
+outcome = "fail"
+reason = "CVE-2025-37959 unfixed before 6.6.91"
+reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
+
+[[expect]]
+check = "datapath.host-to-pod"
+outcome = "fail"
+reason = "fixture: pretend host routes are known broken here"
+reference = "https://example.invalid/fixture"
+"#;
+
+pub fn matrix() -> Matrix {
+    Matrix::parse(Path::new("fixtures/matrix/vm.toml"), MATRIX).expect("fixture matrix is valid")
+}
+
+/// `Facts::example()` on a 6.6 kernel without the scrub fix.
+pub fn facts() -> Facts {
+    let mut f = Facts::example();
+    f.kernel_release = "6.6.80-example".into();
+    f.kernel = Some(KernelVersion::new(6, 6, 80));
+    f.helpers.insert("skb_store_bytes".into(), false);
+    f
+}
+
+fn map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("evidence is an object"),
+    }
+}
+
+fn blocked(description: &str) -> Option<Control> {
+    Some(Control {
+        description: description.into(),
+        outcome: ControlOutcome::Blocked,
+        reason: "0/5 datagrams delivered".into(),
+        evidence: map(json!({"sent": 5, "received": 0})),
+    })
+}
+
+pub fn obs(check: &str, variant: &str, outcome: Outcome, reason: &str, evidence: Value, control: Option<Control>, ms: f64) -> Observation {
+    Observation { check: check.into(), variant: variant.into(), outcome, reason: reason.into(), evidence: map(evidence), control, duration_ms: ms }
+}
+
+/// Every (check, variant) of the catalogue is planned; one is never observed.
+pub fn plan() -> Vec<PlannedCheck> {
+    conformance_contract::CATALOGUE
+        .iter()
+        .flat_map(|c| c.variants.iter().map(|v| PlannedCheck { check: c.id.into(), variant: (*v).into() }))
+        .collect()
+}
+
+pub fn observations() -> Vec<Observation> {
+    let ok = |check: &str, variant: &str, ms: f64| {
+        obs(check, variant, Outcome::Pass, "5/5 datagrams reached 10.42.0.1:47474 in ns host", json!({"sent": 5, "received": 5}), blocked("program returns TC_ACT_SHOT"), ms)
+    };
+    vec![
+        ok("tc.attach.tcx", "tcx", 38.5),
+        ok("tc.attach.legacy", "legacy", 44.0),
+        obs(
+            "datapath.stack-delivery",
+            "tcx",
+            Outcome::Fail,
+            "0/5 datagrams reached 10.42.0.1:47474 in ns host",
+            json!({"sent": 5, "received": 0, "skb": {"ifindex": 0, "hash": 0, "src": "0.0.0.0", "pkt_type": 0}, "nix_2hd_signature": true}),
+            blocked("program returns TC_ACT_SHOT"),
+            41.25,
+        ),
+        obs(
+            "datapath.stack-delivery",
+            "legacy",
+            Outcome::Pass,
+            "5/5 datagrams reached 10.42.0.1:47474 in ns host",
+            json!({"sent": 5, "received": 5}),
+            Some(Control {
+                description: "program returns TC_ACT_SHOT".into(),
+                outcome: ControlOutcome::Leaked,
+                reason: "5/5 datagrams delivered although the program drops them".into(),
+                evidence: map(json!({"sent": 5, "received": 5})),
+            }),
+            52.0,
+        ),
+        obs(
+            "datapath.stack-delivery.redirect",
+            "tcx",
+            Outcome::Unsupported,
+            "needs fact helper.skb_store_bytes, which is false here",
+            json!({"missing": ["helper.skb_store_bytes"]}),
+            None,
+            0.0,
+        ),
+        obs(
+            "datapath.stack-delivery.redirect",
+            "legacy",
+            Outcome::Error,
+            "attach tc ingress on veth-c1a2: netlink said \"Operation not permitted\" <EPERM> & gave up",
+            json!({"errno": 1, "step": "qdisc_add_clsact"}),
+            None,
+            3.0,
+        ),
+        ok("datapath.redirect-peer", "tcx", 61.0),
+        // datapath.redirect-peer[legacy]: the stream ends before it.
+        obs(
+            "datapath.redirect-peer.scrub",
+            "default",
+            Outcome::Fail,
+            "0/5 frames with a foreign destination MAC delivered; pkt_type stayed OTHERHOST (3)",
+            json!({"sent": 5, "received": 0, "pkt_type_at_source": 3, "pkt_type_at_destination": 3, "mark_kept": true}),
+            blocked("TC_ACT_OK to the host stack instead of bpf_redirect_peer"),
+            73.0,
+        ),
+        ok("datapath.pod-to-host", "default", 12.0),
+        ok("datapath.host-to-pod", "default", 11.5),
+    ]
+}
+
+pub fn meta(strict: bool) -> RunMeta {
+    RunMeta {
+        run_id: "r20250601-120000-abc123".into(),
+        started_at: "2025-06-01T12:00:00Z".into(),
+        duration_ms: 12_345.6,
+        target: "lab".into(),
+        environment: Environment::Vm,
+        environment_source: EnvironmentSource::Given,
+        matrix: "fixtures/matrix/vm.toml".into(),
+        strict,
+        selection: vec![],
+        probe: ProbeInfo { version: "0.1.0".into(), ebpf_objects: "committed objects, sha256 0123abcd".into() },
+    }
+}
+
+pub fn run(strict: bool) -> Run {
+    let facts = facts();
+    let verdicts = evaluate(&matrix(), &facts, &plan(), &observations());
+    let problems = vec![StreamProblem::NoDone { observations: 10 }, StreamProblem::Missing { planned: 11, seen: 10 }];
+    Run::new(meta(strict), facts, verdicts, problems)
+}

@@ -1,0 +1,6 @@
+//! Integration tests, one binary (links once): the shipped matrices, and the
+//! reports of a fixed run (snapshots, JUnit schema validation, file writing).
+
+mod fixture;
+mod matrices;
+mod reports;
