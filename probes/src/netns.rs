@@ -81,27 +81,3 @@ impl AsFd for NetNs {
         self.file.as_fd()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn is_root() -> bool {
-        nix::unistd::geteuid().is_root()
-    }
-
-    #[test]
-    fn namespaces_are_distinct_and_isolated() {
-        if !is_root() {
-            eprintln!("skipped: needs root to create network namespaces");
-            return;
-        }
-        let ns = NetNs::new("t").unwrap();
-        let inside = ns.run(|| Ok(std::fs::read_link("/proc/thread-self/ns/net")?)).unwrap();
-        let outside = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
-        assert_ne!(inside, outside);
-        // A fresh namespace has only lo.
-        let dev = ns.read_to_string("/proc/thread-self/net/dev").unwrap();
-        assert_eq!(dev.lines().count(), 3, "{dev}");
-    }
-}
