@@ -23,8 +23,11 @@
 //! # Reproducibility
 //! The nested cargo runs with `--locked`, a cleaned environment, a fixed
 //! `AYA_BPF_TARGET_ARCH`, and `--remap-path-prefix` for the checkout, the cargo
-//! home and the toolchain sysroot, so the same toolchain gives byte-identical
-//! objects from any checkout path.
+//! home and (rustup route, which compiles `core` from rust-src) the toolchain
+//! sysroot, so the same toolchain gives byte-identical objects from any checkout
+//! path. (`ebpf/common` is compiled into the programs as a module, not as a path
+//! dependency, for the same reason: see `ebpf/programs/Cargo.toml`.) Different
+//! toolchains (Debian rustc 1.96 vs a nightly) give different, equally valid bytes.
 #![allow(dead_code)]
 
 use sha2::{Digest, Sha256};
@@ -100,14 +103,9 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// `Display` already includes the I/O error, so `source()` stays `None`
+/// (anyhow's `{:#}` would print it twice otherwise).
+impl std::error::Error for Error {}
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let what = what.into();
@@ -304,9 +302,8 @@ fn debian_route() -> Result<(Route, String), String> {
 
 fn rustup_route() -> Result<(Route, String), String> {
     let rustup = find_program("rustup").ok_or("rustup not found on PATH or in ~/.cargo/bin")?;
-    let mut cmd = Command::new(&rustup);
-    cmd.args(["run", RUSTUP_TOOLCHAIN, "rustc", "--print", "sysroot"]);
-    clean_env(&mut cmd);
+    let mut cmd = rustup_run(&rustup);
+    cmd.args(["rustc", "--print", "sysroot"]);
     let sysroot = PathBuf::from(
         capture(&mut cmd)
             .map_err(|why| format!("no usable `{RUSTUP_TOOLCHAIN}` toolchain ({why})"))?,
@@ -318,11 +315,20 @@ fn rustup_route() -> Result<(Route, String), String> {
             core.display()
         ));
     }
-    let mut cmd = Command::new(&rustup);
-    cmd.args(["run", RUSTUP_TOOLCHAIN, "rustc", "-V"]);
-    clean_env(&mut cmd);
+    let mut cmd = rustup_run(&rustup);
+    cmd.arg("rustc").arg("-V");
     let version = capture(&mut cmd)?;
     Ok((Route::Rustup { rustup, sysroot }, version))
+}
+
+/// `rustup run nightly` with a cleaned environment; never installs a missing
+/// toolchain behind the user's back (rustup may auto-install otherwise).
+fn rustup_run(rustup: &Path) -> Command {
+    let mut cmd = Command::new(rustup);
+    clean_env(&mut cmd);
+    cmd.env("RUSTUP_AUTO_INSTALL", "0")
+        .args(["run", RUSTUP_TOOLCHAIN]);
+    cmd
 }
 
 fn find_bpf_linker() -> Result<(PathBuf, String), String> {
@@ -480,16 +486,8 @@ pub fn build_with(
             cmd
         }
         Route::Rustup { rustup, .. } => {
-            let mut cmd = Command::new(rustup);
-            clean_env(&mut cmd);
-            cmd.args([
-                "run",
-                RUSTUP_TOOLCHAIN,
-                "cargo",
-                "build",
-                "-Z",
-                "build-std=core",
-            ]);
+            let mut cmd = rustup_run(rustup);
+            cmd.args(["cargo", "build", "-Z", "build-std=core"]);
             cmd
         }
     };

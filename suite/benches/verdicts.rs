@@ -4,7 +4,9 @@
 //! the 200 observations are judged as consecutive runs of the whole catalogue
 //! (a (check, variant) seen twice in one run is an error, not a verdict).
 
-use conformance_contract::{CATALOGUE, Control, ControlOutcome, Observation, Outcome, PlannedCheck};
+use conformance_contract::{
+    CATALOGUE, Control, ControlOutcome, Observation, Outcome, PlannedCheck,
+};
 use conformance_suite::env::Environment;
 use conformance_suite::matrix::Matrix;
 use conformance_suite::report::{Run, render_junit, render_markdown};
@@ -20,7 +22,12 @@ const OBSERVATIONS: usize = 200;
 fn pairs() -> Vec<PlannedCheck> {
     CATALOGUE
         .iter()
-        .flat_map(|c| c.variants.iter().map(|v| PlannedCheck { check: c.id.into(), variant: (*v).into() }))
+        .flat_map(|c| {
+            c.variants.iter().map(|v| PlannedCheck {
+                check: c.id.into(),
+                variant: (*v).into(),
+            })
+        })
         .collect()
 }
 
@@ -51,7 +58,10 @@ fn observations() -> Vec<Observation> {
 
 fn judge_all(matrix: &Matrix, observations: &[Observation], plan: &[PlannedCheck]) -> Vec<Verdict> {
     let facts = fixture::facts();
-    observations.chunks(plan.len()).flat_map(|run| evaluate(matrix, &facts, &plan[..run.len()], run)).collect()
+    observations
+        .chunks(plan.len())
+        .flat_map(|run| evaluate(matrix, &facts, &plan[..run.len()], run))
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {
@@ -85,8 +95,12 @@ fn bench(c: &mut Criterion) {
     let verdicts = judge_all(&matrix, &observations, &plan);
     assert_eq!(verdicts.len(), OBSERVATIONS);
     let run = Run::new(fixture::meta(false), fixture::facts(), verdicts, vec![]);
-    c.bench_function("report: render JUnit for 200 verdicts", |b| b.iter(|| black_box(render_junit(&run))));
-    c.bench_function("report: render Markdown for 200 verdicts", |b| b.iter(|| black_box(render_markdown(&run))));
+    c.bench_function("report: render JUnit for 200 verdicts", |b| {
+        b.iter(|| black_box(render_junit(&run)))
+    });
+    c.bench_function("report: render Markdown for 200 verdicts", |b| {
+        b.iter(|| black_box(render_markdown(&run)))
+    });
 }
 
 criterion_group!(benches, bench);

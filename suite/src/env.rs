@@ -24,7 +24,11 @@ pub enum Environment {
 }
 
 impl Environment {
-    pub const ALL: [Environment; 3] = [Environment::Container, Environment::Vm, Environment::Hetzner];
+    pub const ALL: [Environment; 3] = [
+        Environment::Container,
+        Environment::Vm,
+        Environment::Hetzner,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,7 +40,9 @@ impl Environment {
 
     /// `<fixtures>/matrix/<env>.toml`, where `fixtures` is the repository's `fixtures/` folder.
     pub fn matrix_path(self, fixtures: &Path) -> PathBuf {
-        fixtures.join("matrix").join(format!("{}.toml", self.as_str()))
+        fixtures
+            .join("matrix")
+            .join(format!("{}.toml", self.as_str()))
     }
 }
 
@@ -59,7 +65,9 @@ impl FromStr for Environment {
         Environment::ALL
             .into_iter()
             .find(|e| e.as_str() == s)
-            .ok_or_else(|| UnknownEnvironment { given: s.to_string() })
+            .ok_or_else(|| UnknownEnvironment {
+                given: s.to_string(),
+            })
     }
 }
 
@@ -81,18 +89,32 @@ pub enum EnvironmentSource {
 /// (DMI vendor) or by the user, so a developer workstation never reports as
 /// production.
 pub fn detect(facts: &Facts) -> (Environment, String) {
-    let non_empty = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    let non_empty = |s: &Option<String>| {
+        s.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     if let Some(runtime) = non_empty(&facts.virtualization.container) {
-        return (Environment::Container, format!("running inside a container (runtime: {runtime})"));
+        return (
+            Environment::Container,
+            format!("running inside a container (runtime: {runtime})"),
+        );
     }
     if let Some(vendor) = non_empty(&facts.system_vendor)
         && vendor.eq_ignore_ascii_case("hetzner")
     {
         let hv = non_empty(&facts.virtualization.hypervisor).unwrap_or_else(|| "none seen".into());
-        return (Environment::Hetzner, format!("DMI system vendor is \"{vendor}\" (hypervisor: {hv})"));
+        return (
+            Environment::Hetzner,
+            format!("DMI system vendor is \"{vendor}\" (hypervisor: {hv})"),
+        );
     }
     if let Some(hv) = non_empty(&facts.virtualization.hypervisor) {
-        return (Environment::Vm, format!("running under a hypervisor ({hv}) not identified as Hetzner"));
+        return (
+            Environment::Vm,
+            format!("running under a hypervisor ({hv}) not identified as Hetzner"),
+        );
     }
     (
         Environment::Vm,
@@ -149,7 +171,13 @@ mod tests {
     fn parses_names_and_rejects_others() {
         assert_eq!("hetzner".parse::<Environment>(), Ok(Environment::Hetzner));
         let err = "vmm".parse::<Environment>().unwrap_err();
-        assert_eq!(err.to_string(), "unknown environment \"vmm\" (known: container, vm, hetzner)");
-        assert_eq!(Environment::Vm.matrix_path(Path::new("fixtures")), Path::new("fixtures/matrix/vm.toml"));
+        assert_eq!(
+            err.to_string(),
+            "unknown environment \"vmm\" (known: container, vm, hetzner)"
+        );
+        assert_eq!(
+            Environment::Vm.matrix_path(Path::new("fixtures")),
+            Path::new("fixtures/matrix/vm.toml")
+        );
     }
 }

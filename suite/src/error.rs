@@ -78,7 +78,9 @@ mod tests {
                 outcome: ExpectedOutcome::Pass,
                 reason: String::new(),
                 reference: None,
-                decided_by: DecidedBy::Default { file: "vm.toml".into() },
+                decided_by: DecidedBy::Default {
+                    file: "vm.toml".into(),
+                },
                 undecided: vec![],
             },
             observation: None,
@@ -88,21 +90,36 @@ mod tests {
     #[test]
     fn precedence_regression_over_error_over_ok() {
         use VerdictKind::*;
-        let code = |kinds: &[VerdictKind], strict| exit_code_for(&kinds.iter().map(|k| v(*k)).collect::<Vec<_>>(), strict);
+        let code = |kinds: &[VerdictKind], strict| {
+            exit_code_for(&kinds.iter().map(|k| v(*k)).collect::<Vec<_>>(), strict)
+        };
         assert_eq!(code(&[], false), 0);
-        assert_eq!(code(&[Pass, ExpectedFail, Unsupported, UnexpectedPass], false), 0);
+        assert_eq!(
+            code(&[Pass, ExpectedFail, Unsupported, UnexpectedPass], false),
+            0
+        );
         assert_eq!(code(&[Pass, UnexpectedPass], true), 1);
         assert_eq!(code(&[Pass, Regression], false), 1);
         assert_eq!(code(&[Error, Pass], false), 3);
-        assert_eq!(code(&[Error, Regression], false), 1, "a regression is never masked by an error");
+        assert_eq!(
+            code(&[Error, Regression], false),
+            1,
+            "a regression is never masked by an error"
+        );
         assert_eq!(code(&[Error, UnexpectedPass], true), 1);
         assert_eq!(code(&[Error, UnexpectedPass], false), 3);
     }
 
     #[test]
     fn input_errors_are_usage_stream_errors_are_infra() {
-        assert_eq!(Error::from(UnknownEnvironment { given: "x".into() }).exit_code(), EXIT_USAGE);
-        assert_eq!(Error::from(SelectError::Empty { arg: String::new() }).exit_code(), EXIT_USAGE);
+        assert_eq!(
+            Error::from(UnknownEnvironment { given: "x".into() }).exit_code(),
+            EXIT_USAGE
+        );
+        assert_eq!(
+            Error::from(SelectError::Empty { arg: String::new() }).exit_code(),
+            EXIT_USAGE
+        );
         assert_eq!(Error::from(StreamError::Empty).exit_code(), EXIT_INFRA);
     }
 }

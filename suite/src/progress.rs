@@ -4,7 +4,8 @@
 //! stderr so stdout stays free for the final table.
 
 use crate::stream::StreamEvent;
-use conformance_contract::{Observation, Outcome};
+use crate::verdict::outcome_word;
+use conformance_contract::Observation;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 
@@ -28,12 +29,19 @@ impl Progress {
             }
             b
         });
-        Progress { bar, seen: 0, total: 0 }
+        Progress {
+            bar,
+            seen: 0,
+            total: 0,
+        }
     }
 
     pub fn on_event(&mut self, event: StreamEvent<'_>) {
         match event {
-            StreamEvent::Facts(f) => self.say(format!("probe facts: kernel {} ({})", f.kernel_release, f.arch)),
+            StreamEvent::Facts(f) => self.say(format!(
+                "probe facts: kernel {} ({})",
+                f.kernel_release, f.arch
+            )),
             StreamEvent::Plan(checks) => {
                 self.total = checks.len();
                 if let Some(b) = &self.bar {
@@ -77,20 +85,27 @@ impl Default for Progress {
 
 /// `[3/11] datapath.redirect-peer[tcx]: fail (41 ms): 0/5 datagrams ...`
 pub fn progress_line(n: usize, total: usize, o: &Observation) -> String {
-    let outcome = match o.outcome {
-        Outcome::Pass => "pass",
-        Outcome::Fail => "fail",
-        Outcome::Unsupported => "unsupported",
-        Outcome::Error => "error",
+    let outcome = outcome_word(o.outcome);
+    let name = if o.variant == "default" {
+        o.check.clone()
+    } else {
+        format!("{}[{}]", o.check, o.variant)
     };
-    let name = if o.variant == "default" { o.check.clone() } else { format!("{}[{}]", o.check, o.variant) };
-    let of = if total > 0 { format!("{n}/{total}") } else { n.to_string() };
-    format!("[{of}] {name}: {outcome} ({:.0} ms): {}", o.duration_ms, o.reason)
+    let of = if total > 0 {
+        format!("{n}/{total}")
+    } else {
+        n.to_string()
+    };
+    format!(
+        "[{of}] {name}: {outcome} ({:.0} ms): {}",
+        o.duration_ms, o.reason
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use conformance_contract::Outcome;
 
     #[test]
     fn plain_line_names_check_outcome_and_reason() {
@@ -103,7 +118,13 @@ mod tests {
             control: None,
             duration_ms: 41.2,
         };
-        assert_eq!(progress_line(3, 11, &o), "[3/11] datapath.redirect-peer[tcx]: fail (41 ms): 0/5 datagrams");
-        assert_eq!(progress_line(3, 0, &o), "[3] datapath.redirect-peer[tcx]: fail (41 ms): 0/5 datagrams");
+        assert_eq!(
+            progress_line(3, 11, &o),
+            "[3/11] datapath.redirect-peer[tcx]: fail (41 ms): 0/5 datagrams"
+        );
+        assert_eq!(
+            progress_line(3, 0, &o),
+            "[3] datapath.redirect-peer[tcx]: fail (41 ms): 0/5 datagrams"
+        );
     }
 }

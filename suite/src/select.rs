@@ -63,15 +63,33 @@ impl Selection {
                 let regex = Regex::new(text).map_err(|e| SelectError::BadRegex {
                     pattern: raw.to_string(),
                     // regex errors are multi-line with a caret; keep the last line.
-                    message: e.to_string().lines().last().unwrap_or_default().trim().to_string(),
+                    message: e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 })?;
-                let pattern = Pattern { text: raw.to_string(), regex };
-                let hits = catalogue.iter().any(|c| c.variants.iter().any(|v| pattern.matches(c.id, v)));
+                let pattern = Pattern {
+                    text: raw.to_string(),
+                    regex,
+                };
+                let hits = catalogue
+                    .iter()
+                    .any(|c| c.variants.iter().any(|v| pattern.matches(c.id, v)));
                 if !hits {
                     let known: Vec<&str> = catalogue.iter().map(|c| c.id).collect();
-                    return Err(SelectError::NoMatch { pattern: raw.to_string(), known: known.join(", ") });
+                    return Err(SelectError::NoMatch {
+                        pattern: raw.to_string(),
+                        known: known.join(", "),
+                    });
                 }
-                if negated { selection.exclude.push(pattern) } else { selection.include.push(pattern) }
+                if negated {
+                    selection.exclude.push(pattern)
+                } else {
+                    selection.include.push(pattern)
+                }
             }
         }
         Ok(selection)
@@ -88,13 +106,20 @@ impl Selection {
             .iter()
             .flat_map(|c| c.variants.iter().map(move |v| (c.id, *v)))
             .filter(|(check, variant)| self.matches(check, variant))
-            .map(|(check, variant)| PlannedCheck { check: check.to_string(), variant: variant.to_string() })
+            .map(|(check, variant)| PlannedCheck {
+                check: check.to_string(),
+                variant: variant.to_string(),
+            })
             .collect()
     }
 
     /// The patterns as given (`!` kept), for the report.
     pub fn patterns(&self) -> Vec<String> {
-        self.include.iter().chain(&self.exclude).map(|p| p.text.clone()).collect()
+        self.include
+            .iter()
+            .chain(&self.exclude)
+            .map(|p| p.text.clone())
+            .collect()
     }
 }
 
@@ -132,36 +157,79 @@ mod tests {
     fn includes_are_unanchored_regexes() {
         assert_eq!(
             names(&["redirect-peer"]),
-            ["datapath.redirect-peer[tcx]", "datapath.redirect-peer[legacy]", "datapath.redirect-peer.scrub[default]"]
+            [
+                "datapath.redirect-peer[tcx]",
+                "datapath.redirect-peer[legacy]",
+                "datapath.redirect-peer.scrub[default]"
+            ]
         );
-        assert_eq!(names(&["^datapath\\.redirect-peer$"]), ["datapath.redirect-peer[tcx]", "datapath.redirect-peer[legacy]"]);
-        assert_eq!(names(&["redirect-peer\\[tcx\\]"]), ["datapath.redirect-peer[tcx]"]);
+        assert_eq!(
+            names(&["^datapath\\.redirect-peer$"]),
+            [
+                "datapath.redirect-peer[tcx]",
+                "datapath.redirect-peer[legacy]"
+            ]
+        );
+        assert_eq!(
+            names(&["redirect-peer\\[tcx\\]"]),
+            ["datapath.redirect-peer[tcx]"]
+        );
     }
 
     #[test]
     fn excludes_with_bang_and_commas_combine() {
         let got = names(&["datapath,!legacy", "!scrub"]);
-        assert!(got.iter().all(|n| n.starts_with("datapath.") && !n.contains("legacy") && !n.contains("scrub")), "{got:?}");
+        assert!(
+            got.iter().all(|n| n.starts_with("datapath.")
+                && !n.contains("legacy")
+                && !n.contains("scrub")),
+            "{got:?}"
+        );
         assert!(got.contains(&"datapath.stack-delivery[tcx]".to_string()));
         // Only excludes: everything else.
-        assert_eq!(names(&["!tcx"]).len(), all_count() - 4, "tc.attach.tcx and three [tcx] variants");
+        assert_eq!(
+            names(&["!tcx"]).len(),
+            all_count() - 4,
+            "tc.attach.tcx and three [tcx] variants"
+        );
     }
 
     #[test]
     fn a_pattern_matching_nothing_is_an_error_naming_it() {
         let e = Selection::parse(&["datapath,redirect-per\\b".into()]).unwrap_err();
-        assert!(matches!(&e, SelectError::NoMatch { pattern, .. } if pattern == "redirect-per\\b"), "{e}");
-        assert!(e.to_string().contains("known: tc.attach.tcx, tc.attach.legacy"), "{e}");
+        assert!(
+            matches!(&e, SelectError::NoMatch { pattern, .. } if pattern == "redirect-per\\b"),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("known: tc.attach.tcx, tc.attach.legacy"),
+            "{e}"
+        );
         let e = Selection::parse(&["!nothing-like-this".into()]).unwrap_err();
-        assert!(matches!(e, SelectError::NoMatch { .. }), "a typo in an exclude is caught too");
+        assert!(
+            matches!(e, SelectError::NoMatch { .. }),
+            "a typo in an exclude is caught too"
+        );
     }
 
     #[test]
     fn bad_regex_and_empty_patterns() {
         let e = Selection::parse(&["redirect(".into()]).unwrap_err();
-        assert!(matches!(&e, SelectError::BadRegex { pattern, .. } if pattern == "redirect("), "{e}");
+        assert!(
+            matches!(&e, SelectError::BadRegex { pattern, .. } if pattern == "redirect("),
+            "{e}"
+        );
         assert!(!e.to_string().contains('\n'), "{e}");
-        assert_eq!(Selection::parse(&["tcx,,legacy".into()]).unwrap_err(), SelectError::Empty { arg: "tcx,,legacy".into() });
-        assert!(matches!(Selection::parse(&["!".into()]), Err(SelectError::Empty { .. })));
+        assert_eq!(
+            Selection::parse(&["tcx,,legacy".into()]).unwrap_err(),
+            SelectError::Empty {
+                arg: "tcx,,legacy".into()
+            }
+        );
+        assert!(matches!(
+            Selection::parse(&["!".into()]),
+            Err(SelectError::Empty { .. })
+        ));
     }
 }

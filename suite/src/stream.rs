@@ -52,8 +52,14 @@ pub enum StreamError {
     Empty,
     #[error("probe stream line {line}: expected the facts line first, got {got}")]
     NoFacts { line: usize, got: String },
-    #[error("probe stream line {line}: facts line has schema {found}, this suite reads schema {expected} (probe and suite versions differ)")]
-    Schema { line: usize, found: u64, expected: u32 },
+    #[error(
+        "probe stream line {line}: facts line has schema {found}, this suite reads schema {expected} (probe and suite versions differ)"
+    )]
+    Schema {
+        line: usize,
+        found: u64,
+        expected: u32,
+    },
     #[error("probe stream line {line}: malformed facts line: {message}")]
     BadFacts { line: usize, message: String },
     #[error("reading the probe stream: {0}")]
@@ -68,10 +74,16 @@ pub enum StreamProblem {
     #[error("line {line}: not a probe line ({message}); skipped")]
     Malformed { line: usize, message: String },
     #[error("line {line}: {kind} line out of order ({why})")]
-    OutOfOrder { line: usize, kind: String, why: String },
+    OutOfOrder {
+        line: usize,
+        kind: String,
+        why: String,
+    },
     #[error("no plan line: the probe stopped before announcing its checks")]
     NoPlan,
-    #[error("no done line: the stream ended after {observations} observation(s), so the probe was cut short")]
+    #[error(
+        "no done line: the stream ended after {observations} observation(s), so the probe was cut short"
+    )]
     NoDone { observations: usize },
     #[error("{seen} of {planned} planned observation(s) arrived")]
     Missing { planned: usize, seen: usize },
@@ -83,7 +95,10 @@ pub enum StreamProblem {
 
 /// Reads a whole probe stream, calling `on_event` for each line as it arrives
 /// (so a progress bar moves while the probe runs).
-pub fn read_stream<R: BufRead>(reader: R, mut on_event: impl FnMut(StreamEvent<'_>)) -> Result<ProbeStream, StreamError> {
+pub fn read_stream<R: BufRead>(
+    reader: R,
+    mut on_event: impl FnMut(StreamEvent<'_>),
+) -> Result<ProbeStream, StreamError> {
     let mut lines = reader.lines().enumerate().map(|(i, l)| (i + 1, l));
     let (first_no, first) = loop {
         match lines.next() {
@@ -95,14 +110,24 @@ pub fn read_stream<R: BufRead>(reader: R, mut on_event: impl FnMut(StreamEvent<'
     };
     let (probe_version, run_id, facts) = parse_facts(first_no, first.trim_end_matches('\r'))?;
     on_event(StreamEvent::Facts(&facts));
-    let mut stream =
-        ProbeStream { probe_version, run_id, facts, plan: None, observations: Vec::new(), done: None, problems: Vec::new() };
+    let mut stream = ProbeStream {
+        probe_version,
+        run_id,
+        facts,
+        plan: None,
+        observations: Vec::new(),
+        done: None,
+        problems: Vec::new(),
+    };
 
     for (no, text) in lines {
         let text = match text {
             Ok(t) => t,
             Err(e) => {
-                stream.problems.push(StreamProblem::Read { line: no - 1, message: e.to_string() });
+                stream.problems.push(StreamProblem::Read {
+                    line: no - 1,
+                    message: e.to_string(),
+                });
                 break;
             }
         };
@@ -114,36 +139,58 @@ pub fn read_stream<R: BufRead>(reader: R, mut on_event: impl FnMut(StreamEvent<'
         let line = match serde_json::from_str::<Line>(text) {
             Ok(l) => l,
             Err(e) => {
-                stream.problems.push(StreamProblem::Malformed { line: no, message: e.to_string() });
+                stream.problems.push(StreamProblem::Malformed {
+                    line: no,
+                    message: e.to_string(),
+                });
                 continue;
             }
         };
-        let out_of_order = |kind: &str, why: &str| StreamProblem::OutOfOrder { line: no, kind: kind.into(), why: why.into() };
+        let out_of_order = |kind: &str, why: &str| StreamProblem::OutOfOrder {
+            line: no,
+            kind: kind.into(),
+            why: why.into(),
+        };
         match line {
-            Line::Facts { .. } => stream.problems.push(out_of_order("facts", "a second facts line; the first is kept")),
+            Line::Facts { .. } => stream.problems.push(out_of_order(
+                "facts",
+                "a second facts line; the first is kept",
+            )),
             Line::Plan(plan) => {
                 if stream.plan.is_some() {
-                    stream.problems.push(out_of_order("plan", "a second plan line; the first is kept"));
+                    stream.problems.push(out_of_order(
+                        "plan",
+                        "a second plan line; the first is kept",
+                    ));
                     continue;
                 }
                 if !stream.observations.is_empty() {
-                    stream.problems.push(out_of_order("plan", "after observations"));
+                    stream
+                        .problems
+                        .push(out_of_order("plan", "after observations"));
                 }
                 on_event(StreamEvent::Plan(&plan.checks));
                 stream.plan = Some(plan.checks);
             }
             Line::Observation(o) => {
                 if stream.done.is_some() {
-                    stream.problems.push(out_of_order("observation", "after the done line"));
+                    stream
+                        .problems
+                        .push(out_of_order("observation", "after the done line"));
                 } else if stream.plan.is_none() && stream.observations.is_empty() {
-                    stream.problems.push(out_of_order("observation", "before the plan line"));
+                    stream
+                        .problems
+                        .push(out_of_order("observation", "before the plan line"));
                 }
                 on_event(StreamEvent::Observation(&o));
                 stream.observations.push(o);
             }
             Line::Done(done) => {
                 if stream.done.is_some() {
-                    stream.problems.push(out_of_order("done", "a second done line; the first is kept"));
+                    stream.problems.push(out_of_order(
+                        "done",
+                        "a second done line; the first is kept",
+                    ));
                     continue;
                 }
                 on_event(StreamEvent::Done(&done));
@@ -157,34 +204,74 @@ pub fn read_stream<R: BufRead>(reader: R, mut on_event: impl FnMut(StreamEvent<'
         stream.problems.push(StreamProblem::NoPlan);
     }
     match &stream.done {
-        None => stream.problems.push(StreamProblem::NoDone { observations: seen }),
-        Some(d) if d.observations != seen => stream.problems.push(StreamProblem::CountMismatch { said: d.observations, seen }),
+        None => stream
+            .problems
+            .push(StreamProblem::NoDone { observations: seen }),
+        Some(d) if d.observations != seen => stream.problems.push(StreamProblem::CountMismatch {
+            said: d.observations,
+            seen,
+        }),
         Some(_) => {}
     }
     if let Some(plan) = &stream.plan {
-        let arrived = plan.iter().filter(|p| stream.observations.iter().any(|o| o.check == p.check && o.variant == p.variant)).count();
+        let arrived = plan
+            .iter()
+            .filter(|p| {
+                stream
+                    .observations
+                    .iter()
+                    .any(|o| o.check == p.check && o.variant == p.variant)
+            })
+            .count();
         if arrived < plan.len() {
-            stream.problems.push(StreamProblem::Missing { planned: plan.len(), seen: arrived });
+            stream.problems.push(StreamProblem::Missing {
+                planned: plan.len(),
+                seen: arrived,
+            });
         }
     }
     Ok(stream)
 }
 
 fn parse_facts(no: usize, text: &str) -> Result<(String, String, Facts), StreamError> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| StreamError::NoFacts { line: no, got: format!("a non-JSON line ({e})") })?;
-    let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("(no kind)");
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| StreamError::NoFacts {
+            line: no,
+            got: format!("a non-JSON line ({e})"),
+        })?;
+    let kind = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("(no kind)");
     if kind != "facts" {
-        return Err(StreamError::NoFacts { line: no, got: format!("a {kind} line") });
+        return Err(StreamError::NoFacts {
+            line: no,
+            got: format!("a {kind} line"),
+        });
     }
     // Check the schema before the shape: a newer probe's facts may not parse as ours.
     match value.get("schema").and_then(|s| s.as_u64()) {
         Some(s) if s == u64::from(SCHEMA) => {}
-        found => return Err(StreamError::Schema { line: no, found: found.unwrap_or(0), expected: SCHEMA }),
+        found => {
+            return Err(StreamError::Schema {
+                line: no,
+                found: found.unwrap_or(0),
+                expected: SCHEMA,
+            });
+        }
     }
     match serde_json::from_value::<Line>(value) {
-        Ok(Line::Facts { probe_version, run_id, facts, .. }) => Ok((probe_version, run_id, facts)),
+        Ok(Line::Facts {
+            probe_version,
+            run_id,
+            facts,
+            ..
+        }) => Ok((probe_version, run_id, facts)),
         Ok(_) => unreachable!("kind was checked to be facts"),
-        Err(e) => Err(StreamError::BadFacts { line: no, message: e.to_string() }),
+        Err(e) => Err(StreamError::BadFacts {
+            line: no,
+            message: e.to_string(),
+        }),
     }
 }
 
@@ -195,12 +282,26 @@ mod tests {
     use serde_json::Map;
 
     fn facts_line() -> String {
-        Line::Facts { schema: SCHEMA, probe_version: "0.1.0".into(), run_id: "r1".into(), facts: Facts::example() }.to_json()
+        Line::Facts {
+            schema: SCHEMA,
+            probe_version: "0.1.0".into(),
+            run_id: "r1".into(),
+            facts: Facts::example(),
+        }
+        .to_json()
     }
 
     fn plan_line(checks: &[&str]) -> String {
-        Line::Plan(Plan { checks: checks.iter().map(|c| PlannedCheck { check: c.to_string(), variant: "default".into() }).collect() })
-            .to_json()
+        Line::Plan(Plan {
+            checks: checks
+                .iter()
+                .map(|c| PlannedCheck {
+                    check: c.to_string(),
+                    variant: "default".into(),
+                })
+                .collect(),
+        })
+        .to_json()
     }
 
     fn obs_line(check: &str) -> String {
@@ -210,14 +311,23 @@ mod tests {
             outcome: Outcome::Pass,
             reason: "5/5".into(),
             evidence: Map::new(),
-            control: Some(Control { description: "d".into(), outcome: ControlOutcome::Blocked, reason: "0/5".into(), evidence: Map::new() }),
+            control: Some(Control {
+                description: "d".into(),
+                outcome: ControlOutcome::Blocked,
+                reason: "0/5".into(),
+                evidence: Map::new(),
+            }),
             duration_ms: 1.0,
         })
         .to_json()
     }
 
     fn done_line(n: usize) -> String {
-        Line::Done(Done { observations: n, duration_ms: 10.0 }).to_json()
+        Line::Done(Done {
+            observations: n,
+            duration_ms: 10.0,
+        })
+        .to_json()
     }
 
     fn read(lines: &[String]) -> Result<ProbeStream, StreamError> {
@@ -229,7 +339,15 @@ mod tests {
 
     #[test]
     fn whole_stream_with_events() {
-        let text = [facts_line(), plan_line(&[A, B]), obs_line(A), String::new(), obs_line(B), done_line(2)].join("\r\n");
+        let text = [
+            facts_line(),
+            plan_line(&[A, B]),
+            obs_line(A),
+            String::new(),
+            obs_line(B),
+            done_line(2),
+        ]
+        .join("\r\n");
         let mut events = Vec::new();
         let s = read_stream(text.as_bytes(), |e| {
             events.push(match e {
@@ -240,37 +358,105 @@ mod tests {
             })
         })
         .unwrap();
-        assert_eq!(events, ["facts", "plan 2", &format!("obs {A}"), &format!("obs {B}"), "done 2"]);
+        assert_eq!(
+            events,
+            [
+                "facts",
+                "plan 2",
+                &format!("obs {A}"),
+                &format!("obs {B}"),
+                "done 2"
+            ]
+        );
         assert!(s.is_complete(), "{:?}", s.problems);
-        assert_eq!((s.run_id.as_str(), s.probe_version.as_str(), s.planned().len(), s.observations.len()), ("r1", "0.1.0", 2, 2));
+        assert_eq!(
+            (
+                s.run_id.as_str(),
+                s.probe_version.as_str(),
+                s.planned().len(),
+                s.observations.len()
+            ),
+            ("r1", "0.1.0", 2, 2)
+        );
     }
 
     #[test]
     fn truncated_stream_still_reads() {
         let s = read(&[facts_line(), plan_line(&[A, B]), obs_line(A)]).unwrap();
         assert_eq!(s.observations.len(), 1);
-        assert_eq!(s.problems, vec![StreamProblem::NoDone { observations: 1 }, StreamProblem::Missing { planned: 2, seen: 1 }]);
-        assert_eq!(s.problems[0].to_string(), "no done line: the stream ended after 1 observation(s), so the probe was cut short");
+        assert_eq!(
+            s.problems,
+            vec![
+                StreamProblem::NoDone { observations: 1 },
+                StreamProblem::Missing {
+                    planned: 2,
+                    seen: 1
+                }
+            ]
+        );
+        assert_eq!(
+            s.problems[0].to_string(),
+            "no done line: the stream ended after 1 observation(s), so the probe was cut short"
+        );
 
         let s = read(&[facts_line()]).unwrap();
-        assert_eq!(s.problems, vec![StreamProblem::NoPlan, StreamProblem::NoDone { observations: 0 }]);
+        assert_eq!(
+            s.problems,
+            vec![
+                StreamProblem::NoPlan,
+                StreamProblem::NoDone { observations: 0 }
+            ]
+        );
         assert!(s.planned().is_empty());
     }
 
     #[test]
     fn damaged_lines_are_problems_not_failures() {
-        let s = read(&[facts_line(), plan_line(&[A]), "{\"kind\":\"observ".into(), obs_line(A), done_line(2), obs_line(B)]).unwrap();
+        let s = read(&[
+            facts_line(),
+            plan_line(&[A]),
+            "{\"kind\":\"observ".into(),
+            obs_line(A),
+            done_line(2),
+            obs_line(B),
+        ])
+        .unwrap();
         assert_eq!(s.observations.len(), 2);
-        assert!(matches!(&s.problems[0], StreamProblem::Malformed { line: 3, .. }), "{:?}", s.problems);
+        assert!(
+            matches!(&s.problems[0], StreamProblem::Malformed { line: 3, .. }),
+            "{:?}",
+            s.problems
+        );
         assert_eq!(
             s.problems[1],
-            StreamProblem::OutOfOrder { line: 6, kind: "observation".into(), why: "after the done line".into() }
+            StreamProblem::OutOfOrder {
+                line: 6,
+                kind: "observation".into(),
+                why: "after the done line".into()
+            }
         );
-        assert_eq!(s.problems.len(), 2, "done counts 2 and 2 arrived; the plan's one check arrived: {:?}", s.problems);
+        assert_eq!(
+            s.problems.len(),
+            2,
+            "done counts 2 and 2 arrived; the plan's one check arrived: {:?}",
+            s.problems
+        );
 
         let s = read(&[facts_line(), plan_line(&[A]), obs_line(A), done_line(3)]).unwrap();
-        assert_eq!(s.problems, vec![StreamProblem::CountMismatch { said: 3, seen: 1 }]);
-        let s = read(&[facts_line(), obs_line(A), plan_line(&[A]), plan_line(&[B]), facts_line(), done_line(1), done_line(1)]).unwrap();
+        assert_eq!(
+            s.problems,
+            vec![StreamProblem::CountMismatch { said: 3, seen: 1 }]
+        );
+        let s = read(&[
+            facts_line(),
+            obs_line(A),
+            plan_line(&[A]),
+            plan_line(&[B]),
+            facts_line(),
+            done_line(1),
+            done_line(1),
+        ])
+        .unwrap();
         let whys: Vec<String> = s.problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(
             whys,
@@ -288,13 +474,27 @@ mod tests {
     #[test]
     fn fatal_without_facts_or_with_another_schema() {
         assert!(matches!(read(&[]), Err(StreamError::Empty)));
-        assert!(matches!(read(&["".into(), "  ".into()]), Err(StreamError::Empty)));
-        assert!(matches!(read(&[plan_line(&[A])]), Err(StreamError::NoFacts { line: 1, got }) if got == "a plan line"));
-        assert!(matches!(read(&["probe: starting".into()]), Err(StreamError::NoFacts { line: 1, .. })));
+        assert!(matches!(
+            read(&["".into(), "  ".into()]),
+            Err(StreamError::Empty)
+        ));
+        assert!(
+            matches!(read(&[plan_line(&[A])]), Err(StreamError::NoFacts { line: 1, got }) if got == "a plan line")
+        );
+        assert!(matches!(
+            read(&["probe: starting".into()]),
+            Err(StreamError::NoFacts { line: 1, .. })
+        ));
         let future = r#"{"kind":"facts","schema":2,"probe_version":"9","run_id":"r","facts":{"shape":"new"}}"#;
         let e = read(&[future.into()]).unwrap_err();
-        assert_eq!(e.to_string(), "probe stream line 1: facts line has schema 2, this suite reads schema 1 (probe and suite versions differ)");
+        assert_eq!(
+            e.to_string(),
+            "probe stream line 1: facts line has schema 2, this suite reads schema 1 (probe and suite versions differ)"
+        );
         let broken = r#"{"kind":"facts","schema":1,"probe_version":"9","run_id":"r","facts":{}}"#;
-        assert!(matches!(read(&[broken.into()]), Err(StreamError::BadFacts { line: 1, .. })));
+        assert!(matches!(
+            read(&[broken.into()]),
+            Err(StreamError::BadFacts { line: 1, .. })
+        ));
     }
 }

@@ -18,7 +18,7 @@
 //! A check whose control delivered too cannot tell working from broken, so its
 //! result is never counted as a pass or a regression.
 
-use crate::matrix::{ExpectedOutcome, Expectation, Matrix};
+use crate::matrix::{Expectation, ExpectedOutcome, Matrix};
 use conformance_contract::{ControlOutcome, Facts, Observation, Outcome, PlannedCheck, find_check};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -87,7 +87,11 @@ pub struct Verdict {
 impl Verdict {
     /// `check[variant]`, or just `check` for checks with one way to run.
     pub fn name(&self) -> String {
-        if self.variant == "default" { self.check.clone() } else { format!("{}[{}]", self.check, self.variant) }
+        if self.variant == "default" {
+            self.check.clone()
+        } else {
+            format!("{}[{}]", self.check, self.variant)
+        }
     }
 
     /// How long the probe spent on this check (both legs), 0 without an observation.
@@ -103,25 +107,28 @@ impl Verdict {
 /// no observation becomes an `error` verdict, so a truncated stream still
 /// gives a complete report; a (check, variant) reported twice, or unknown to
 /// the catalogue, is an `error` too (the probe and suite disagree).
-pub fn evaluate(matrix: &Matrix, facts: &Facts, plan: &[PlannedCheck], observations: &[Observation]) -> Vec<Verdict> {
+pub fn evaluate(
+    matrix: &Matrix,
+    facts: &Facts,
+    plan: &[PlannedCheck],
+    observations: &[Observation],
+) -> Vec<Verdict> {
     let mut by_key: HashMap<(&str, &str), Vec<&Observation>> = HashMap::new();
     let mut order: Vec<(&str, &str)> = Vec::new();
-    for p in plan {
-        let key = (p.check.as_str(), p.variant.as_str());
-        if !by_key.contains_key(&key) {
-            by_key.insert(key, Vec::new());
-            order.push(key);
-        }
-    }
-    for o in observations {
-        let key = (o.check.as_str(), o.variant.as_str());
+    let planned = plan
+        .iter()
+        .map(|p| ((p.check.as_str(), p.variant.as_str()), None));
+    let observed = observations
+        .iter()
+        .map(|o| ((o.check.as_str(), o.variant.as_str()), Some(o)));
+    for (key, observation) in planned.chain(observed) {
         by_key
             .entry(key)
             .or_insert_with(|| {
                 order.push(key);
                 Vec::new()
             })
-            .push(o);
+            .extend(observation);
     }
     order
         .into_iter()
@@ -134,19 +141,38 @@ pub fn evaluate(matrix: &Matrix, facts: &Facts, plan: &[PlannedCheck], observati
 
 fn judge(check: &str, variant: &str, observed: &[&Observation], expected: Expectation) -> Verdict {
     let (verdict, reason) = match observed {
-        [] => (VerdictKind::Error, "probe produced no observation (stream truncated?)".to_string()),
+        [] => (
+            VerdictKind::Error,
+            "probe produced no observation (stream truncated?)".to_string(),
+        ),
         [_, _, ..] => {
-            let outcomes: Vec<String> = observed.iter().map(|o| outcome_word(o.outcome).to_string()).collect();
+            let outcomes: Vec<String> = observed
+                .iter()
+                .map(|o| outcome_word(o.outcome).to_string())
+                .collect();
             (
                 VerdictKind::Error,
-                format!("probe reported {} observations for this check ({}); the first is kept", observed.len(), outcomes.join(", ")),
+                format!(
+                    "probe reported {} observations for this check ({}); the first is kept",
+                    observed.len(),
+                    outcomes.join(", ")
+                ),
             )
         }
         [o] => match find_check(check) {
-            None => (VerdictKind::Error, format!("probe reported a check this suite does not know (probe newer than suite?): {}", o.reason)),
+            None => (
+                VerdictKind::Error,
+                format!(
+                    "probe reported a check this suite does not know (probe newer than suite?): {}",
+                    o.reason
+                ),
+            ),
             Some(spec) if !spec.variants.contains(&variant) => (
                 VerdictKind::Error,
-                format!("probe reported variant \"{variant}\", which this check does not have (variants: {})", spec.variants.join(", ")),
+                format!(
+                    "probe reported variant \"{variant}\", which this check does not have (variants: {})",
+                    spec.variants.join(", ")
+                ),
             ),
             Some(_) => judge_one(o, &expected),
         },
@@ -161,7 +187,8 @@ fn judge(check: &str, variant: &str, observed: &[&Observation], expected: Expect
     }
 }
 
-fn outcome_word(o: Outcome) -> &'static str {
+/// The probe's outcome as the line format spells it.
+pub(crate) fn outcome_word(o: Outcome) -> &'static str {
     match o {
         Outcome::Pass => "pass",
         Outcome::Fail => "fail",
@@ -172,7 +199,12 @@ fn outcome_word(o: Outcome) -> &'static str {
 
 fn judge_one(o: &Observation, expected: &Expectation) -> (VerdictKind, String) {
     let passed = match o.outcome {
-        Outcome::Error => return (VerdictKind::Error, format!("probe could not run the check: {}", o.reason)),
+        Outcome::Error => {
+            return (
+                VerdictKind::Error,
+                format!("probe could not run the check: {}", o.reason),
+            );
+        }
         Outcome::Unsupported => return (VerdictKind::Unsupported, o.reason.clone()),
         Outcome::Pass => true,
         Outcome::Fail => false,
@@ -180,23 +212,45 @@ fn judge_one(o: &Observation, expected: &Expectation) -> (VerdictKind, String) {
     let Some(control) = &o.control else {
         return (
             VerdictKind::Error,
-            format!("no negative control ran, so the result cannot be trusted (observed {}: {})", outcome_word(o.outcome), o.reason),
+            format!(
+                "no negative control ran, so the result cannot be trusted (observed {}: {})",
+                outcome_word(o.outcome),
+                o.reason
+            ),
         );
     };
     match control.outcome {
         ControlOutcome::Leaked => {
-            return (VerdictKind::Error, format!("check is blind: its negative control delivered too ({}: {})", control.description, control.reason));
+            return (
+                VerdictKind::Error,
+                format!(
+                    "check is blind: its negative control delivered too ({}: {})",
+                    control.description, control.reason
+                ),
+            );
         }
         ControlOutcome::Error => {
-            return (VerdictKind::Error, format!("negative control could not run ({}: {})", control.description, control.reason));
+            return (
+                VerdictKind::Error,
+                format!(
+                    "negative control could not run ({}: {})",
+                    control.description, control.reason
+                ),
+            );
         }
         ControlOutcome::Blocked => {}
     }
     let (kind, reason) = match (passed, expected.outcome) {
         (true, ExpectedOutcome::Pass) => (VerdictKind::Pass, o.reason.clone()),
         (false, ExpectedOutcome::Pass) => (VerdictKind::Regression, o.reason.clone()),
-        (false, ExpectedOutcome::Fail) => (VerdictKind::ExpectedFail, format!("{} (expected: {})", o.reason, expected.reason)),
-        (true, ExpectedOutcome::Fail) => (VerdictKind::UnexpectedPass, format!("{} (matrix expected fail: {})", o.reason, expected.reason)),
+        (false, ExpectedOutcome::Fail) => (
+            VerdictKind::ExpectedFail,
+            format!("{} (expected: {})", o.reason, expected.reason),
+        ),
+        (true, ExpectedOutcome::Fail) => (
+            VerdictKind::UnexpectedPass,
+            format!("{} (matrix expected fail: {})", o.reason, expected.reason),
+        ),
     };
     // The expectation decided this verdict: say when it rests on missing facts.
     match expected.undecided_note() {
@@ -255,7 +309,10 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
     }
 
     fn one(o: Observation, kernel: (u32, u32, u32)) -> Verdict {
-        let plan = [PlannedCheck { check: o.check.clone(), variant: o.variant.clone() }];
+        let plan = [PlannedCheck {
+            check: o.check.clone(),
+            variant: o.variant.clone(),
+        }];
         let mut v = evaluate(&matrix(), &facts(Some(kernel)), &plan, &[o]);
         assert_eq!(v.len(), 1);
         v.remove(0)
@@ -278,22 +335,44 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
             assert_eq!(v.verdict, want, "{outcome:?} on {kernel:?}: {}", v.reason);
         }
         let v = one(obs(SCRUB, Outcome::Fail, Some(Blocked)), FIXED);
-        assert_eq!(v.reason, "observed Fail", "a regression says what the probe saw");
+        assert_eq!(
+            v.reason, "observed Fail",
+            "a regression says what the probe saw"
+        );
         let v = one(obs(SCRUB, Outcome::Fail, Some(Blocked)), UNFIXED);
         assert_eq!(v.reason, "observed Fail (expected: CVE-2025-37959 unfixed)");
-        assert!(matches!(v.expected.decided_by, crate::matrix::DecidedBy::Override { line: 8, .. }));
+        assert!(matches!(
+            v.expected.decided_by,
+            crate::matrix::DecidedBy::Override { line: 8, .. }
+        ));
         let v = one(obs(SCRUB, Outcome::Pass, Some(Blocked)), UNFIXED);
-        assert_eq!(v.reason, "observed Pass (matrix expected fail: CVE-2025-37959 unfixed)");
+        assert_eq!(
+            v.reason,
+            "observed Pass (matrix expected fail: CVE-2025-37959 unfixed)"
+        );
     }
 
     #[test]
     fn probe_error_and_unsupported_win_over_everything() {
-        for control in [None, Some(ControlOutcome::Leaked), Some(ControlOutcome::Blocked)] {
+        for control in [
+            None,
+            Some(ControlOutcome::Leaked),
+            Some(ControlOutcome::Blocked),
+        ] {
             for kernel in [FIXED, UNFIXED] {
                 let v = one(obs(SCRUB, Outcome::Error, control), kernel);
-                assert_eq!((v.verdict, v.reason.as_str()), (VerdictKind::Error, "probe could not run the check: observed Error"));
+                assert_eq!(
+                    (v.verdict, v.reason.as_str()),
+                    (
+                        VerdictKind::Error,
+                        "probe could not run the check: observed Error"
+                    )
+                );
                 let v = one(obs(SCRUB, Outcome::Unsupported, control), kernel);
-                assert_eq!((v.verdict, v.reason.as_str()), (VerdictKind::Unsupported, "observed Unsupported"));
+                assert_eq!(
+                    (v.verdict, v.reason.as_str()),
+                    (VerdictKind::Unsupported, "observed Unsupported")
+                );
             }
         }
     }
@@ -304,14 +383,28 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
             for kernel in [FIXED, UNFIXED] {
                 let v = one(obs(SCRUB, outcome, Some(ControlOutcome::Leaked)), kernel);
                 assert_eq!(v.verdict, VerdictKind::Error);
-                assert_eq!(v.reason, "check is blind: its negative control delivered too (TC_ACT_OK instead of redirect: control Leaked)");
+                assert_eq!(
+                    v.reason,
+                    "check is blind: its negative control delivered too (TC_ACT_OK instead of redirect: control Leaked)"
+                );
                 let v = one(obs(SCRUB, outcome, Some(ControlOutcome::Error)), kernel);
                 assert_eq!(v.verdict, VerdictKind::Error);
-                assert!(v.reason.starts_with("negative control could not run"), "{}", v.reason);
+                assert!(
+                    v.reason.starts_with("negative control could not run"),
+                    "{}",
+                    v.reason
+                );
                 let v = one(obs(SCRUB, outcome, None), kernel);
                 assert_eq!(v.verdict, VerdictKind::Error);
-                assert!(v.reason.starts_with("no negative control ran"), "{}", v.reason);
-                assert!(v.observation.is_some(), "the observation is kept for the report");
+                assert!(
+                    v.reason.starts_with("no negative control ran"),
+                    "{}",
+                    v.reason
+                );
+                assert!(
+                    v.observation.is_some(),
+                    "the observation is kept for the report"
+                );
             }
         }
     }
@@ -319,16 +412,40 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
     #[test]
     fn missing_duplicate_unknown_and_unplanned() {
         let plan = [
-            PlannedCheck { check: SCRUB.into(), variant: "default".into() },
-            PlannedCheck { check: "datapath.host-to-pod".into(), variant: "default".into() },
-            PlannedCheck { check: "datapath.pod-to-host".into(), variant: "default".into() },
+            PlannedCheck {
+                check: SCRUB.into(),
+                variant: "default".into(),
+            },
+            PlannedCheck {
+                check: "datapath.host-to-pod".into(),
+                variant: "default".into(),
+            },
+            PlannedCheck {
+                check: "datapath.pod-to-host".into(),
+                variant: "default".into(),
+            },
         ];
         let observations = [
             obs(SCRUB, Outcome::Pass, Some(ControlOutcome::Blocked)),
-            obs("datapath.host-to-pod", Outcome::Pass, Some(ControlOutcome::Blocked)),
-            obs("datapath.host-to-pod", Outcome::Fail, Some(ControlOutcome::Blocked)),
-            obs("datapath.from-the-future", Outcome::Pass, Some(ControlOutcome::Blocked)),
-            Observation { variant: "xdp".into(), ..obs(SCRUB, Outcome::Pass, Some(ControlOutcome::Blocked)) },
+            obs(
+                "datapath.host-to-pod",
+                Outcome::Pass,
+                Some(ControlOutcome::Blocked),
+            ),
+            obs(
+                "datapath.host-to-pod",
+                Outcome::Fail,
+                Some(ControlOutcome::Blocked),
+            ),
+            obs(
+                "datapath.from-the-future",
+                Outcome::Pass,
+                Some(ControlOutcome::Blocked),
+            ),
+            Observation {
+                variant: "xdp".into(),
+                ..obs(SCRUB, Outcome::Pass, Some(ControlOutcome::Blocked))
+            },
         ];
         let v = evaluate(&matrix(), &facts(Some(FIXED)), &plan, &observations);
         let got: Vec<(String, VerdictKind)> = v.iter().map(|v| (v.name(), v.verdict)).collect();
@@ -342,8 +459,14 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
                 (format!("{SCRUB}[xdp]"), VerdictKind::Error),
             ]
         );
-        assert_eq!(v[1].reason, "probe reported 2 observations for this check (pass, fail); the first is kept");
-        assert_eq!(v[2].reason, "probe produced no observation (stream truncated?)");
+        assert_eq!(
+            v[1].reason,
+            "probe reported 2 observations for this check (pass, fail); the first is kept"
+        );
+        assert_eq!(
+            v[2].reason,
+            "probe produced no observation (stream truncated?)"
+        );
         assert!(v[2].observation.is_none());
         assert!(v[3].reason.contains("does not know"), "{}", v[3].reason);
         assert!(v[4].reason.contains("variant \"xdp\""), "{}", v[4].reason);
@@ -354,9 +477,16 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
     #[test]
     fn unmeasured_facts_show_in_the_reason() {
         let o = obs(SCRUB, Outcome::Fail, Some(ControlOutcome::Blocked));
-        let plan = [PlannedCheck { check: SCRUB.into(), variant: "default".into() }];
+        let plan = [PlannedCheck {
+            check: SCRUB.into(),
+            variant: "default".into(),
+        }];
         let v = evaluate(&matrix(), &facts(None), &plan, &[o]);
-        assert_eq!(v[0].verdict, VerdictKind::Regression, "the base expectation (pass) stands");
+        assert_eq!(
+            v[0].verdict,
+            VerdictKind::Regression,
+            "the base expectation (pass) stands"
+        );
         assert_eq!(
             v[0].reason,
             "observed Fail [kernel not measured, so `when = kernel < 6.1.139` (line 8) could not be decided]"
@@ -365,11 +495,24 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
 
     #[test]
     fn names_and_kinds_read_well() {
-        let v = one(obs(SCRUB, Outcome::Pass, Some(ControlOutcome::Blocked)), FIXED);
+        let v = one(
+            obs(SCRUB, Outcome::Pass, Some(ControlOutcome::Blocked)),
+            FIXED,
+        );
         assert_eq!(v.name(), SCRUB);
-        assert_eq!(Verdict { variant: "tcx".into(), ..v.clone() }.name(), format!("{SCRUB}[tcx]"));
+        assert_eq!(
+            Verdict {
+                variant: "tcx".into(),
+                ..v.clone()
+            }
+            .name(),
+            format!("{SCRUB}[tcx]")
+        );
         assert_eq!(v.duration_ms(), 3.0);
-        assert_eq!(serde_json::to_value(VerdictKind::UnexpectedPass).unwrap(), "unexpected-pass");
+        assert_eq!(
+            serde_json::to_value(VerdictKind::UnexpectedPass).unwrap(),
+            "unexpected-pass"
+        );
         assert_eq!(VerdictKind::ExpectedFail.label(), "EXPECTED-FAIL");
     }
 }

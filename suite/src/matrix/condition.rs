@@ -38,7 +38,11 @@ enum Expr {
     Or(Box<Expr>, Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
-    Compare { fact: String, op: Op, value: FactValue },
+    Compare {
+        fact: String,
+        op: Op,
+        value: FactValue,
+    },
 }
 
 /// Comparison operators; ordering ones only apply to versions and numbers.
@@ -163,10 +167,16 @@ impl Condition {
         if !matches!(next.tok, Tok::End) {
             return Err(syntax(
                 next.at,
-                format!("unexpected {} after a complete condition (missing `and` or `or`?)", next.tok),
+                format!(
+                    "unexpected {} after a complete condition (missing `and` or `or`?)",
+                    next.tok
+                ),
             ));
         }
-        Ok(Condition { text: text.to_string(), expr })
+        Ok(Condition {
+            text: text.to_string(),
+            expr,
+        })
     }
 
     /// The condition as written in the matrix.
@@ -222,13 +232,21 @@ fn eval(expr: &Expr, facts: &Facts, unmeasured: &mut Vec<String>) -> Truth {
                 // changed a fact's type under us: say "unknown" rather than guess.
                 _ => return Truth::Unknown,
             };
-            if op.holds(ord) { Truth::True } else { Truth::False }
+            if op.holds(ord) {
+                Truth::True
+            } else {
+                Truth::False
+            }
         }
     }
 }
 
 fn syntax(at: usize, message: impl Into<String>) -> ConditionError {
-    ConditionError { kind: ConditionErrorKind::Syntax, at, message: message.into() }
+    ConditionError {
+        kind: ConditionErrorKind::Syntax,
+        at,
+        message: message.into(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -308,28 +326,37 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ConditionError> {
                 i += 1;
                 let body = take_while(&mut i, &|ch| ch != c);
                 if i >= chars.len() {
-                    return Err(syntax(start, format!("unterminated string (missing closing {c})")));
+                    return Err(syntax(
+                        start,
+                        format!("unterminated string (missing closing {c})"),
+                    ));
                 }
                 i += 1;
                 Tok::Str(body)
             }
             // One token up to the next space, parenthesis or operator, so that
             // `16k` or `6.1.139x` is rejected whole instead of split in two.
-            _ if c.is_ascii_digit() => {
-                Tok::Literal(take_while(&mut i, &|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_')))
-            }
+            _ if c.is_ascii_digit() => Tok::Literal(take_while(&mut i, &|ch| {
+                ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_')
+            })),
             '&' | '|' => {
                 let word = if c == '&' { "and" } else { "or" };
-                return Err(syntax(start, format!("`{c}` is not an operator: use `{word}`")));
+                return Err(syntax(
+                    start,
+                    format!("`{c}` is not an operator: use `{word}`"),
+                ));
             }
-            _ if c.is_alphabetic() || c == '_' => {
-                Tok::Word(take_while(&mut i, &|ch| ch.is_alphanumeric() || ch == '_' || ch == '.'))
-            }
+            _ if c.is_alphabetic() || c == '_' => Tok::Word(take_while(&mut i, &|ch| {
+                ch.is_alphanumeric() || ch == '_' || ch == '.'
+            })),
             _ => return Err(syntax(start, format!("unexpected character `{c}`"))),
         };
         tokens.push(Token { tok, at: start });
     }
-    tokens.push(Token { tok: Tok::End, at: chars.len() });
+    tokens.push(Token {
+        tok: Tok::End,
+        at: chars.len(),
+    });
     Ok(tokens)
 }
 
@@ -392,13 +419,22 @@ impl Parser {
                 if close.tok != Tok::RParen {
                     return Err(syntax(
                         close.at,
-                        format!("expected `)` to close the `(` at character {}, found {}", t.at + 1, close.tok),
+                        format!(
+                            "expected `)` to close the `(` at character {}, found {}",
+                            t.at + 1,
+                            close.tok
+                        ),
                     ));
                 }
                 Ok(inner)
             }
-            Tok::Word(ref key) if !KEYWORDS.contains(&key.as_str()) => self.comparison(key.clone(), t.at),
-            other => Err(syntax(t.at, format!("expected a fact, `not` or `(`, found {other}"))),
+            Tok::Word(ref key) if !KEYWORDS.contains(&key.as_str()) => {
+                self.comparison(key.clone(), t.at)
+            }
+            other => Err(syntax(
+                t.at,
+                format!("expected a fact, `not` or `(`, found {other}"),
+            )),
         }
     }
 
@@ -407,12 +443,21 @@ impl Parser {
             return Err(ConditionError {
                 kind: ConditionErrorKind::UnknownFact,
                 at,
-                message: format!("unknown fact `{fact}` (known: {})", all_fact_keys().join(", ")),
+                message: format!(
+                    "unknown fact `{fact}` (known: {})",
+                    all_fact_keys().join(", ")
+                ),
             });
         };
         let op = match self.peek().tok {
             Tok::Op(op) => op,
-            _ if kind == FactKind::Bool => return Ok(Expr::Compare { fact, op: Op::Eq, value: FactValue::Bool(true) }),
+            _ if kind == FactKind::Bool => {
+                return Ok(Expr::Compare {
+                    fact,
+                    op: Op::Eq,
+                    value: FactValue::Bool(true),
+                });
+            }
             _ => {
                 return Err(ConditionError {
                     kind: ConditionErrorKind::Operator,
@@ -430,18 +475,37 @@ impl Parser {
             return Err(ConditionError {
                 kind: ConditionErrorKind::Operator,
                 at: op_at,
-                message: format!("`{op}` does not apply to the {} fact `{fact}` (use == or !=)", kind_name(kind)),
+                message: format!(
+                    "`{op}` does not apply to the {} fact `{fact}` (use == or !=)",
+                    kind_name(kind)
+                ),
             });
         }
         let v = self.next();
         let value = literal(kind, &v).ok_or_else(|| {
             let message = if v.tok == Tok::End {
-                format!("expected a value after `{op}` (e.g. {})", example(&fact, kind))
+                format!(
+                    "expected a value after `{op}` (e.g. {})",
+                    example(&fact, kind)
+                )
             } else {
-                format!("expected a {} value for `{fact}`, found {} (e.g. {})", kind_name(kind), v.tok, example(&fact, kind))
+                format!(
+                    "expected a {} value for `{fact}`, found {} (e.g. {})",
+                    kind_name(kind),
+                    v.tok,
+                    example(&fact, kind)
+                )
             };
-            let kind = if v.tok == Tok::End { ConditionErrorKind::Syntax } else { ConditionErrorKind::Value };
-            ConditionError { kind, at: v.at, message }
+            let kind = if v.tok == Tok::End {
+                ConditionErrorKind::Syntax
+            } else {
+                ConditionErrorKind::Value
+            };
+            ConditionError {
+                kind,
+                at: v.at,
+                message,
+            }
         })?;
         Ok(Expr::Compare { fact, op, value })
     }
@@ -469,8 +533,14 @@ fn version_literal(s: &str) -> Option<KernelVersion> {
     };
     let parts: Vec<&str> = nums.split('.').collect();
     let well_formed = (2..=3).contains(&parts.len())
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    if well_formed { KernelVersion::parse_release(s) } else { None }
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    if well_formed {
+        KernelVersion::parse_release(s)
+    } else {
+        None
+    }
 }
 
 fn kind_name(kind: FactKind) -> &'static str {
@@ -503,7 +573,10 @@ mod tests {
     }
 
     fn holds(cond: &str, facts: &Facts) -> bool {
-        Condition::parse(cond).unwrap_or_else(|e| panic!("{cond}: {e}")).evaluate(facts).holds()
+        Condition::parse(cond)
+            .unwrap_or_else(|e| panic!("{cond}: {e}"))
+            .evaluate(facts)
+            .holds()
     }
 
     fn err(cond: &str) -> ConditionError {
@@ -514,7 +587,10 @@ mod tests {
     fn comparisons_on_each_kind() {
         let f = Facts::example(); // 6.18.44, x86_64, 4096, tcx, not nested, bpffs private
         assert!(holds("kernel >= 6.6", &f));
-        assert!(holds("kernel > 6.18.43 and kernel < 6.18.45 and kernel <= 6.18.44", &f));
+        assert!(holds(
+            "kernel > 6.18.43 and kernel < 6.18.45 and kernel <= 6.18.44",
+            &f
+        ));
         assert!(!holds("kernel == 6.18", &f), "6.18 means 6.18.0");
         assert!(holds("kernel != 6.18", &f));
         assert!(holds("arch == \"x86_64\"", &f));
@@ -546,11 +622,18 @@ mod tests {
         let unfixed = "(kernel >= 5.10 and kernel < 6.1.139) or (kernel >= 6.2-rc1 and kernel < 6.6.91) \
                        or (kernel >= 6.7-rc1 and kernel < 6.12.29) or (kernel >= 6.13-rc1 and kernel < 6.14.7) \
                        or (kernel >= 6.15-rc1 and kernel < 6.15-rc6)";
-        for v in ["5.10.0", "6.1.138", "6.6.90", "6.7-rc3", "6.12.28", "6.13.0", "6.14.6", "6.15-rc5"] {
+        for v in [
+            "5.10.0", "6.1.138", "6.6.90", "6.7-rc3", "6.12.28", "6.13.0", "6.14.6", "6.15-rc5",
+        ] {
             assert!(holds(unfixed, &facts_with_kernel(v)), "{v} is unfixed");
         }
-        for v in ["5.4.0", "6.1.139", "6.6.91", "6.12.29", "6.14.7", "6.15-rc6", "6.15.0", "6.18.44"] {
-            assert!(!holds(unfixed, &facts_with_kernel(v)), "{v} is fixed or unaffected");
+        for v in [
+            "5.4.0", "6.1.139", "6.6.91", "6.12.29", "6.14.7", "6.15-rc6", "6.15.0", "6.18.44",
+        ] {
+            assert!(
+                !holds(unfixed, &facts_with_kernel(v)),
+                "{v} is fixed or unaffected"
+            );
         }
     }
 
@@ -565,12 +648,21 @@ mod tests {
         assert!(!e.holds());
         assert_eq!(e.unmeasured, vec!["kernel".to_string()]);
         // `not` cannot turn a missing measurement into a match.
-        let e = Condition::parse("not helper.redirect_peer").unwrap().evaluate(&f);
-        assert_eq!((e.truth, e.unmeasured.as_slice()), (Truth::Unknown, &["helper.redirect_peer".to_string()][..]));
+        let e = Condition::parse("not helper.redirect_peer")
+            .unwrap()
+            .evaluate(&f);
+        assert_eq!(
+            (e.truth, e.unmeasured.as_slice()),
+            (Truth::Unknown, &["helper.redirect_peer".to_string()][..])
+        );
         // A definite side decides, and then nothing is reported missing.
-        let e = Condition::parse("kernel < 6.1 and nested").unwrap().evaluate(&f);
+        let e = Condition::parse("kernel < 6.1 and nested")
+            .unwrap()
+            .evaluate(&f);
         assert_eq!((e.truth, e.unmeasured.len()), (Truth::False, 0));
-        let e = Condition::parse("kernel < 6.1 or tcx").unwrap().evaluate(&f);
+        let e = Condition::parse("kernel < 6.1 or tcx")
+            .unwrap()
+            .evaluate(&f);
         assert_eq!((e.truth, e.unmeasured.len()), (Truth::True, 0));
     }
 
@@ -579,7 +671,12 @@ mod tests {
         let e = err("tcx and kernal >= 6.6");
         assert_eq!(e.kind, ConditionErrorKind::UnknownFact);
         assert_eq!(e.at, 8);
-        assert!(e.message.contains("unknown fact `kernal`") && e.message.contains("known: kernel, arch"), "{}", e.message);
+        assert!(
+            e.message.contains("unknown fact `kernal`")
+                && e.message.contains("known: kernel, arch"),
+            "{}",
+            e.message
+        );
         assert_eq!(err("helper.nope").kind, ConditionErrorKind::UnknownFact);
     }
 
@@ -607,7 +704,10 @@ mod tests {
         ] {
             let e = err(cond);
             assert!(
-                matches!(e.kind, ConditionErrorKind::Value | ConditionErrorKind::Syntax),
+                matches!(
+                    e.kind,
+                    ConditionErrorKind::Value | ConditionErrorKind::Syntax
+                ),
                 "{cond}: {e:?}"
             );
             assert_eq!(e.at, at, "{cond}: {e}");
@@ -621,7 +721,11 @@ mod tests {
             ("", 0, "empty condition"),
             ("kernel >=", 9, "expected a value after `>=`"),
             ("tcx and", 7, "expected a fact"),
-            ("(tcx or nested", 14, "expected `)` to close the `(` at character 1"),
+            (
+                "(tcx or nested",
+                14,
+                "expected `)` to close the `(` at character 1",
+            ),
             ("tcx)", 3, "unexpected `)`"),
             ("tcx nested", 4, "missing `and` or `or`"),
             ("kernel = 6.6", 7, "use `==`"),
@@ -637,7 +741,10 @@ mod tests {
             assert_eq!(e.at, at, "{cond}: {e}");
             assert!(e.message.contains(needle), "{cond}: {e}");
         }
-        assert_eq!(err("kernel >=").to_string(), "at character 10 of the condition: expected a value after `>=` (e.g. `kernel >= 6.6`)");
+        assert_eq!(
+            err("kernel >=").to_string(),
+            "at character 10 of the condition: expected a value after `>=` (e.g. `kernel >= 6.6`)"
+        );
     }
 
     #[test]
@@ -645,7 +752,15 @@ mod tests {
         let c = Condition::parse("kernel < 6.1.139\n  or tcx").unwrap();
         assert_eq!(c.to_string(), "kernel < 6.1.139 or tcx");
         assert_eq!(c.text(), "kernel < 6.1.139\n  or tcx");
-        assert_eq!(version_literal("6.15-rc6"), Some(KernelVersion { major: 6, minor: 15, patch: 0, rc: Some(6) }));
+        assert_eq!(
+            version_literal("6.15-rc6"),
+            Some(KernelVersion {
+                major: 6,
+                minor: 15,
+                patch: 0,
+                rc: Some(6)
+            })
+        );
         assert_eq!(version_literal("6.15-rc"), None);
     }
 }

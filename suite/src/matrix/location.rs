@@ -11,13 +11,28 @@ use toml_edit::{ImDocument, Item, Table, Value};
 /// 1-based line number of a byte offset.
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
-/// The path of the innermost key, value or table whose span covers `span`, or
-/// `None` when the text does not parse or nothing covers it (the whole document).
-pub(crate) fn path_at(text: &str, span: Range<usize>) -> Option<String> {
-    let doc = ImDocument::parse(text).ok()?;
+/// Where a span falls in a document, for naming the field of an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// The text is not valid TOML: the error is a syntax error.
+    Unparsable,
+    /// Nothing smaller than the whole document covers the span.
+    TopLevel,
+    /// The innermost key, value or table covering the span (`expect[2].check`).
+    Field(String),
+}
+
+pub(crate) fn place_of(text: &str, span: Range<usize>) -> Place {
+    let Ok(doc) = ImDocument::parse(text) else {
+        return Place::Unparsable;
+    };
     let want_end = span.end.max(span.start + 1);
     let mut best: Option<(usize, String)> = None;
     let mut consider = |candidate: Option<Range<usize>>, path: &str| {
@@ -33,13 +48,17 @@ pub(crate) fn path_at(text: &str, span: Range<usize>) -> Option<String> {
         }
     };
     walk_table(doc.as_table(), "", &mut consider);
-    best.map(|(_, path)| path)
+    best.map_or(Place::TopLevel, |(_, path)| Place::Field(path))
 }
 
 type Visit<'a> = dyn FnMut(Option<Range<usize>>, &str) + 'a;
 
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
 }
 
 fn walk_table(table: &Table, prefix: &str, visit: &mut Visit<'_>) {
@@ -104,7 +123,10 @@ mod tests {
 
     fn path(needle: &str) -> Option<String> {
         let start = at(needle);
-        path_at(TEXT, start..start + needle.len())
+        match place_of(TEXT, start..start + needle.len()) {
+            Place::Field(path) => Some(path),
+            other => panic!("{needle}: {other:?}"),
+        }
     }
 
     #[test]
@@ -118,14 +140,21 @@ mod tests {
     fn names_innermost_key_or_value() {
         assert_eq!(path("schema").as_deref(), Some("schema"));
         assert_eq!(path("1").as_deref(), Some("schema"));
-        assert_eq!(path("check = \"a\"").as_deref(), Some("expect[0]"), "a key and its value: the table covers both");
+        assert_eq!(
+            path("check = \"a\"").as_deref(),
+            Some("expect[0]"),
+            "a key and its value: the table covers both"
+        );
         assert_eq!(path("check").as_deref(), Some("expect[0].check"));
         assert_eq!(path("[[expect]]").as_deref(), Some("expect[0]"));
         assert_eq!(path("when").as_deref(), Some("expect[0].unless[0].when"));
-        assert_eq!(path("[[expect.unless]]").as_deref(), Some("expect[0].unless[0]"));
+        assert_eq!(
+            path("[[expect.unless]]").as_deref(),
+            Some("expect[0].unless[0]")
+        );
         assert_eq!(path("\"b\"").as_deref(), Some("expect[1].check"));
         assert_eq!(path("x = 2").as_deref(), Some("expect[1].extra[1]"));
-        assert_eq!(path_at(TEXT, 0..TEXT.len()), None, "the whole document is the top level");
-        assert_eq!(path_at("a = [", 0..1), None, "syntax errors have no path");
+        assert_eq!(place_of(TEXT, 0..TEXT.len()), Place::TopLevel);
+        assert_eq!(place_of("a = [", 0..1), Place::Unparsable);
     }
 }

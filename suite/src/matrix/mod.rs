@@ -34,6 +34,7 @@ mod location;
 use crate::env::Environment;
 use condition::{Condition, ConditionErrorKind};
 use conformance_contract::{CATALOGUE, Facts, find_check};
+use location::Place;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::Range;
@@ -105,7 +106,11 @@ pub enum DecidedBy {
     /// The entry's own outcome (no `unless` held).
     Entry { file: String, line: usize },
     /// An `unless` override whose `when` held.
-    Override { file: String, line: usize, when: String },
+    Override {
+        file: String,
+        line: usize,
+        when: String,
+    },
 }
 
 impl DecidedBy {
@@ -149,7 +154,14 @@ impl Expectation {
         let parts: Vec<String> = self
             .undecided
             .iter()
-            .map(|u| format!("{} not measured, so `when = {}` (line {}) could not be decided", u.unmeasured.join(", "), u.when, u.line))
+            .map(|u| {
+                format!(
+                    "{} not measured, so `when = {}` (line {}) could not be decided",
+                    u.unmeasured.join(", "),
+                    u.when,
+                    u.line
+                )
+            })
             .collect();
         Some(parts.join("; "))
     }
@@ -189,8 +201,20 @@ pub enum MatrixErrorKind {
 impl fmt::Display for MatrixError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{line}: {}: {}", self.file.display(), self.field, self.message),
-            None => write!(f, "{}: {}: {}", self.file.display(), self.field, self.message),
+            Some(line) => write!(
+                f,
+                "{}:{line}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            ),
+            None => write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            ),
         }
     }
 }
@@ -232,28 +256,40 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    fn error(&self, span: Range<usize>, field: impl Into<String>, kind: MatrixErrorKind, message: impl Into<String>) -> MatrixError {
+    fn error(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        kind: MatrixErrorKind,
+        message: impl Into<String>,
+    ) -> MatrixError {
         MatrixError {
             file: self.file.to_path_buf(),
             line: Some(location::line_of(self.text, span.start)),
             field: field.into(),
             kind,
             // One line, whatever the message source.
-            message: message.into().lines().map(str::trim).collect::<Vec<_>>().join(" "),
+            message: message
+                .into()
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 
     fn toml_error(&self, e: toml::de::Error) -> MatrixError {
         let span = e.span().unwrap_or(0..0);
-        match location::path_at(self.text, span.clone()) {
-            // The text parses, so this is serde rejecting its shape.
-            Some(path) => {
-                let kind = if e.message().starts_with("unknown field") { MatrixErrorKind::UnknownKey } else { MatrixErrorKind::Shape };
-                self.error(span, path, kind, e.message())
+        let (field, kind) = match location::place_of(self.text, span.clone()) {
+            Place::Unparsable => ("toml".to_string(), MatrixErrorKind::Syntax),
+            // The text parses, so serde rejected its shape.
+            Place::TopLevel => ("(top level)".to_string(), MatrixErrorKind::Shape),
+            Place::Field(path) if e.message().starts_with("unknown field") => {
+                (path, MatrixErrorKind::UnknownKey)
             }
-            None if toml_edit::ImDocument::parse(self.text).is_ok() => self.error(span, "(top level)", MatrixErrorKind::Shape, e.message()),
-            None => self.error(span, "toml", MatrixErrorKind::Syntax, e.message()),
-        }
+            Place::Field(path) => (path, MatrixErrorKind::Shape),
+        };
+        self.error(span, field, kind, e.message())
     }
 
     fn outcome(&self, raw: &Spanned<String>, field: &str) -> Result<ExpectedOutcome, MatrixError> {
@@ -261,12 +297,20 @@ impl Source<'_> {
             "pass" => Ok(ExpectedOutcome::Pass),
             "fail" => Ok(ExpectedOutcome::Fail),
             other => {
-                let hint = if matches!(other, "unsupported" | "error" | "expected-fail" | "regression") {
+                let hint = if matches!(
+                    other,
+                    "unsupported" | "error" | "expected-fail" | "regression"
+                ) {
                     " (unsupported and error come from the probe, not the matrix)"
                 } else {
                     ""
                 };
-                Err(self.error(raw.span(), field, MatrixErrorKind::Outcome, format!("expected \"pass\" or \"fail\", got \"{other}\"{hint}")))
+                Err(self.error(
+                    raw.span(),
+                    field,
+                    MatrixErrorKind::Outcome,
+                    format!("expected \"pass\" or \"fail\", got \"{other}\"{hint}"),
+                ))
             }
         }
     }
@@ -281,11 +325,21 @@ impl Source<'_> {
         reference: &Option<Spanned<String>>,
     ) -> Result<(String, Option<String>), MatrixError> {
         if reason.get_ref().trim().is_empty() {
-            return Err(self.error(reason.span(), format!("{prefix}.reason"), MatrixErrorKind::Justification, "must say why"));
+            return Err(self.error(
+                reason.span(),
+                format!("{prefix}.reason"),
+                MatrixErrorKind::Justification,
+                "must say why",
+            ));
         }
         let reference = match reference {
             Some(r) if r.get_ref().trim().is_empty() => {
-                return Err(self.error(r.span(), format!("{prefix}.reference"), MatrixErrorKind::Justification, "is empty (omit it or give a link)"));
+                return Err(self.error(
+                    r.span(),
+                    format!("{prefix}.reference"),
+                    MatrixErrorKind::Justification,
+                    "is empty (omit it or give a link)",
+                ));
             }
             Some(r) => Some(r.get_ref().trim().to_string()),
             None if outcome == ExpectedOutcome::Fail => {
@@ -326,14 +380,24 @@ impl Matrix {
                 raw.schema.span(),
                 "schema",
                 MatrixErrorKind::Schema,
-                format!("unsupported matrix schema {} (this suite reads schema {MATRIX_SCHEMA})", raw.schema.get_ref()),
+                format!(
+                    "unsupported matrix schema {} (this suite reads schema {MATRIX_SCHEMA})",
+                    raw.schema.get_ref()
+                ),
             ));
         }
-        let environment: Environment = raw
-            .environment
-            .get_ref()
-            .parse()
-            .map_err(|e: crate::env::UnknownEnvironment| src.error(raw.environment.span(), "environment", MatrixErrorKind::Environment, e.to_string()))?;
+        let environment: Environment =
+            raw.environment
+                .get_ref()
+                .parse()
+                .map_err(|e: crate::env::UnknownEnvironment| {
+                    src.error(
+                        raw.environment.span(),
+                        "environment",
+                        MatrixErrorKind::Environment,
+                        e.to_string(),
+                    )
+                })?;
         // A file named after one environment but describing another is a copy-paste slip.
         if let Some(stem) = file.file_stem().and_then(|s| s.to_str())
             && let Ok(named) = stem.parse::<Environment>()
@@ -368,35 +432,71 @@ impl Matrix {
                         v.span(),
                         format!("{prefix}.variant"),
                         MatrixErrorKind::UnknownVariant,
-                        format!("check \"{}\" has no variant \"{}\" (variants: {})", check.id, v.get_ref(), check.variants.join(", ")),
+                        format!(
+                            "check \"{}\" has no variant \"{}\" (variants: {})",
+                            check.id,
+                            v.get_ref(),
+                            check.variants.join(", ")
+                        ),
                     ));
                 }
                 v => v.as_ref().map(|v| v.get_ref().clone()),
             };
             let line = location::line_of(text, raw.check.span().start);
-            if let Some((j, first)) = entries.iter().enumerate().find(|(_, e)| e.check == check.id && e.variant == variant) {
-                let which = variant.as_deref().map_or("every variant".to_string(), |v| format!("variant \"{v}\""));
+            if let Some((j, first)) = entries
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.check == check.id && e.variant == variant)
+            {
+                let which = variant
+                    .as_deref()
+                    .map_or("every variant".to_string(), |v| format!("variant \"{v}\""));
                 return Err(src.error(
                     raw.check.span(),
                     prefix,
                     MatrixErrorKind::Duplicate,
-                    format!("duplicate entry for \"{}\" ({which}); the first is expect[{j}] at line {}", check.id, first.line),
+                    format!(
+                        "duplicate entry for \"{}\" ({which}); the first is expect[{j}] at line {}",
+                        check.id, first.line
+                    ),
                 ));
             }
             let outcome = src.outcome(&raw.outcome, &format!("{prefix}.outcome"))?;
-            let (reason, reference) = src.justification(table, &prefix, outcome, &raw.reason, &raw.reference)?;
+            let (reason, reference) =
+                src.justification(table, &prefix, outcome, &raw.reason, &raw.reference)?;
 
             let mut unless = Vec::with_capacity(raw.unless.len());
             for (k, spanned) in raw.unless.iter().enumerate() {
                 let o = spanned.get_ref();
                 let prefix = format!("{prefix}.unless[{k}]");
-                let when = Condition::parse(o.when.get_ref())
-                    .map_err(|e| src.error(o.when.span(), format!("{prefix}.when"), MatrixErrorKind::Condition(e.kind), e.to_string()))?;
+                let when = Condition::parse(o.when.get_ref()).map_err(|e| {
+                    src.error(
+                        o.when.span(),
+                        format!("{prefix}.when"),
+                        MatrixErrorKind::Condition(e.kind),
+                        e.to_string(),
+                    )
+                })?;
                 let outcome = src.outcome(&o.outcome, &format!("{prefix}.outcome"))?;
-                let (reason, reference) = src.justification(spanned.span(), &prefix, outcome, &o.reason, &o.reference)?;
-                unless.push(Override { when, outcome, reason, reference, line: location::line_of(text, o.when.span().start) });
+                let (reason, reference) =
+                    src.justification(spanned.span(), &prefix, outcome, &o.reason, &o.reference)?;
+                unless.push(Override {
+                    when,
+                    outcome,
+                    reason,
+                    reference,
+                    line: location::line_of(text, o.when.span().start),
+                });
             }
-            entries.push(Entry { check: check.id.to_string(), variant, outcome, reason, reference, line, unless });
+            entries.push(Entry {
+                check: check.id.to_string(),
+                variant,
+                outcome,
+                reason,
+                reference,
+                line,
+                unless,
+            });
         }
 
         Ok(Matrix {
@@ -417,7 +517,10 @@ impl Matrix {
             line: Some(self.environment_line),
             field: "environment".into(),
             kind: MatrixErrorKind::Environment,
-            message: format!("this matrix is for \"{}\", but the run's environment is \"{env}\"", self.environment),
+            message: format!(
+                "this matrix is for \"{}\", but the run's environment is \"{env}\"",
+                self.environment
+            ),
         })
     }
 
@@ -455,19 +558,30 @@ impl Matrix {
                     outcome: o.outcome,
                     reason: o.reason.clone(),
                     reference: o.reference.clone().or_else(|| entry.reference.clone()),
-                    decided_by: DecidedBy::Override { file, line: o.line, when: o.when.to_string() },
+                    decided_by: DecidedBy::Override {
+                        file,
+                        line: o.line,
+                        when: o.when.to_string(),
+                    },
                     undecided,
                 };
             }
             if !eval.unmeasured.is_empty() {
-                undecided.push(Undecided { line: o.line, when: o.when.to_string(), unmeasured: eval.unmeasured });
+                undecided.push(Undecided {
+                    line: o.line,
+                    when: o.when.to_string(),
+                    unmeasured: eval.unmeasured,
+                });
             }
         }
         Expectation {
             outcome: entry.outcome,
             reason: entry.reason.clone(),
             reference: entry.reference.clone(),
-            decided_by: DecidedBy::Entry { file, line: entry.line },
+            decided_by: DecidedBy::Entry {
+                file,
+                line: entry.line,
+            },
             undecided,
         }
     }

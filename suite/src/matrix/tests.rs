@@ -42,7 +42,10 @@ fn reject_as(name: &str, text: &str) -> MatrixError {
     let e = Matrix::load(&path).expect_err("matrix should be rejected");
     let shown = e.to_string();
     let prefix = format!("{}:{}: {}: ", path.display(), e.line.unwrap(), e.field);
-    assert!(shown.starts_with(&prefix), "{shown:?} should start with {prefix:?}");
+    assert!(
+        shown.starts_with(&prefix),
+        "{shown:?} should start with {prefix:?}"
+    );
     assert!(!shown.contains('\n'), "one line: {shown:?}");
     e
 }
@@ -54,7 +57,11 @@ fn replace(from: &str, to: &str) -> String {
 
 #[track_caller]
 fn assert_rejected(e: &MatrixError, kind: MatrixErrorKind, line: usize, field: &str, needle: &str) {
-    assert_eq!((e.kind, e.line, e.field.as_str()), (kind, Some(line), field), "{e}");
+    assert_eq!(
+        (e.kind, e.line, e.field.as_str()),
+        (kind, Some(line), field),
+        "{e}"
+    );
     assert!(e.message.contains(needle), "{e} should mention {needle:?}");
 }
 
@@ -64,122 +71,283 @@ fn base_loads() {
     let m = Matrix::load(&path).unwrap();
     assert_eq!(m.environment, Environment::Vm);
     assert_eq!(m.entries.len(), 2);
-    assert_eq!((m.entries[0].line, m.entries[1].line, m.entries[1].unless[0].line), (5, 11, 17));
+    assert_eq!(
+        (
+            m.entries[0].line,
+            m.entries[1].line,
+            m.entries[1].unless[0].line
+        ),
+        (5, 11, 17)
+    );
     assert_eq!(m.entries[0].variant.as_deref(), Some("tcx"));
     assert_eq!(m.entries[1].unless[0].outcome, ExpectedOutcome::Fail);
 }
 
 #[test]
 fn unknown_check_lists_known_ids() {
-    let e = reject(&replace("datapath.redirect-peer.scrub", "datapath.redirect-per"));
-    assert_rejected(&e, MatrixErrorKind::UnknownCheck, 11, "expect[1].check", "unknown check \"datapath.redirect-per\" (known: tc.attach.tcx,");
+    let e = reject(&replace(
+        "datapath.redirect-peer.scrub",
+        "datapath.redirect-per",
+    ));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::UnknownCheck,
+        11,
+        "expect[1].check",
+        "unknown check \"datapath.redirect-per\" (known: tc.attach.tcx,",
+    );
 }
 
 #[test]
 fn unknown_variant_lists_the_checks_variants() {
     let e = reject(&replace("variant = \"tcx\"", "variant = \"xdp\""));
-    assert_rejected(&e, MatrixErrorKind::UnknownVariant, 6, "expect[0].variant", "has no variant \"xdp\" (variants: tcx, legacy)");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::UnknownVariant,
+        6,
+        "expect[0].variant",
+        "has no variant \"xdp\" (variants: tcx, legacy)",
+    );
 }
 
 #[test]
 fn unknown_fact_in_condition() {
     let e = reject(&replace("kernel < 6.1.139", "kernal < 6.1.139"));
-    assert_rejected(&e, MatrixErrorKind::Condition(ConditionErrorKind::UnknownFact), 17, "expect[1].unless[0].when", "at character 1 of the condition: unknown fact `kernal`");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Condition(ConditionErrorKind::UnknownFact),
+        17,
+        "expect[1].unless[0].when",
+        "at character 1 of the condition: unknown fact `kernal`",
+    );
 }
 
 #[test]
 fn malformed_condition_says_where() {
     let e = reject(&replace("kernel < 6.1.139", "kernel < 6.1.139 and (tcx"));
-    assert_rejected(&e, MatrixErrorKind::Condition(ConditionErrorKind::Syntax), 17, "expect[1].unless[0].when", "at character 26 of the condition: expected `)`");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Condition(ConditionErrorKind::Syntax),
+        17,
+        "expect[1].unless[0].when",
+        "at character 26 of the condition: expected `)`",
+    );
 }
 
 #[test]
 fn wrong_operator_for_fact_type() {
     let e = reject(&replace("kernel < 6.1.139", "arch >= 'aarch64'"));
-    assert_rejected(&e, MatrixErrorKind::Condition(ConditionErrorKind::Operator), 17, "expect[1].unless[0].when", "`>=` does not apply to the text fact `arch`");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Condition(ConditionErrorKind::Operator),
+        17,
+        "expect[1].unless[0].when",
+        "`>=` does not apply to the text fact `arch`",
+    );
 }
 
 #[test]
 fn bad_outcome_values() {
     let e = reject(&replace("outcome = \"pass\"", "outcome = \"flaky\""));
-    assert_rejected(&e, MatrixErrorKind::Outcome, 7, "expect[0].outcome", "expected \"pass\" or \"fail\", got \"flaky\"");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Outcome,
+        7,
+        "expect[0].outcome",
+        "expected \"pass\" or \"fail\", got \"flaky\"",
+    );
     let e = reject(&replace("outcome = \"fail\"", "outcome = \"unsupported\""));
-    assert_rejected(&e, MatrixErrorKind::Outcome, 18, "expect[1].unless[0].outcome", "come from the probe");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Outcome,
+        18,
+        "expect[1].unless[0].outcome",
+        "come from the probe",
+    );
     // A TOML type error is caught by serde and still gets its path.
     let e = reject(&replace("outcome = \"pass\"", "outcome = true"));
-    assert_rejected(&e, MatrixErrorKind::Shape, 7, "expect[0].outcome", "invalid type");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Shape,
+        7,
+        "expect[0].outcome",
+        "invalid type",
+    );
 }
 
 #[test]
 fn toml_syntax_error_has_line() {
     let e = reject(&replace("reason = \"works\"", "reason = \"works"));
     assert_rejected(&e, MatrixErrorKind::Syntax, 8, "toml", "");
-    let e = reject(&replace("variant = \"tcx\"", "variant = \"tcx\"\nvariant = \"legacy\""));
+    let e = reject(&replace(
+        "variant = \"tcx\"",
+        "variant = \"tcx\"\nvariant = \"legacy\"",
+    ));
     assert_eq!((e.kind, e.line), (MatrixErrorKind::Syntax, Some(7)), "{e}");
 }
 
 #[test]
 fn duplicate_check_variant() {
-    let text = format!("{BASE}\n[[expect]]\ncheck = \"datapath.redirect-peer\"\nvariant = \"tcx\"\noutcome = \"pass\"\nreason = \"again\"\n");
+    let text = format!(
+        "{BASE}\n[[expect]]\ncheck = \"datapath.redirect-peer\"\nvariant = \"tcx\"\noutcome = \"pass\"\nreason = \"again\"\n"
+    );
     let e = reject(&text);
-    assert_rejected(&e, MatrixErrorKind::Duplicate, 23, "expect[2]", "the first is expect[0] at line 5");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Duplicate,
+        23,
+        "expect[2]",
+        "the first is expect[0] at line 5",
+    );
     // The same check for another variant, or for every variant, is not a duplicate.
-    let ok = text.replacen("variant = \"tcx\"\noutcome = \"pass\"\nreason = \"again\"", "outcome = \"pass\"\nreason = \"others\"", 1);
+    let ok = text.replacen(
+        "variant = \"tcx\"\noutcome = \"pass\"\nreason = \"again\"",
+        "outcome = \"pass\"\nreason = \"others\"",
+        1,
+    );
     let (_dir, path) = write("vm.toml", &ok);
     Matrix::load(&path).unwrap();
 }
 
 #[test]
 fn unknown_keys_are_rejected_where_they_are() {
-    let e = reject(&replace("reason = \"works\"", "reason = \"works\"\nreasons = \"typo\""));
-    assert_rejected(&e, MatrixErrorKind::UnknownKey, 9, "expect[0].reasons", "unknown field `reasons`");
-    let e = reject(&replace("reason = \"unfixed\"", "reason = \"unfixed\"\nif = \"tcx\""));
-    assert_rejected(&e, MatrixErrorKind::UnknownKey, 20, "expect[1].unless[0].if", "unknown field `if`");
-    let e = reject(&replace("environment = \"vm\"", "environment = \"vm\"\nenv = \"vm\""));
-    assert_rejected(&e, MatrixErrorKind::UnknownKey, 3, "env", "unknown field `env`");
+    let e = reject(&replace(
+        "reason = \"works\"",
+        "reason = \"works\"\nreasons = \"typo\"",
+    ));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::UnknownKey,
+        9,
+        "expect[0].reasons",
+        "unknown field `reasons`",
+    );
+    let e = reject(&replace(
+        "reason = \"unfixed\"",
+        "reason = \"unfixed\"\nif = \"tcx\"",
+    ));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::UnknownKey,
+        20,
+        "expect[1].unless[0].if",
+        "unknown field `if`",
+    );
+    let e = reject(&replace(
+        "environment = \"vm\"",
+        "environment = \"vm\"\nenv = \"vm\"",
+    ));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::UnknownKey,
+        3,
+        "env",
+        "unknown field `env`",
+    );
 }
 
 #[test]
 fn missing_keys_point_at_their_table() {
     let e = reject(&replace("reason = \"works\"\n", ""));
-    assert_rejected(&e, MatrixErrorKind::Shape, 4, "expect[0]", "missing field `reason`");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Shape,
+        4,
+        "expect[0]",
+        "missing field `reason`",
+    );
     let e = reject(&replace("schema = 1\n", ""));
-    assert_rejected(&e, MatrixErrorKind::Shape, 1, "(top level)", "missing field `schema`");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Shape,
+        1,
+        "(top level)",
+        "missing field `schema`",
+    );
     // A key written after a table header belongs to that table, as TOML says.
     let e = reject(&format!("{BASE}environment = \"vm\"\n"));
-    assert_rejected(&e, MatrixErrorKind::UnknownKey, 21, "expect[1].unless[0].environment", "unknown field `environment`");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::UnknownKey,
+        21,
+        "expect[1].unless[0].environment",
+        "unknown field `environment`",
+    );
 }
 
 #[test]
 fn wrong_environment_and_schema() {
     let e = reject(&replace("environment = \"vm\"", "environment = \"vmm\""));
-    assert_rejected(&e, MatrixErrorKind::Environment, 2, "environment", "unknown environment \"vmm\"");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Environment,
+        2,
+        "environment",
+        "unknown environment \"vmm\"",
+    );
     let e = reject_as("hetzner.toml", BASE);
-    assert_rejected(&e, MatrixErrorKind::Environment, 2, "environment", "says \"vm\" but the file is named for \"hetzner\"");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Environment,
+        2,
+        "environment",
+        "says \"vm\" but the file is named for \"hetzner\"",
+    );
     let e = reject(&replace("schema = 1", "schema = 2"));
-    assert_rejected(&e, MatrixErrorKind::Schema, 1, "schema", "unsupported matrix schema 2");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Schema,
+        1,
+        "schema",
+        "unsupported matrix schema 2",
+    );
     // A file not named after an environment may describe any of them...
     let (_dir, path) = write("custom.toml", BASE);
     let m = Matrix::load(&path).unwrap();
     // ...but the run's environment must match it.
     let e = m.ensure_environment(Environment::Hetzner).unwrap_err();
-    assert_eq!(e.to_string(), format!("{}:2: environment: this matrix is for \"vm\", but the run's environment is \"hetzner\"", path.display()));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:2: environment: this matrix is for \"vm\", but the run's environment is \"hetzner\"",
+            path.display()
+        )
+    );
     m.ensure_environment(Environment::Vm).unwrap();
 }
 
 #[test]
 fn expected_failures_need_reason_and_reference() {
-    let e = reject(&replace("reason = \"unfixed\"\nreference = \"https://example.org/cve\"\n", "reason = \"unfixed\"\n"));
-    assert_rejected(&e, MatrixErrorKind::Justification, 16, "expect[1].unless[0].reference", "needs a reference");
+    let e = reject(&replace(
+        "reason = \"unfixed\"\nreference = \"https://example.org/cve\"\n",
+        "reason = \"unfixed\"\n",
+    ));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Justification,
+        16,
+        "expect[1].unless[0].reference",
+        "needs a reference",
+    );
     let e = reject(&replace("reason = \"works\"", "reason = \"  \""));
-    assert_rejected(&e, MatrixErrorKind::Justification, 8, "expect[0].reason", "must say why");
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Justification,
+        8,
+        "expect[0].reason",
+        "must say why",
+    );
 }
 
 #[test]
 fn unreadable_file_has_no_line() {
     let e = Matrix::load("/nonexistent/vm.toml").unwrap_err();
     assert_eq!(e.kind, MatrixErrorKind::Io);
-    assert!(e.to_string().starts_with("/nonexistent/vm.toml: file: cannot read: "), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/vm.toml: file: cannot read: "),
+        "{e}"
+    );
 }
 
 fn facts(kernel: Option<KernelVersion>) -> Facts {
@@ -195,18 +363,51 @@ fn expectation_lookup_and_overrides() {
     let old = facts(Some(KernelVersion::new(6, 1, 100)));
 
     let e = m.expectation("datapath.redirect-peer", "tcx", &new);
-    assert_eq!(e.decided_by, DecidedBy::Entry { file: "fixtures/matrix/vm.toml".into(), line: 5 });
+    assert_eq!(
+        e.decided_by,
+        DecidedBy::Entry {
+            file: "fixtures/matrix/vm.toml".into(),
+            line: 5
+        }
+    );
     // The entry is for tcx only: legacy falls back to the default.
     let e = m.expectation("datapath.redirect-peer", "legacy", &new);
-    assert_eq!((e.outcome, e.reason.as_str()), (ExpectedOutcome::Pass, "no entry in fixtures/matrix/vm.toml; default is pass"));
-    assert_eq!(e.decided_by, DecidedBy::Default { file: "fixtures/matrix/vm.toml".into() });
+    assert_eq!(
+        (e.outcome, e.reason.as_str()),
+        (
+            ExpectedOutcome::Pass,
+            "no entry in fixtures/matrix/vm.toml; default is pass"
+        )
+    );
+    assert_eq!(
+        e.decided_by,
+        DecidedBy::Default {
+            file: "fixtures/matrix/vm.toml".into()
+        }
+    );
 
     let e = m.expectation("datapath.redirect-peer.scrub", "default", &new);
-    assert_eq!((e.outcome, e.decided_by.clone()), (ExpectedOutcome::Pass, DecidedBy::Entry { file: "fixtures/matrix/vm.toml".into(), line: 11 }));
+    assert_eq!(
+        (e.outcome, e.decided_by.clone()),
+        (
+            ExpectedOutcome::Pass,
+            DecidedBy::Entry {
+                file: "fixtures/matrix/vm.toml".into(),
+                line: 11
+            }
+        )
+    );
     let e = m.expectation("datapath.redirect-peer.scrub", "default", &old);
     assert_eq!(e.outcome, ExpectedOutcome::Fail);
     assert_eq!(e.reason, "unfixed");
-    assert_eq!(e.decided_by, DecidedBy::Override { file: "fixtures/matrix/vm.toml".into(), line: 17, when: "kernel < 6.1.139".into() });
+    assert_eq!(
+        e.decided_by,
+        DecidedBy::Override {
+            file: "fixtures/matrix/vm.toml".into(),
+            line: 17,
+            when: "kernel < 6.1.139".into()
+        }
+    );
     assert!(e.undecided.is_empty());
 }
 
@@ -215,8 +416,18 @@ fn unmeasured_fact_keeps_base_expectation_and_says_so() {
     let m = Matrix::parse(Path::new("vm.toml"), BASE).unwrap();
     let e = m.expectation("datapath.redirect-peer.scrub", "default", &facts(None));
     assert_eq!(e.outcome, ExpectedOutcome::Pass);
-    assert_eq!(e.undecided, vec![Undecided { line: 17, when: "kernel < 6.1.139".into(), unmeasured: vec!["kernel".into()] }]);
-    assert_eq!(e.undecided_note().unwrap(), "kernel not measured, so `when = kernel < 6.1.139` (line 17) could not be decided");
+    assert_eq!(
+        e.undecided,
+        vec![Undecided {
+            line: 17,
+            when: "kernel < 6.1.139".into(),
+            unmeasured: vec!["kernel".into()]
+        }]
+    );
+    assert_eq!(
+        e.undecided_note().unwrap(),
+        "kernel not measured, so `when = kernel < 6.1.139` (line 17) could not be decided"
+    );
 }
 
 #[test]
@@ -236,6 +447,13 @@ reference = "https://example.org"
 "#;
     let m = Matrix::parse(Path::new("container.toml"), text).unwrap();
     let f = Facts::example();
-    assert_eq!(m.expectation("datapath.stack-delivery", "legacy", &f).reason, "legacy only");
-    assert_eq!(m.expectation("datapath.stack-delivery", "tcx", &f).reason, "all");
+    assert_eq!(
+        m.expectation("datapath.stack-delivery", "legacy", &f)
+            .reason,
+        "legacy only"
+    );
+    assert_eq!(
+        m.expectation("datapath.stack-delivery", "tcx", &f).reason,
+        "all"
+    );
 }

@@ -28,7 +28,12 @@ const SUITE_NAME: &str = "cilium-conformance";
 /// The run as a JUnit XML document.
 pub fn render_junit(run: &Run) -> String {
     let strict = run.meta.strict;
-    let failures = run.counts.regression + if strict { run.counts.unexpected_pass } else { 0 };
+    let failures = run.counts.regression
+        + if strict {
+            run.counts.unexpected_pass
+        } else {
+            0
+        };
     let errors = run.counts.error;
     let skipped = run.counts.expected_fail + run.counts.unsupported;
     let tests = run.counts.total;
@@ -50,7 +55,12 @@ pub fn render_junit(run: &Run) -> String {
     );
     x.push_str("    <properties>\n");
     for (name, value) in properties(run) {
-        let _ = writeln!(x, "      <property name=\"{}\" value=\"{}\"/>", attr(&name), attr(&value));
+        let _ = writeln!(
+            x,
+            "      <property name=\"{}\" value=\"{}\"/>",
+            attr(&name),
+            attr(&value)
+        );
     }
     x.push_str("    </properties>\n");
     for v in &run.verdicts {
@@ -58,7 +68,11 @@ pub fn render_junit(run: &Run) -> String {
     }
     if !run.stream_problems.is_empty() {
         let lines: Vec<String> = run.stream_problems.iter().map(|p| p.to_string()).collect();
-        let _ = writeln!(x, "    <system-err>probe stream damaged:\n{}</system-err>", text(&lines.join("\n")));
+        let _ = writeln!(
+            x,
+            "    <system-err>probe stream damaged:\n{}</system-err>",
+            text(&lines.join("\n"))
+        );
     }
     x.push_str("  </testsuite>\n</testsuites>\n");
     x
@@ -75,7 +89,11 @@ fn properties(run: &Run) -> Vec<(String, String)> {
         ("probe.version".into(), m.probe.version.clone()),
         ("probe.ebpf_objects".into(), m.probe.ebpf_objects.clone()),
     ];
-    props.extend(fact_rows(&run.facts).into_iter().map(|(k, v)| (format!("fact.{k}"), v)));
+    props.extend(
+        fact_rows(&run.facts)
+            .into_iter()
+            .map(|(k, v)| (format!("fact.{k}"), v)),
+    );
     props
 }
 
@@ -88,17 +106,32 @@ fn testcase(x: &mut String, v: &Verdict, strict: bool) {
         seconds(v.duration_ms())
     );
     let child = |x: &mut String, element: &str, kind: &str, body: String| {
-        let _ = writeln!(x, ">\n      <{element} type=\"{kind}\" message=\"{}\">{}</{element}>\n    </testcase>", attr(&v.reason), text(&body));
+        let _ = writeln!(
+            x,
+            ">\n      <{element} type=\"{kind}\" message=\"{}\">{}</{element}>\n    </testcase>",
+            attr(&v.reason),
+            text(&body)
+        );
     };
     match v.verdict {
         VerdictKind::Pass => x.push_str("/>\n"),
-        VerdictKind::ExpectedFail | VerdictKind::Unsupported => child(x, "skipped", v.verdict.as_str(), details(v)),
+        VerdictKind::ExpectedFail | VerdictKind::Unsupported => {
+            child(x, "skipped", v.verdict.as_str(), details(v))
+        }
         VerdictKind::Regression => child(x, "failure", "regression", details(v)),
         VerdictKind::Error => child(x, "error", "error", details(v)),
         VerdictKind::UnexpectedPass if strict => child(x, "failure", "unexpected-pass", details(v)),
         VerdictKind::UnexpectedPass => {
-            let note = format!("unexpected pass (not failing: run is not strict): {}\n{}", v.reason, details(v));
-            let _ = writeln!(x, ">\n      <system-out>{}</system-out>\n    </testcase>", text(&note));
+            let note = format!(
+                "unexpected pass (not failing: run is not strict): {}\n{}",
+                v.reason,
+                details(v)
+            );
+            let _ = writeln!(
+                x,
+                ">\n      <system-out>{}</system-out>\n    </testcase>",
+                text(&note)
+            );
         }
     }
 }
@@ -179,8 +212,14 @@ mod tests {
     #[test]
     fn escapes_markup_quotes_and_unrepresentable_characters() {
         assert_eq!(text("a<b & c>d\r\n"), "a&lt;b &amp; c&gt;d&#13;\n");
-        assert_eq!(attr("say \"hi\" & 'bye'\n\t<x>"), "say &quot;hi&quot; &amp; &apos;bye&apos;&#10;&#9;&lt;x&gt;");
-        assert_eq!(text("nul\u{0} bell\u{7} ok\u{e9}"), "nul\u{fffd} bell\u{fffd} ok\u{e9}");
+        assert_eq!(
+            attr("say \"hi\" & 'bye'\n\t<x>"),
+            "say &quot;hi&quot; &amp; &apos;bye&apos;&#10;&#9;&lt;x&gt;"
+        );
+        assert_eq!(
+            text("nul\u{0} bell\u{7} ok\u{e9}"),
+            "nul\u{fffd} bell\u{fffd} ok\u{e9}"
+        );
         assert_eq!(attr("\u{ffff}"), "\u{fffd}");
     }
 

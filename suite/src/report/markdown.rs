@@ -10,7 +10,12 @@ use std::fmt::Write;
 pub fn render_markdown(run: &Run) -> String {
     let m = &run.meta;
     let mut md = String::new();
-    let _ = writeln!(md, "## cilium-conformance on {}: {}\n", m.environment, run.outcome_phrase());
+    let _ = writeln!(
+        md,
+        "## cilium-conformance on {}: {}\n",
+        m.environment,
+        run.outcome_phrase()
+    );
     let _ = writeln!(md, "{}\n", inline(&run.counts.summary()));
     let env_source = match &m.environment_source {
         crate::env::EnvironmentSource::Given => "given".to_string(),
@@ -34,7 +39,9 @@ pub fn render_markdown(run: &Run) -> String {
     }
 
     if !run.stream_problems.is_empty() {
-        md.push_str("> **The probe's stream was damaged**; checks it did not report are errors below.\n");
+        md.push_str(
+            "> **The probe's stream was damaged**; checks it did not report are errors below.\n",
+        );
         for p in &run.stream_problems {
             let _ = writeln!(md, "> - {}", inline(&p.to_string()));
         }
@@ -49,10 +56,21 @@ pub fn render_markdown(run: &Run) -> String {
 
     md.push_str("| verdict | check | variant | reason |\n|---|---|---|---|\n");
     for v in &run.verdicts {
-        let _ = writeln!(md, "| {} | `{}` | {} | {} |", v.verdict.label(), v.check, cell(&v.variant), cell(&v.reason));
+        let _ = writeln!(
+            md,
+            "| {} | `{}` | {} | {} |",
+            v.verdict.label(),
+            v.check,
+            cell(&v.variant),
+            cell(&v.reason)
+        );
     }
 
-    let notable: Vec<&Verdict> = run.verdicts.iter().filter(|v| v.verdict != VerdictKind::Pass).collect();
+    let notable: Vec<&Verdict> = run
+        .verdicts
+        .iter()
+        .filter(|v| v.verdict != VerdictKind::Pass)
+        .collect();
     if !notable.is_empty() {
         md.push_str("\n### Details\n");
         for v in notable {
@@ -75,12 +93,25 @@ fn details(md: &mut String, v: &Verdict) {
     }
     md.push('\n');
     match &v.observation {
-        None => md.push_str("- **Observed:** nothing: the probe sent no observation for this check.\n"),
+        None => {
+            md.push_str("- **Observed:** nothing: the probe sent no observation for this check.\n")
+        }
         Some(o) => {
-            let _ = writeln!(md, "- **Observed** ({:.0} ms): {}", o.duration_ms, inline(&o.reason));
+            let _ = writeln!(
+                md,
+                "- **Observed** ({:.0} ms): {}",
+                o.duration_ms,
+                inline(&o.reason)
+            );
             match &o.control {
                 Some(c) => {
-                    let _ = writeln!(md, "- **Negative control** ({}): {} — {}", inline(&c.description), c_outcome(c.outcome), inline(&c.reason));
+                    let _ = writeln!(
+                        md,
+                        "- **Negative control** ({}): {} — {}",
+                        inline(&c.description),
+                        c_outcome(c.outcome),
+                        inline(&c.reason)
+                    );
                 }
                 None => md.push_str("- **Negative control:** did not run.\n"),
             }
@@ -88,7 +119,10 @@ fn details(md: &mut String, v: &Verdict) {
     }
     if let Some(json) = evidence_json(v) {
         let fence = fence_for(&json);
-        let _ = writeln!(md, "\n<details><summary>evidence</summary>\n\n{fence}json\n{json}\n{fence}\n\n</details>");
+        let _ = writeln!(
+            md,
+            "\n<details><summary>evidence</summary>\n\n{fence}json\n{json}\n{fence}\n\n</details>"
+        );
     }
 }
 
@@ -108,7 +142,10 @@ fn fence_for(content: &str) -> String {
 
 /// Prose: no raw HTML (a reason saying `<none>` must not vanish), one line.
 fn inline(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace(['\r', '\n'], " ")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\r', '\n'], " ")
 }
 
 /// A table cell: prose that also cannot end the cell early.

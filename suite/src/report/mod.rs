@@ -88,7 +88,10 @@ pub struct Counts {
 
 impl Counts {
     pub fn of(verdicts: &[Verdict]) -> Counts {
-        let mut c = Counts { total: verdicts.len(), ..Counts::default() };
+        let mut c = Counts {
+            total: verdicts.len(),
+            ..Counts::default()
+        };
         for v in verdicts {
             *c.slot(v.verdict) += 1;
         }
@@ -125,13 +128,22 @@ impl Counts {
             .map(|k| format!("{} {}", self.get(*k), k))
             .collect();
         let noun = if self.total == 1 { "check" } else { "checks" };
-        if parts.is_empty() { format!("0 {noun}") } else { format!("{} {noun}: {}", self.total, parts.join(", ")) }
+        if parts.is_empty() {
+            format!("0 {noun}")
+        } else {
+            format!("{} {noun}: {}", self.total, parts.join(", "))
+        }
     }
 }
 
 impl Run {
     /// Assembles a run, filling the schema, suite version and counts.
-    pub fn new(meta: RunMeta, facts: Facts, verdicts: Vec<Verdict>, stream_problems: Vec<StreamProblem>) -> Run {
+    pub fn new(
+        meta: RunMeta,
+        facts: Facts,
+        verdicts: Vec<Verdict>,
+        stream_problems: Vec<StreamProblem>,
+    ) -> Run {
         Run {
             schema: REPORT_SCHEMA,
             suite_version: SUITE_VERSION.to_string(),
@@ -185,10 +197,29 @@ pub fn fact_rows(facts: &Facts) -> Vec<(String, String)> {
         ("jit".into(), text("jit")),
         ("tcx".into(), text("tcx")),
         ("netkit".into(), text("netkit")),
-        ("bpffs".into(), format!("{}, propagation {}", if facts.bpffs.mounted { "mounted" } else { "not mounted" }, text("bpffs.propagation"))),
-        ("cgroup2".into(), facts.cgroup2.clone().unwrap_or_else(|| "none".into())),
+        (
+            "bpffs".into(),
+            format!(
+                "{}, propagation {}",
+                if facts.bpffs.mounted {
+                    "mounted"
+                } else {
+                    "not mounted"
+                },
+                text("bpffs.propagation")
+            ),
+        ),
+        (
+            "cgroup2".into(),
+            facts.cgroup2.clone().unwrap_or_else(|| "none".into()),
+        ),
     ];
-    let missing: Vec<&str> = facts.helpers.iter().filter(|(_, ok)| !**ok).map(|(h, _)| h.as_str()).collect();
+    let missing: Vec<&str> = facts
+        .helpers
+        .iter()
+        .filter(|(_, ok)| !**ok)
+        .map(|(h, _)| h.as_str())
+        .collect();
     let helpers = match (facts.helpers.is_empty(), missing.is_empty()) {
         (true, _) => "not measured".to_string(),
         (false, true) => format!("all {} available", facts.helpers.len()),
@@ -204,7 +235,12 @@ pub fn fact_rows(facts: &Facts) -> Vec<(String, String)> {
     if let Some(v) = &facts.k3s_version {
         rows.push(("k3s".into(), v.clone()));
     }
-    rows.extend(facts.notes.iter().map(|(k, v)| (format!("note.{k}"), v.clone())));
+    rows.extend(
+        facts
+            .notes
+            .iter()
+            .map(|(k, v)| (format!("note.{k}"), v.clone())),
+    );
     rows
 }
 
@@ -213,7 +249,10 @@ pub(crate) fn evidence_json(v: &Verdict) -> Option<String> {
     let o = v.observation.as_ref()?;
     let mut doc = serde_json::Map::new();
     doc.insert("outcome".into(), serde_json::to_value(o.outcome).ok()?);
-    doc.insert("evidence".into(), serde_json::Value::Object(o.evidence.clone()));
+    doc.insert(
+        "evidence".into(),
+        serde_json::Value::Object(o.evidence.clone()),
+    );
     if let Some(c) = &o.control {
         doc.insert("control".into(), serde_json::to_value(c).ok()?);
     }

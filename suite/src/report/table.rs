@@ -27,7 +27,13 @@ pub fn render_table(run: &Run, color: bool) -> String {
         .verdicts
         .iter()
         .map(|v| {
-            [v.verdict.label(), v.check.clone(), v.variant.clone(), format!("{:.3}s", v.duration_ms() / 1000.0), v.reason.clone()]
+            [
+                v.verdict.label(),
+                v.check.clone(),
+                v.variant.clone(),
+                format!("{:.3}s", v.duration_ms() / 1000.0),
+                v.reason.clone(),
+            ]
         })
         .collect();
     let mut width = header.map(str::len);
@@ -47,7 +53,11 @@ pub fn render_table(run: &Run, color: bool) -> String {
     let line = |out: &mut String, cells: [&str; 5], verdict: Option<VerdictKind>| {
         for (i, cell) in cells.iter().enumerate() {
             // Pad first, then colour: escape codes have no width.
-            let padded = if i + 1 == cells.len() { cell.to_string() } else { format!("{cell:<w$}  ", w = width[i]) };
+            let padded = if i + 1 == cells.len() {
+                cell.to_string()
+            } else {
+                format!("{cell:<w$}  ", w = width[i])
+            };
             match verdict {
                 Some(k) if color && i == 0 => {
                     let _ = write!(out, "{}{}\x1b[0m", paint(k), padded);
@@ -59,7 +69,11 @@ pub fn render_table(run: &Run, color: bool) -> String {
     };
     line(&mut out, header, None);
     for (row, v) in rows.iter().zip(&run.verdicts) {
-        line(&mut out, [&row[0], &row[1], &row[2], &row[3], &row[4]], Some(v.verdict));
+        line(
+            &mut out,
+            [&row[0], &row[1], &row[2], &row[3], &row[4]],
+            Some(v.verdict),
+        );
     }
     for p in &run.stream_problems {
         let _ = writeln!(out, "stream: {p}");

@@ -18,13 +18,23 @@ pub struct ReportPaths {
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("report {path}: cannot write there: {source}")]
-    NotWritable { path: PathBuf, source: std::io::Error },
+    NotWritable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("report {path}: is a directory")]
     IsDirectory { path: PathBuf },
     #[error("report {path}: both the {first} and the {second} report would write it")]
-    SamePath { path: PathBuf, first: &'static str, second: &'static str },
+    SamePath {
+        path: PathBuf,
+        first: &'static str,
+        second: &'static str,
+    },
     #[error("writing report {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl ReportError {
@@ -48,9 +58,13 @@ impl ReportPaths {
     }
 
     fn entries(&self) -> impl Iterator<Item = (&'static str, &Path)> {
-        [("junit", &self.junit), ("json", &self.json), ("markdown", &self.markdown)]
-            .into_iter()
-            .filter_map(|(name, p)| p.as_deref().map(|p| (name, p)))
+        [
+            ("junit", &self.junit),
+            ("json", &self.json),
+            ("markdown", &self.markdown),
+        ]
+        .into_iter()
+        .filter_map(|(name, p)| p.as_deref().map(|p| (name, p)))
     }
 
     /// Makes sure every report can be written, before the run starts: creates
@@ -60,15 +74,28 @@ impl ReportPaths {
         let entries: Vec<(&'static str, &Path)> = self.entries().collect();
         for (i, (name, path)) in entries.iter().enumerate() {
             if let Some((first, _)) = entries[..i].iter().find(|(_, p)| p == path) {
-                return Err(ReportError::SamePath { path: path.to_path_buf(), first, second: name });
+                return Err(ReportError::SamePath {
+                    path: path.to_path_buf(),
+                    first,
+                    second: name,
+                });
             }
             if path.is_dir() {
-                return Err(ReportError::IsDirectory { path: path.to_path_buf() });
+                return Err(ReportError::IsDirectory {
+                    path: path.to_path_buf(),
+                });
             }
             let dir = parent(path);
             std::fs::create_dir_all(dir)
-                .and_then(|_| tempfile::Builder::new().prefix(".preflight-").tempfile_in(dir))
-                .map_err(|source| ReportError::NotWritable { path: path.to_path_buf(), source })?;
+                .and_then(|_| {
+                    tempfile::Builder::new()
+                        .prefix(".preflight-")
+                        .tempfile_in(dir)
+                })
+                .map_err(|source| ReportError::NotWritable {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -97,17 +124,31 @@ pub fn write_reports(run: &Run, paths: &ReportPaths) -> Result<(), ReportError> 
 /// Writes `bytes` to a temporary file in `path`'s directory, syncs it and
 /// renames it over `path`; on any failure the temporary file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let err = |source| ReportError::Write { path: path.to_path_buf(), source };
+    let err = |source| ReportError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = parent(path);
     std::fs::create_dir_all(dir).map_err(err)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut tmp = tempfile::Builder::new().prefix(&format!(".{name}.")).suffix(".tmp").tempfile_in(dir).map_err(err)?;
-    tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).map_err(err)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(err)?;
     // Temporary files are created 0600; a report is for everyone who can read the folder.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(err)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(err)?;
     }
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
@@ -136,7 +177,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o644
+            );
         }
     }
 
@@ -146,22 +190,52 @@ mod tests {
         let paths = ReportPaths::in_dir(&dir.path().join("reports/run-1"));
         paths.preflight().unwrap();
         assert!(dir.path().join("reports/run-1").is_dir());
-        assert!(leftovers(&dir.path().join("reports/run-1")).is_empty(), "the probe file is removed");
+        assert!(
+            leftovers(&dir.path().join("reports/run-1")).is_empty(),
+            "the probe file is removed"
+        );
 
-        let e = ReportPaths { junit: Some(dir.path().to_path_buf()), ..Default::default() }.preflight().unwrap_err();
+        let e = ReportPaths {
+            junit: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        }
+        .preflight()
+        .unwrap_err();
         assert!(matches!(e, ReportError::IsDirectory { .. }), "{e}");
         assert_eq!(e.exit_code(), 2);
 
         let same = dir.path().join("x");
-        let e = ReportPaths { junit: Some(same.clone()), markdown: Some(same), json: None }.preflight().unwrap_err();
-        assert!(e.to_string().ends_with("both the junit and the markdown report would write it"), "{e}");
+        let e = ReportPaths {
+            junit: Some(same.clone()),
+            markdown: Some(same),
+            json: None,
+        }
+        .preflight()
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("both the junit and the markdown report would write it"),
+            "{e}"
+        );
 
         // A parent that is a file cannot hold a report.
         std::fs::write(dir.path().join("file"), "").unwrap();
         let bad = dir.path().join("file/junit.xml");
-        let e = ReportPaths { junit: Some(bad.clone()), ..Default::default() }.preflight().unwrap_err();
-        assert!(matches!(&e, ReportError::NotWritable { path, .. } if *path == bad), "{e}");
-        assert!(e.to_string().starts_with(&format!("report {}: cannot write there: ", bad.display())), "{e}");
+        let e = ReportPaths {
+            junit: Some(bad.clone()),
+            ..Default::default()
+        }
+        .preflight()
+        .unwrap_err();
+        assert!(
+            matches!(&e, ReportError::NotWritable { path, .. } if *path == bad),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with(&format!("report {}: cannot write there: ", bad.display())),
+            "{e}"
+        );
         let e = write_atomic(&bad, b"x").unwrap_err();
         assert!(matches!(&e, ReportError::Write { path, .. } if *path == bad));
         assert_eq!(e.exit_code(), 3);

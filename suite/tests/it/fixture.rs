@@ -4,14 +4,16 @@
 
 #![allow(dead_code)] // shared with the benchmark, which uses a part
 
-use conformance_contract::{Control, ControlOutcome, Facts, KernelVersion, Observation, Outcome, PlannedCheck};
-use serde_json::{Map, Value, json};
-use std::path::Path;
+use conformance_contract::{
+    Control, ControlOutcome, Facts, KernelVersion, Observation, Outcome, PlannedCheck,
+};
 use conformance_suite::env::{Environment, EnvironmentSource};
 use conformance_suite::matrix::Matrix;
 use conformance_suite::report::{ProbeInfo, Run, RunMeta};
 use conformance_suite::stream::StreamProblem;
 use conformance_suite::verdict::evaluate;
+use serde_json::{Map, Value, json};
+use std::path::Path;
 
 /// The snapshot run's matrix: the real scrub condition, plus one expected
 /// failure that passes so the unexpected-pass path is shown.
@@ -72,21 +74,50 @@ fn blocked(description: &str) -> Option<Control> {
     })
 }
 
-pub fn obs(check: &str, variant: &str, outcome: Outcome, reason: &str, evidence: Value, control: Option<Control>, ms: f64) -> Observation {
-    Observation { check: check.into(), variant: variant.into(), outcome, reason: reason.into(), evidence: map(evidence), control, duration_ms: ms }
+pub fn obs(
+    check: &str,
+    variant: &str,
+    outcome: Outcome,
+    reason: &str,
+    evidence: Value,
+    control: Option<Control>,
+    ms: f64,
+) -> Observation {
+    Observation {
+        check: check.into(),
+        variant: variant.into(),
+        outcome,
+        reason: reason.into(),
+        evidence: map(evidence),
+        control,
+        duration_ms: ms,
+    }
 }
 
 /// Every (check, variant) of the catalogue is planned; one is never observed.
 pub fn plan() -> Vec<PlannedCheck> {
     conformance_contract::CATALOGUE
         .iter()
-        .flat_map(|c| c.variants.iter().map(|v| PlannedCheck { check: c.id.into(), variant: (*v).into() }))
+        .flat_map(|c| {
+            c.variants.iter().map(|v| PlannedCheck {
+                check: c.id.into(),
+                variant: (*v).into(),
+            })
+        })
         .collect()
 }
 
 pub fn observations() -> Vec<Observation> {
     let ok = |check: &str, variant: &str, ms: f64| {
-        obs(check, variant, Outcome::Pass, "5/5 datagrams reached 10.42.0.1:47474 in ns host", json!({"sent": 5, "received": 5}), blocked("program returns TC_ACT_SHOT"), ms)
+        obs(
+            check,
+            variant,
+            Outcome::Pass,
+            "5/5 datagrams reached 10.42.0.1:47474 in ns host",
+            json!({"sent": 5, "received": 5}),
+            blocked("program returns TC_ACT_SHOT"),
+            ms,
+        )
     };
     vec![
         ok("tc.attach.tcx", "tcx", 38.5),
@@ -159,13 +190,22 @@ pub fn meta(strict: bool) -> RunMeta {
         matrix: "fixtures/matrix/vm.toml".into(),
         strict,
         selection: vec![],
-        probe: ProbeInfo { version: "0.1.0".into(), ebpf_objects: "committed objects, sha256 0123abcd".into() },
+        probe: ProbeInfo {
+            version: "0.1.0".into(),
+            ebpf_objects: "committed objects, sha256 0123abcd".into(),
+        },
     }
 }
 
 pub fn run(strict: bool) -> Run {
     let facts = facts();
     let verdicts = evaluate(&matrix(), &facts, &plan(), &observations());
-    let problems = vec![StreamProblem::NoDone { observations: 10 }, StreamProblem::Missing { planned: 11, seen: 10 }];
+    let problems = vec![
+        StreamProblem::NoDone { observations: 10 },
+        StreamProblem::Missing {
+            planned: 11,
+            seen: 10,
+        },
+    ];
     Run::new(meta(strict), facts, verdicts, problems)
 }

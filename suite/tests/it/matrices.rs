@@ -26,12 +26,29 @@ fn every_shipped_matrix_loads_and_names_every_check() {
         for check in CATALOGUE {
             for variant in check.variants {
                 let entry = m.entry(check.id, variant);
-                assert!(entry.is_some(), "{}: no entry for {}[{variant}]", m.path.display(), check.id);
+                assert!(
+                    entry.is_some(),
+                    "{}: no entry for {}[{variant}]",
+                    m.path.display(),
+                    check.id
+                );
             }
         }
         for e in &m.entries {
-            assert!(e.reference.as_deref().is_some_and(|r| r.starts_with("https://")), "{}:{}: shipped entries cite a link", m.path.display(), e.line);
-            assert!(e.reason.len() > 40, "{}:{}: a reason a reader can act on", m.path.display(), e.line);
+            assert!(
+                e.reference
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("https://")),
+                "{}:{}: shipped entries cite a link",
+                m.path.display(),
+                e.line
+            );
+            assert!(
+                e.reason.len() > 40,
+                "{}:{}: a reason a reader can act on",
+                m.path.display(),
+                e.line
+            );
         }
     }
 }
@@ -45,18 +62,60 @@ fn with_kernel(release: &str) -> Facts {
 
 #[test]
 fn scrub_is_expected_to_fail_exactly_on_unfixed_kernels() {
-    let unfixed = ["5.10.238", "5.15.180", "6.1.138", "6.5.13", "6.6.90", "6.8.0-60-generic", "6.12.28", "6.13.12", "6.14.6", "6.15.0-rc5"];
-    let fixed = ["6.1.139", "6.6.91", "6.12.29", "6.12.117+deb12-cloud-amd64", "6.14.7", "6.15.0-rc6", "6.15.1", "6.18.44"];
+    let unfixed = [
+        "5.10.238",
+        "5.15.180",
+        "6.1.138",
+        "6.5.13",
+        "6.6.90",
+        "6.8.0-60-generic",
+        "6.12.28",
+        "6.13.12",
+        "6.14.6",
+        "6.15.0-rc5",
+    ];
+    let fixed = [
+        "6.1.139",
+        "6.6.91",
+        "6.12.29",
+        "6.12.117+deb12-cloud-amd64",
+        "6.14.7",
+        "6.15.0-rc6",
+        "6.15.1",
+        "6.18.44",
+    ];
     for m in shipped() {
         for release in unfixed {
-            let e = m.expectation("datapath.redirect-peer.scrub", "default", &with_kernel(release));
-            assert_eq!(e.outcome, ExpectedOutcome::Fail, "{}: {release}", m.path.display());
+            let e = m.expectation(
+                "datapath.redirect-peer.scrub",
+                "default",
+                &with_kernel(release),
+            );
+            assert_eq!(
+                e.outcome,
+                ExpectedOutcome::Fail,
+                "{}: {release}",
+                m.path.display()
+            );
             assert!(matches!(e.decided_by, DecidedBy::Override { .. }));
-            assert!(e.reason.contains("CVE-2025-37959") && e.reason.contains("uname -r"), "{}", e.reason);
+            assert!(
+                e.reason.contains("CVE-2025-37959") && e.reason.contains("uname -r"),
+                "{}",
+                e.reason
+            );
         }
         for release in fixed {
-            let e = m.expectation("datapath.redirect-peer.scrub", "default", &with_kernel(release));
-            assert_eq!(e.outcome, ExpectedOutcome::Pass, "{}: {release}", m.path.display());
+            let e = m.expectation(
+                "datapath.redirect-peer.scrub",
+                "default",
+                &with_kernel(release),
+            );
+            assert_eq!(
+                e.outcome,
+                ExpectedOutcome::Pass,
+                "{}: {release}",
+                m.path.display()
+            );
         }
         // No kernel version: the base expectation stands, and it says why.
         let mut f = Facts::example();
@@ -70,11 +129,20 @@ fn scrub_is_expected_to_fail_exactly_on_unfixed_kernels() {
 #[test]
 fn everything_else_is_expected_to_pass_everywhere() {
     for m in shipped() {
-        for check in CATALOGUE.iter().filter(|c| c.id != "datapath.redirect-peer.scrub") {
+        for check in CATALOGUE
+            .iter()
+            .filter(|c| c.id != "datapath.redirect-peer.scrub")
+        {
             for variant in check.variants {
                 for release in ["5.10.0", "6.1.0-56-cloud-amd64", "6.18.44"] {
                     let e = m.expectation(check.id, variant, &with_kernel(release));
-                    assert_eq!(e.outcome, ExpectedOutcome::Pass, "{}: {}[{variant}] on {release}", m.path.display(), check.id);
+                    assert_eq!(
+                        e.outcome,
+                        ExpectedOutcome::Pass,
+                        "{}: {}[{variant}] on {release}",
+                        m.path.display(),
+                        check.id
+                    );
                 }
             }
         }

@@ -2,7 +2,9 @@
 //! read, the JUnit schema, and the files on disk.
 
 use crate::fixture;
-use conformance_suite::report::{ReportPaths, Run, render_json, render_junit, render_markdown, render_table, write_reports};
+use conformance_suite::report::{
+    ReportPaths, Run, render_json, render_junit, render_markdown, render_table, write_reports,
+};
 use conformance_suite::verdict::VerdictKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,8 +40,15 @@ fn table_snapshot_without_colour() {
 fn table_colours_only_the_verdict_column_when_asked() {
     let table = render_table(&fixture::run(false), true);
     let regression = table.lines().find(|l| l.contains("REGRESSION")).unwrap();
-    assert!(regression.starts_with("\x1b[1;31mREGRESSION"), "{regression:?}");
-    assert_eq!(regression.matches('\x1b').count(), 2, "one colour on, one reset: {regression:?}");
+    assert!(
+        regression.starts_with("\x1b[1;31mREGRESSION"),
+        "{regression:?}"
+    );
+    assert_eq!(
+        regression.matches('\x1b').count(),
+        2,
+        "one colour on, one reset: {regression:?}"
+    );
 }
 
 #[test]
@@ -94,7 +103,13 @@ fn validate_with_xmllint(documents: &[(&str, String)]) {
     for (name, xml) in documents {
         let path = dir.path().join(format!("{name}.xml"));
         std::fs::write(&path, xml).unwrap();
-        let out = Command::new("xmllint").arg("--noout").arg("--schema").arg(&xsd).arg(&path).output().unwrap();
+        let out = Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&xsd)
+            .arg(&path)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{name}: xmllint rejected the JUnit report:\n{}",
@@ -109,13 +124,24 @@ fn junit_validates_against_the_jenkins_schema() {
     // Characters XML cannot carry, markup, quotes and newlines in every field.
     hostile.verdicts[0].reason = "nul\u{0} <tag> & \"quote\" 'apos'\nnext line ]]>".into();
     hostile.verdicts[0].check = "x<y>&\"z\"".into();
-    hostile.facts.notes.insert("odd".into(), "\u{7}bell <b>".into());
+    hostile
+        .facts
+        .notes
+        .insert("odd".into(), "\u{7}bell <b>".into());
     hostile.meta.run_id = "id with \"quotes\" & <angles>".into();
     validate_with_xmllint(&[
         ("lax", render_junit(&fixture::run(false))),
         ("strict", render_junit(&fixture::run(true))),
         ("hostile", render_junit(&hostile)),
-        ("empty", render_junit(&Run::new(fixture::meta(false), fixture::facts(), vec![], vec![]))),
+        (
+            "empty",
+            render_junit(&Run::new(
+                fixture::meta(false),
+                fixture::facts(),
+                vec![],
+                vec![],
+            )),
+        ),
     ]);
 }
 
@@ -130,6 +156,9 @@ fn write_reports_writes_every_format() {
     assert_eq!(read(&paths.junit), render_junit(&run));
     assert_eq!(read(&paths.json), render_json(&run));
     assert_eq!(read(&paths.markdown), render_markdown(&run));
-    let names: Vec<String> = std::fs::read_dir(dir.path().join("reports")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names.len(), 3, "no temporary files left: {names:?}");
 }
