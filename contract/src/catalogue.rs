@@ -22,7 +22,10 @@ pub struct CheckSpec {
 impl CheckSpec {
     /// Fact keys that must be true for `variant` to run.
     pub fn requirements<'a>(&'a self, variant: &'a str) -> impl Iterator<Item = &'static str> + 'a {
-        self.requires.iter().filter(move |(v, _)| *v == "*" || *v == variant).map(|(_, fact)| *fact)
+        self.requires
+            .iter()
+            .filter(move |(v, _)| *v == "*" || *v == variant)
+            .map(|(_, fact)| *fact)
     }
 }
 
@@ -59,7 +62,11 @@ pub const CATALOGUE: &[CheckSpec] = &[
         title: "bpf_redirect to a host device's ingress reaches the host stack",
         summary: "A program on the host-side veth's ingress rewrites the destination MAC and calls bpf_redirect(cilium_net, BPF_F_INGRESS), the way Cilium hands host-bound traffic to cilium_host/cilium_net; the datagrams must reach a socket in the host namespace and be seen at cilium_net's ingress hook. Control: redirect to an ifindex that does not exist.",
         variants: ATTACH_MODES,
-        requires: &[("tcx", "tcx"), ("*", "helper.redirect"), ("*", "helper.skb_store_bytes")],
+        requires: &[
+            ("tcx", "tcx"),
+            ("*", "helper.redirect"),
+            ("*", "helper.skb_store_bytes"),
+        ],
         reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/",
     },
     CheckSpec {
@@ -67,7 +74,11 @@ pub const CATALOGUE: &[CheckSpec] = &[
         title: "bpf_redirect_peer delivers into another pod namespace",
         summary: "A program on pod A's host-side veth ingress calls bpf_redirect_peer(pod B's host-side veth); the datagrams must reach a socket in pod B while the host namespace forwards nothing (IpForwDatagrams unchanged, forwarding off) and pod B's host-side veth transmits nothing. Control: bpf_redirect_peer to an ifindex that does not exist.",
         variants: ATTACH_MODES,
-        requires: &[("tcx", "tcx"), ("*", "helper.redirect_peer"), ("*", "helper.skb_store_bytes")],
+        requires: &[
+            ("tcx", "tcx"),
+            ("*", "helper.redirect_peer"),
+            ("*", "helper.skb_store_bytes"),
+        ],
         reference: "https://github.com/torvalds/linux/blob/master/tools/testing/selftests/bpf/prog_tests/tc_redirect.c",
     },
     CheckSpec {
@@ -112,7 +123,9 @@ mod tests {
             assert!(seen.insert(c.id), "duplicate {}", c.id);
             assert!(
                 c.id.split('.').all(|seg| !seg.is_empty()
-                    && seg.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')),
+                    && seg
+                        .chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')),
                 "bad id {}",
                 c.id
             );
@@ -124,8 +137,17 @@ mod tests {
     fn requirements_name_boolean_facts() {
         for c in CATALOGUE {
             for (variant, fact) in c.requires {
-                assert!(*variant == "*" || c.variants.contains(variant), "{}: {variant}", c.id);
-                assert_eq!(fact_kind(fact), Some(crate::FactKind::Bool), "{}: {fact}", c.id);
+                assert!(
+                    *variant == "*" || c.variants.contains(variant),
+                    "{}: {variant}",
+                    c.id
+                );
+                assert_eq!(
+                    fact_kind(fact),
+                    Some(crate::FactKind::Bool),
+                    "{}: {fact}",
+                    c.id
+                );
             }
         }
     }

@@ -137,7 +137,10 @@ pub fn fact_kind(key: &str) -> Option<FactKind> {
     if let Some(helper) = key.strip_prefix("helper.") {
         return HELPERS.contains(&helper).then_some(FactKind::Bool);
     }
-    FACT_KEYS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind)
+    FACT_KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, kind)| *kind)
 }
 
 /// All fact keys, for error messages that list what is valid.
@@ -159,17 +162,25 @@ impl Facts {
             "kernel" => FactValue::Version(self.kernel?),
             "arch" => FactValue::Text(self.arch.clone()),
             "page_size" => FactValue::Number(self.page_size),
-            "hypervisor" => FactValue::Text(self.virtualization.hypervisor.clone().unwrap_or_default()),
-            "container" => FactValue::Text(self.virtualization.container.clone().unwrap_or_default()),
+            "hypervisor" => {
+                FactValue::Text(self.virtualization.hypervisor.clone().unwrap_or_default())
+            }
+            "container" => {
+                FactValue::Text(self.virtualization.container.clone().unwrap_or_default())
+            }
             "nested" => FactValue::Bool(self.virtualization.nested),
             "btf" => FactValue::Bool(self.btf),
             "jit" => FactValue::Bool(self.jit? > 0),
             "bpffs" => FactValue::Bool(self.bpffs.mounted),
-            "bpffs.propagation" => FactValue::Text(self.bpffs.propagation.clone().unwrap_or_default()),
+            "bpffs.propagation" => {
+                FactValue::Text(self.bpffs.propagation.clone().unwrap_or_default())
+            }
             "cgroup2" => FactValue::Bool(self.cgroup2.is_some()),
             "tcx" => FactValue::Bool(self.tcx),
             "netkit" => FactValue::Bool(self.netkit),
-            "cilium" => FactValue::Version(KernelVersion::parse_release(self.cilium_version.as_deref()?.trim_start_matches('v'))?),
+            "cilium" => FactValue::Version(KernelVersion::parse_release(
+                self.cilium_version.as_deref()?.trim_start_matches('v'),
+            )?),
             "k3s" => FactValue::Text(self.k3s_version.clone()?),
             "system_vendor" => FactValue::Text(self.system_vendor.clone().unwrap_or_default()),
             _ => return None,
@@ -183,10 +194,17 @@ impl Facts {
             kernel: Some(KernelVersion::new(6, 18, 44)),
             arch: "x86_64".into(),
             page_size: 4096,
-            virtualization: Virtualization { hypervisor: Some("kvm".into()), container: None, nested: false },
+            virtualization: Virtualization {
+                hypervisor: Some("kvm".into()),
+                container: None,
+                nested: false,
+            },
             btf: true,
             jit: Some(1),
-            bpffs: Bpffs { mounted: false, propagation: Some("private".into()) },
+            bpffs: Bpffs {
+                mounted: false,
+                propagation: Some("private".into()),
+            },
             cgroup2: Some("/sys/fs/cgroup".into()),
             tcx: true,
             netkit: false,

@@ -6,10 +6,18 @@ use crate::Facts;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// `Facts` makes the first variant large; lines are built once each and never
+/// stored in bulk, so boxing it would only add noise at every use.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Line {
-    Facts { schema: u32, probe_version: String, run_id: String, facts: Facts },
+    Facts {
+        schema: u32,
+        probe_version: String,
+        run_id: String,
+        facts: Facts,
+    },
     Plan(Plan),
     Observation(Observation),
     Done(Done),
@@ -112,7 +120,10 @@ mod tests {
             duration_ms: 12.5,
         });
         let json = line.to_json();
-        assert!(json.starts_with(r#"{"kind":"observation","check":"datapath.redirect-peer""#), "{json}");
+        assert!(
+            json.starts_with(r#"{"kind":"observation","check":"datapath.redirect-peer""#),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<Line>(&json).unwrap(), line);
     }
 }

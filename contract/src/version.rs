@@ -19,7 +19,12 @@ pub struct KernelVersion {
 
 impl KernelVersion {
     pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Self { major, minor, patch, rc: None }
+        Self {
+            major,
+            minor,
+            patch,
+            rc: None,
+        }
     }
 
     /// Parses the leading version of a `uname -r` string.
@@ -47,14 +52,24 @@ impl KernelVersion {
             .strip_prefix("-rc")
             .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|n| n.parse().ok());
-        Some(Self { major: nums[0], minor: nums[1], patch: nums[2], rc })
+        Some(Self {
+            major: nums[0],
+            minor: nums[1],
+            patch: nums[2],
+            rc,
+        })
     }
 }
 
 impl KernelVersion {
     /// Sort key that places `-rcN` before the final release.
     fn key(&self) -> (u32, u32, u32, u32) {
-        (self.major, self.minor, self.patch, self.rc.unwrap_or(u32::MAX))
+        (
+            self.major,
+            self.minor,
+            self.patch,
+            self.rc.unwrap_or(u32::MAX),
+        )
     }
 }
 
@@ -73,7 +88,8 @@ impl PartialOrd for KernelVersion {
 impl FromStr for KernelVersion {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse_release(s).ok_or_else(|| format!("`{s}` is not a kernel version (want e.g. 6.6 or 6.12.29)"))
+        Self::parse_release(s)
+            .ok_or_else(|| format!("`{s}` is not a kernel version (want e.g. 6.6 or 6.12.29)"))
     }
 }
 
@@ -94,12 +110,26 @@ mod tests {
 
     #[test]
     fn parses_distribution_releases() {
-        assert_eq!(KernelVersion::parse_release("6.18.44-fc-v669"), Some(KernelVersion::new(6, 18, 44)));
-        assert_eq!(KernelVersion::parse_release("6.1.0-56-cloud-amd64"), Some(KernelVersion::new(6, 1, 0)));
-        assert_eq!(KernelVersion::parse_release("6.6"), Some(KernelVersion::new(6, 6, 0)));
+        assert_eq!(
+            KernelVersion::parse_release("6.18.44-fc-v669"),
+            Some(KernelVersion::new(6, 18, 44))
+        );
+        assert_eq!(
+            KernelVersion::parse_release("6.1.0-56-cloud-amd64"),
+            Some(KernelVersion::new(6, 1, 0))
+        );
+        assert_eq!(
+            KernelVersion::parse_release("6.6"),
+            Some(KernelVersion::new(6, 6, 0))
+        );
         assert_eq!(
             KernelVersion::parse_release("6.15.0-rc6"),
-            Some(KernelVersion { major: 6, minor: 15, patch: 0, rc: Some(6) })
+            Some(KernelVersion {
+                major: 6,
+                minor: 15,
+                patch: 0,
+                rc: Some(6)
+            })
         );
         assert_eq!(KernelVersion::parse_release("6"), None);
         assert_eq!(KernelVersion::parse_release("x6.1"), None);
@@ -110,6 +140,9 @@ mod tests {
         let rc: KernelVersion = "6.15-rc6".parse().unwrap();
         let rel: KernelVersion = "6.15".parse().unwrap();
         assert_eq!(rc.cmp(&rel), Ordering::Less);
-        assert_eq!(KernelVersion::new(6, 12, 29).cmp(&KernelVersion::new(6, 12, 3)), Ordering::Greater);
+        assert_eq!(
+            KernelVersion::new(6, 12, 29).cmp(&KernelVersion::new(6, 12, 3)),
+            Ordering::Greater
+        );
     }
 }

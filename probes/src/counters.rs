@@ -19,15 +19,24 @@ pub fn dev_counters(ns: &NetNs, device: &str) -> Result<DevCounters> {
 
 fn parse_dev(text: &str, device: &str) -> Result<DevCounters> {
     for line in text.lines().skip(2) {
-        let Some((name, rest)) = line.split_once(':') else { continue };
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
         if name.trim() != device {
             continue;
         }
-        let fields: Vec<u64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
         if fields.len() < 10 {
             bail!("short line in /proc/net/dev: {line}");
         }
-        return Ok(DevCounters { rx_packets: fields[1], rx_dropped: fields[3], tx_packets: fields[9] });
+        return Ok(DevCounters {
+            rx_packets: fields[1],
+            rx_dropped: fields[3],
+            tx_packets: fields[9],
+        });
     }
     bail!("no device {device} in /proc/net/dev")
 }
@@ -39,7 +48,12 @@ pub fn snmp(ns: &NetNs, group: &str, field: &str) -> Result<u64> {
     let netstat = ns.read_to_string("/proc/thread-self/net/netstat")?;
     parse_snmp(&snmp, group, field)
         .or_else(|| parse_snmp(&netstat, group, field))
-        .with_context(|| format!("no {group}:{field} in /proc/net/snmp or netstat of ns {}", ns.name()))
+        .with_context(|| {
+            format!(
+                "no {group}:{field} in /proc/net/snmp or netstat of ns {}",
+                ns.name()
+            )
+        })
 }
 
 fn parse_snmp(text: &str, group: &str, field: &str) -> Option<u64> {
@@ -62,7 +76,14 @@ mod tests {
     #[test]
     fn parses_proc_net_dev() {
         let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n  eth0:     840      12    0    2    0     0          0         0      420       6    0    0    0     0       0          0\n";
-        assert_eq!(parse_dev(text, "eth0").unwrap(), DevCounters { rx_packets: 12, rx_dropped: 2, tx_packets: 6 });
+        assert_eq!(
+            parse_dev(text, "eth0").unwrap(),
+            DevCounters {
+                rx_packets: 12,
+                rx_dropped: 2,
+                tx_packets: 6
+            }
+        );
         assert!(parse_dev(text, "eth1").is_err());
     }
 

@@ -74,16 +74,30 @@ pub struct Hook {
 
 impl Hook {
     /// Loads a fresh `hook` program, configures it and attaches it.
-    pub fn attach(ns: &NetNs, device: &str, direction: Direction, mode: AttachMode, config: HookConfig) -> Result<Self> {
+    pub fn attach(
+        ns: &NetNs,
+        device: &str,
+        direction: Direction,
+        mode: AttachMode,
+        config: HookConfig,
+    ) -> Result<Self> {
         let dir = match direction {
             Direction::Ingress => "ingress",
             Direction::Egress => "egress",
         };
         let label = format!("{device} {dir} ({}) in ns {}", mode.name(), ns.name());
         let mut ebpf = Ebpf::load(objects::HOOK).context("load hook.bpf.o")?;
-        let events = RingBuf::try_from(ebpf.take_map(names::EVENTS_MAP).ok_or_else(|| anyhow!("hook.bpf.o has no EVENTS map"))?)
-            .context("EVENTS is not a ring buffer")?;
-        let mut hook = Self { ns: ns.try_clone()?, ebpf: Some(ebpf), events, label };
+        let events = RingBuf::try_from(
+            ebpf.take_map(names::EVENTS_MAP)
+                .ok_or_else(|| anyhow!("hook.bpf.o has no EVENTS map"))?,
+        )
+        .context("EVENTS is not a ring buffer")?;
+        let mut hook = Self {
+            ns: ns.try_clone()?,
+            ebpf: Some(ebpf),
+            events,
+            label,
+        };
         hook.configure(config)?;
         let label = hook.label.clone();
         let ebpf = hook.ebpf.as_mut().expect("loaded");
@@ -124,14 +138,22 @@ impl Hook {
     /// Replaces the configuration; the next packet sees the new one.
     pub fn configure(&mut self, config: HookConfig) -> Result<()> {
         let label = self.label.clone();
-        let map = self.ebpf().map_mut(names::CONFIG_MAP).ok_or_else(|| anyhow!("hook.bpf.o has no CONFIG map"))?;
+        let map = self
+            .ebpf()
+            .map_mut(names::CONFIG_MAP)
+            .ok_or_else(|| anyhow!("hook.bpf.o has no CONFIG map"))?;
         let mut array: Array<_, HookConfig> = Array::try_from(map)?;
-        array.set(0, config, 0).with_context(|| format!("configure hook on {label}"))?;
+        array
+            .set(0, config, 0)
+            .with_context(|| format!("configure hook on {label}"))?;
         Ok(())
     }
 
     pub fn counters(&mut self) -> Result<HookCounters> {
-        let map = self.ebpf().map(names::COUNTERS_MAP).ok_or_else(|| anyhow!("hook.bpf.o has no COUNTERS map"))?;
+        let map = self
+            .ebpf()
+            .map(names::COUNTERS_MAP)
+            .ok_or_else(|| anyhow!("hook.bpf.o has no COUNTERS map"))?;
         let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
         let sum = |slot: u32| -> Result<u64> { Ok(array.get(&slot, 0)?.iter().sum()) };
         Ok(HookCounters {

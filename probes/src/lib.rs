@@ -2,13 +2,13 @@
 //! (`conformance_contract::Line`) on stdout. Linux only.
 #![cfg(target_os = "linux")]
 
-pub mod netns;
-pub mod counters;
-pub mod netlink;
-pub mod topology;
 pub mod checks;
-pub mod hooks;
-pub mod traffic;
-pub mod runner;
-pub mod objects;
+pub mod counters;
 pub mod facts;
+pub mod hooks;
+pub mod netlink;
+pub mod netns;
+pub mod objects;
+pub mod runner;
+pub mod topology;
+pub mod traffic;

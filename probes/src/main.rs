@@ -21,7 +21,11 @@ mod linux {
     use std::process::ExitCode;
 
     #[derive(Parser)]
-    #[command(name = "probe", version, about = "Runs cilium-conformance checks here and prints JSON lines (facts, plan, observations, done).")]
+    #[command(
+        name = "probe",
+        version,
+        about = "Runs cilium-conformance checks here and prints JSON lines (facts, plan, observations, done)."
+    )]
     struct Cli {
         #[command(subcommand)]
         command: Option<Command>,
@@ -64,8 +68,14 @@ mod linux {
     fn parse_faults(raw: &[String]) -> Result<BTreeMap<String, Fault>, String> {
         raw.iter()
             .map(|f| {
-                let (id, kind) = f.split_once('=').ok_or_else(|| format!("--fault {f}: want ID=KIND"))?;
-                Ok((id.to_string(), kind.parse::<Fault>().map_err(|e| format!("--fault {f}: {e}"))?))
+                let (id, kind) = f
+                    .split_once('=')
+                    .ok_or_else(|| format!("--fault {f}: want ID=KIND"))?;
+                Ok((
+                    id.to_string(),
+                    kind.parse::<Fault>()
+                        .map_err(|e| format!("--fault {f}: {e}"))?,
+                ))
             })
             .collect()
     }
@@ -82,8 +92,14 @@ mod linux {
                 return ExitCode::SUCCESS;
             }
             Some(Command::Facts) => {
-                let facts = conformance_probes::facts::gather(conformance_probes::objects::HOOK, conformance_probes::objects::HELPER_PROBE);
-                println!("{}", serde_json::to_string_pretty(&facts).expect("facts serialize"));
+                let facts = conformance_probes::facts::gather(
+                    conformance_probes::objects::HOOK,
+                    conformance_probes::objects::HELPER_PROBE,
+                );
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&facts).expect("facts serialize")
+                );
                 return ExitCode::SUCCESS;
             }
             Some(Command::Run(args)) => args,
@@ -101,10 +117,16 @@ mod linux {
             return ExitCode::from(2);
         }
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("probe: needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN: it creates network namespaces and loads eBPF programs)");
+            eprintln!(
+                "probe: needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN: it creates network namespaces and loads eBPF programs)"
+            );
             return ExitCode::from(2);
         }
-        let opts = RunOptions { run_id: args.run_id.unwrap_or_else(run_id), select: args.checks, faults };
+        let opts = RunOptions {
+            run_id: args.run_id.unwrap_or_else(run_id),
+            select: args.checks,
+            faults,
+        };
         match runner::run(&opts, &mut out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

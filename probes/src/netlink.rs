@@ -8,15 +8,18 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressMessage},
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
     neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState},
-    route::{RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType},
+    route::{
+        RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol,
+        RouteScope, RouteType,
+    },
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::net::{IpAddr, Ipv4Addr};
@@ -44,12 +47,19 @@ impl Rtnl {
     pub fn new() -> Result<Self> {
         let mut socket = Socket::new(NETLINK_ROUTE).context("open NETLINK_ROUTE socket")?;
         socket.bind_auto().context("bind netlink socket")?;
-        socket.connect(&SocketAddr::new(0, 0)).context("connect netlink socket")?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .context("connect netlink socket")?;
         Ok(Self { socket, seq: 0 })
     }
 
     /// Sends one request and collects replies until the ACK (or DONE for dumps).
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, what: &str) -> Result<Vec<RouteNetlinkMessage>> {
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
         self.seq += 1;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
@@ -58,11 +68,16 @@ impl Rtnl {
         packet.finalize();
         let mut buf = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut buf);
-        self.socket.send(&buf, 0).with_context(|| format!("netlink send ({what})"))?;
+        self.socket
+            .send(&buf, 0)
+            .with_context(|| format!("netlink send ({what})"))?;
 
         let mut replies = Vec::new();
         loop {
-            let (data, _) = self.socket.recv_from_full().with_context(|| format!("netlink recv ({what})"))?;
+            let (data, _) = self
+                .socket
+                .recv_from_full()
+                .with_context(|| format!("netlink recv ({what})"))?;
             let mut offset = 0;
             while offset < data.len() {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
@@ -94,11 +109,18 @@ impl Rtnl {
 
     /// Creates a veth pair: `name` here, `peer` moved into the namespace `peer_ns`
     /// (or left here when `None`).
-    pub fn add_veth(&mut self, name: &str, peer: &str, peer_ns: Option<BorrowedFd<'_>>) -> Result<()> {
+    pub fn add_veth(
+        &mut self,
+        name: &str,
+        peer: &str,
+        peer_ns: Option<BorrowedFd<'_>>,
+    ) -> Result<()> {
         let mut peer_msg = LinkMessage::default();
         peer_msg.attributes.push(LinkAttribute::IfName(peer.into()));
         if let Some(ns) = peer_ns {
-            peer_msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+            peer_msg
+                .attributes
+                .push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
         }
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.into()));
@@ -119,7 +141,10 @@ impl Rtnl {
     pub fn add_link_kind(&mut self, name: &str, kind: &str) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.into()));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Other(kind.into()))]));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Other(kind.into()),
+            )]));
         self.request(
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -132,14 +157,20 @@ impl Rtnl {
     pub fn link(&mut self, name: &str) -> Result<(u32, Mac)> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.into()));
-        let replies = self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_ACK, &format!("look up link {name}"))?;
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(msg),
+            NLM_F_ACK,
+            &format!("look up link {name}"),
+        )?;
         for reply in replies {
             if let RouteNetlinkMessage::NewLink(link) = reply {
                 let mac = link
                     .attributes
                     .iter()
                     .find_map(|a| match a {
-                        LinkAttribute::Address(addr) if addr.len() == 6 => Some([addr[0], addr[1], addr[2], addr[3], addr[4], addr[5]]),
+                        LinkAttribute::Address(addr) if addr.len() == 6 => {
+                            Some([addr[0], addr[1], addr[2], addr[3], addr[4], addr[5]])
+                        }
                         _ => None,
                     })
                     .unwrap_or_default();
@@ -151,14 +182,20 @@ impl Rtnl {
 
     /// Names of all links in this namespace.
     pub fn link_names(&mut self) -> Result<Vec<String>> {
-        let replies = self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP, "list links")?;
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+            "list links",
+        )?;
         Ok(replies
             .into_iter()
             .filter_map(|r| match r {
-                RouteNetlinkMessage::NewLink(link) => link.attributes.into_iter().find_map(|a| match a {
-                    LinkAttribute::IfName(n) => Some(n),
-                    _ => None,
-                }),
+                RouteNetlinkMessage::NewLink(link) => {
+                    link.attributes.into_iter().find_map(|a| match a {
+                        LinkAttribute::IfName(n) => Some(n),
+                        _ => None,
+                    })
+                }
                 _ => None,
             })
             .collect())
@@ -169,7 +206,11 @@ impl Rtnl {
         msg.header.index = index;
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
-        self.request(RouteNetlinkMessage::SetLink(msg), NLM_F_ACK, &format!("set link {index} up"))?;
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            NLM_F_ACK,
+            &format!("set link {index} up"),
+        )?;
         Ok(())
     }
 
@@ -178,8 +219,10 @@ impl Rtnl {
         msg.header.family = AddressFamily::Inet;
         msg.header.prefix_len = prefix;
         msg.header.index = index;
-        msg.attributes.push(AddressAttribute::Local(IpAddr::V4(addr)));
-        msg.attributes.push(AddressAttribute::Address(IpAddr::V4(addr)));
+        msg.attributes
+            .push(AddressAttribute::Local(IpAddr::V4(addr)));
+        msg.attributes
+            .push(AddressAttribute::Address(IpAddr::V4(addr)));
         self.request(
             RouteNetlinkMessage::NewAddress(msg),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -195,12 +238,18 @@ impl Rtnl {
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Static;
         msg.header.kind = RouteType::Unicast;
-        msg.header.scope = if route.gateway.is_some() { RouteScope::Universe } else { RouteScope::Link };
+        msg.header.scope = if route.gateway.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
         if route.prefix > 0 {
-            msg.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(route.dst)));
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(route.dst)));
         }
         if let Some(gw) = route.gateway {
-            msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
             // Cilium's pod routes name a gateway that is not on any subnet of the pod.
             msg.header.flags = RouteFlags::Onlink;
         }
@@ -213,7 +262,10 @@ impl Rtnl {
         self.request(
             RouteNetlinkMessage::NewRoute(Self::route_message(route)),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-            &format!("add route {}/{} via link {}", route.dst, route.prefix, route.oif),
+            &format!(
+                "add route {}/{} via link {}",
+                route.dst, route.prefix, route.oif
+            ),
         )?;
         Ok(())
     }
@@ -234,8 +286,12 @@ impl Rtnl {
         msg.header.ifindex = index;
         msg.header.state = NeighbourState::Permanent;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(addr)));
-        msg.attributes.push(NeighbourAttribute::LinkLocalAddress(mac.to_vec()));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                addr,
+            )));
+        msg.attributes
+            .push(NeighbourAttribute::LinkLocalAddress(mac.to_vec()));
         self.request(
             RouteNetlinkMessage::NewNeighbour(msg),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,

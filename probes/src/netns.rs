@@ -25,25 +25,36 @@ impl NetNs {
     pub fn new(name: &str) -> Result<Self> {
         let file = std::thread::scope(|s| {
             s.spawn(|| -> Result<File> {
-                unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET) (needs CAP_SYS_ADMIN)")?;
+                unshare(CloneFlags::CLONE_NEWNET)
+                    .context("unshare(CLONE_NEWNET) (needs CAP_SYS_ADMIN)")?;
                 File::open("/proc/thread-self/ns/net").context("open /proc/thread-self/ns/net")
             })
             .join()
             .expect("netns creation thread panicked")
         })
         .with_context(|| format!("create network namespace {name}"))?;
-        Ok(Self { name: name.to_string(), file })
+        Ok(Self {
+            name: name.to_string(),
+            file,
+        })
     }
 
     /// The namespace the probe started in (the host namespace of the lab target).
     pub fn current(name: &str) -> Result<Self> {
-        let file = File::open("/proc/thread-self/ns/net").context("open /proc/thread-self/ns/net")?;
-        Ok(Self { name: name.to_string(), file })
+        let file =
+            File::open("/proc/thread-self/ns/net").context("open /proc/thread-self/ns/net")?;
+        Ok(Self {
+            name: name.to_string(),
+            file,
+        })
     }
 
     /// Another handle on the same namespace (a duplicated descriptor).
     pub fn try_clone(&self) -> Result<Self> {
-        Ok(Self { name: self.name.clone(), file: self.file.try_clone().context("dup namespace fd")? })
+        Ok(Self {
+            name: self.name.clone(),
+            file: self.file.try_clone().context("dup namespace fd")?,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -72,7 +83,9 @@ impl NetNs {
 
     /// Writes a sysctl-like file inside the namespace.
     pub fn write(&self, path: &str, value: &str) -> Result<()> {
-        self.run(|| std::fs::write(path, value).with_context(|| format!("write {value:?} to {path}")))
+        self.run(|| {
+            std::fs::write(path, value).with_context(|| format!("write {value:?} to {path}"))
+        })
     }
 }
 

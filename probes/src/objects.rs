@@ -27,9 +27,16 @@ mod tests {
         for (name, object) in [("hook", HOOK), ("helper_probe", HELPER_PROBE)] {
             assert!(object.starts_with(b"\x7fELF"), "{name} is not ELF");
             // e_machine (offset 18, little-endian) 247 = EM_BPF.
-            assert_eq!(u16::from_le_bytes([object[18], object[19]]), 247, "{name} is not a BPF object");
+            assert_eq!(
+                u16::from_le_bytes([object[18], object[19]]),
+                247,
+                "{name} is not a BPF object"
+            );
         }
         assert!(matches!(SOURCE, "rebuilt" | "shipped"), "{SOURCE}");
-        assert!(STAMP.starts_with("sha256:") && STAMP.len() == 7 + 64, "{STAMP}");
+        assert!(
+            STAMP.starts_with("sha256:") && STAMP.len() == 7 + 64,
+            "{STAMP}"
+        );
     }
 }

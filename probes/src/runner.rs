@@ -5,7 +5,10 @@
 use crate::checks::{self, Ctx, Fault};
 use crate::{facts, objects};
 use anyhow::{Context, Result, bail};
-use conformance_contract::{CATALOGUE, CheckSpec, Done, Facts, FactValue, Line, Observation, Outcome, Plan, PlannedCheck, SCHEMA};
+use conformance_contract::{
+    CATALOGUE, CheckSpec, Done, FactValue, Facts, Line, Observation, Outcome, Plan, PlannedCheck,
+    SCHEMA,
+};
 use serde_json::Map;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -27,19 +30,33 @@ pub fn plan(select: &[String]) -> Result<Vec<(&'static CheckSpec, &'static str)>
             None => (s.as_str(), None),
         };
         let Some(spec) = conformance_contract::find_check(id) else {
-            bail!("unknown check `{id}` (known: {})", CATALOGUE.iter().map(|c| c.id).collect::<Vec<_>>().join(", "));
+            bail!(
+                "unknown check `{id}` (known: {})",
+                CATALOGUE
+                    .iter()
+                    .map(|c| c.id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         };
         if let Some(v) = variant
             && !spec.variants.contains(&v)
         {
-            bail!("check `{id}` has no variant `{v}` (has: {})", spec.variants.join(", "));
+            bail!(
+                "check `{id}` has no variant `{v}` (has: {})",
+                spec.variants.join(", ")
+            );
         }
         wanted.push((id, variant));
     }
     let mut out = Vec::new();
     for spec in CATALOGUE {
         for variant in spec.variants {
-            if wanted.is_empty() || wanted.iter().any(|(id, v)| *id == spec.id && v.is_none_or(|v| v == *variant)) {
+            if wanted.is_empty()
+                || wanted
+                    .iter()
+                    .any(|(id, v)| *id == spec.id && v.is_none_or(|v| v == *variant))
+            {
                 out.push((spec, *variant));
             }
         }
@@ -84,18 +101,51 @@ pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<()> {
         }
     }
     let facts = facts::gather(objects::HOOK, objects::HELPER_PROBE);
-    let probe_version = format!("{} (ebpf {} {})", env!("CARGO_PKG_VERSION"), objects::SOURCE, objects::STAMP);
-    emit(out, &Line::Facts { schema: SCHEMA, probe_version, run_id: opts.run_id.clone(), facts: facts.clone() })?;
-    let checks = planned.iter().map(|(s, v)| PlannedCheck { check: s.id.to_string(), variant: v.to_string() }).collect();
+    let probe_version = format!(
+        "{} (ebpf {} {})",
+        env!("CARGO_PKG_VERSION"),
+        objects::SOURCE,
+        objects::STAMP
+    );
+    emit(
+        out,
+        &Line::Facts {
+            schema: SCHEMA,
+            probe_version,
+            run_id: opts.run_id.clone(),
+            facts: facts.clone(),
+        },
+    )?;
+    let checks = planned
+        .iter()
+        .map(|(s, v)| PlannedCheck {
+            check: s.id.to_string(),
+            variant: v.to_string(),
+        })
+        .collect();
     emit(out, &Line::Plan(Plan { checks }))?;
 
-    let ctx = Ctx { run_id: &opts.run_id, tcx: facts.tcx, faults: &opts.faults };
+    let ctx = Ctx {
+        run_id: &opts.run_id,
+        tcx: facts.tcx,
+        faults: &opts.faults,
+    };
     for (spec, variant) in &planned {
         let missing = missing_requirements(spec, variant, &facts);
-        let observation = if missing.is_empty() { checks::run(spec, variant, &ctx) } else { unsupported(spec, variant, missing) };
+        let observation = if missing.is_empty() {
+            checks::run(spec, variant, &ctx)
+        } else {
+            unsupported(spec, variant, missing)
+        };
         emit(out, &Line::Observation(observation))?;
     }
-    emit(out, &Line::Done(Done { observations: planned.len(), duration_ms: started.elapsed().as_secs_f64() * 1000.0 }))
+    emit(
+        out,
+        &Line::Done(Done {
+            observations: planned.len(),
+            duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -105,20 +155,41 @@ mod tests {
     #[test]
     fn plans_all_or_selected_variants() {
         let all = plan(&[]).unwrap();
-        assert_eq!(all.len(), CATALOGUE.iter().map(|c| c.variants.len()).sum::<usize>());
+        assert_eq!(
+            all.len(),
+            CATALOGUE.iter().map(|c| c.variants.len()).sum::<usize>()
+        );
         let one = plan(&["datapath.redirect-peer[legacy]".into()]).unwrap();
-        assert_eq!(one.iter().map(|(s, v)| (s.id, *v)).collect::<Vec<_>>(), vec![("datapath.redirect-peer", "legacy")]);
-        assert!(plan(&["datapath.nope".into()]).unwrap_err().to_string().contains("unknown check"));
-        assert!(plan(&["datapath.redirect-peer[xdp]".into()]).unwrap_err().to_string().contains("no variant"));
+        assert_eq!(
+            one.iter().map(|(s, v)| (s.id, *v)).collect::<Vec<_>>(),
+            vec![("datapath.redirect-peer", "legacy")]
+        );
+        assert!(
+            plan(&["datapath.nope".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("unknown check")
+        );
+        assert!(
+            plan(&["datapath.redirect-peer[xdp]".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("no variant")
+        );
     }
 
     #[test]
     fn missing_facts_make_a_variant_unsupported() {
         let mut facts = Facts::example();
         facts.tcx = false;
-        facts.notes.insert("tcx".into(), "BPF_LINK_CREATE: EINVAL".into());
+        facts
+            .notes
+            .insert("tcx".into(), "BPF_LINK_CREATE: EINVAL".into());
         let spec = conformance_contract::find_check("datapath.redirect-peer").unwrap();
-        assert_eq!(missing_requirements(spec, "tcx", &facts), vec!["tcx (BPF_LINK_CREATE: EINVAL)".to_string()]);
+        assert_eq!(
+            missing_requirements(spec, "tcx", &facts),
+            vec!["tcx (BPF_LINK_CREATE: EINVAL)".to_string()]
+        );
         assert!(missing_requirements(spec, "legacy", &facts).is_empty());
     }
 }

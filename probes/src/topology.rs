@@ -51,7 +51,10 @@ pub struct Node {
 /// solicitations and MLD reports would otherwise show up in the packet counters
 /// the checks use as evidence. A kernel without IPv6 has nothing to turn off.
 fn disable_ipv6(ns: &NetNs) -> Result<()> {
-    for path in ["/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"] {
+    for path in [
+        "/proc/sys/net/ipv6/conf/all/disable_ipv6",
+        "/proc/sys/net/ipv6/conf/default/disable_ipv6",
+    ] {
         if ns.run(|| Ok(std::path::Path::new(path).exists()))? {
             ns.write(path, "1")?;
         }
@@ -61,23 +64,39 @@ fn disable_ipv6(ns: &NetNs) -> Result<()> {
 
 fn device(rtnl: &mut Rtnl, name: &str) -> Result<Device> {
     let (index, mac) = rtnl.link(name)?;
-    Ok(Device { name: name.to_string(), index, mac })
+    Ok(Device {
+        name: name.to_string(),
+        index,
+        mac,
+    })
 }
 
 /// The /32 route the host uses to reach a pod.
 pub fn pod_route(pod_ip: Ipv4Addr, via: &Device) -> Route {
-    Route { dst: pod_ip, prefix: 32, oif: via.index, gateway: None }
+    Route {
+        dst: pod_ip,
+        prefix: 32,
+        oif: via.index,
+        gateway: None,
+    }
 }
 
 impl Node {
     /// Builds the node. `run_id` goes into the host-side device names so a report
     /// (and anyone looking at a live run) can tell whose devices these are.
     pub fn build(run_id: &str) -> Result<Self> {
-        let short: String = run_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(6).collect();
+        let short: String = run_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(6)
+            .collect();
         let host = NetNs::new("host")?;
         disable_ipv6(&host)?;
         let mut host_rtnl = host.run(Rtnl::new)?;
-        for path in ["/proc/sys/net/ipv4/conf/all/rp_filter", "/proc/sys/net/ipv4/conf/default/rp_filter"] {
+        for path in [
+            "/proc/sys/net/ipv4/conf/all/rp_filter",
+            "/proc/sys/net/ipv4/conf/default/rp_filter",
+        ] {
             host.write(path, "0")?;
         }
         host.write("/proc/sys/net/ipv4/ip_forward", "0")?;
@@ -109,15 +128,40 @@ impl Node {
             let eth0 = device(&mut rtnl, "eth0")?;
             rtnl.add_address(eth0.index, ip, 32)?;
             rtnl.set_up(eth0.index)?;
-            rtnl.replace_route(&Route { dst: GATEWAY_IP, prefix: 32, oif: eth0.index, gateway: None })?;
-            rtnl.replace_route(&Route { dst: Ipv4Addr::UNSPECIFIED, prefix: 0, oif: eth0.index, gateway: Some(GATEWAY_IP) })?;
+            rtnl.replace_route(&Route {
+                dst: GATEWAY_IP,
+                prefix: 32,
+                oif: eth0.index,
+                gateway: None,
+            })?;
+            rtnl.replace_route(&Route {
+                dst: Ipv4Addr::UNSPECIFIED,
+                prefix: 0,
+                oif: eth0.index,
+                gateway: Some(GATEWAY_IP),
+            })?;
             rtnl.add_neighbour(eth0.index, GATEWAY_IP, lxc.mac)?;
 
             host_rtnl.replace_route(&pod_route(ip, &lxc))?;
             host_rtnl.add_neighbour(lxc.index, ip, eth0.mac)?;
-            pods.push(Pod { ns, rtnl, ip, eth0, lxc });
+            pods.push(Pod {
+                ns,
+                rtnl,
+                ip,
+                eth0,
+                lxc,
+            });
         }
-        let pods: [Pod; 2] = pods.try_into().map_err(|_| anyhow::anyhow!("two pods")).context("build pods")?;
-        Ok(Self { host, host_rtnl, cilium_host, cilium_net, pods })
+        let pods: [Pod; 2] = pods
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("two pods"))
+            .context("build pods")?;
+        Ok(Self {
+            host,
+            host_rtnl,
+            cilium_host,
+            cilium_net,
+            pods,
+        })
     }
 }

@@ -35,13 +35,15 @@ pub fn payload(seq: u32) -> [u8; 8] {
 }
 
 fn parse_payload(buf: &[u8]) -> Option<u32> {
-    (buf.len() >= 8 && buf[..4] == PAYLOAD_MAGIC).then(|| u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]))
+    (buf.len() >= 8 && buf[..4] == PAYLOAD_MAGIC)
+        .then(|| u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]))
 }
 
 /// A UDP socket bound inside a namespace.
 pub fn bind(ns: &NetNs, ip: Ipv4Addr, port: u16) -> Result<UdpSocket> {
     ns.run(|| {
-        let sock = UdpSocket::bind(SocketAddrV4::new(ip, port)).with_context(|| format!("bind udp {ip}:{port}"))?;
+        let sock = UdpSocket::bind(SocketAddrV4::new(ip, port))
+            .with_context(|| format!("bind udp {ip}:{port}"))?;
         sock.set_nonblocking(true)?;
         Ok(sock)
     })
@@ -73,7 +75,11 @@ pub fn send_burst(sock: &UdpSocket, dst: Ipv4Addr, seqs: Range<u32>) -> (u32, Op
 
 /// Drains `sock` until every sequence number in `want` arrived or `until` says stop.
 /// Datagrams outside `want` are ignored (late packets of another leg).
-pub fn collect(sock: &UdpSocket, want: Range<u32>, mut until: impl FnMut(usize) -> bool) -> Vec<Arrival> {
+pub fn collect(
+    sock: &UdpSocket,
+    want: Range<u32>,
+    mut until: impl FnMut(usize) -> bool,
+) -> Vec<Arrival> {
     let mut got: Vec<Arrival> = Vec::new();
     let mut buf = [0u8; 256];
     loop {
@@ -106,7 +112,11 @@ pub fn collect_expected(sock: &UdpSocket, want: Range<u32>) -> Vec<Arrival> {
 /// For a negative control: waits until `witnessed()` confirms the traffic reached the
 /// point where the check breaks it (up to [`DELIVERY_TIMEOUT`]), then listens for
 /// [`LEAK_GRACE`] more. Returns what leaked and whether the witness ever confirmed.
-pub fn collect_leaks(sock: &UdpSocket, want: Range<u32>, mut witnessed: impl FnMut() -> bool) -> (Vec<Arrival>, bool) {
+pub fn collect_leaks(
+    sock: &UdpSocket,
+    want: Range<u32>,
+    mut witnessed: impl FnMut() -> bool,
+) -> (Vec<Arrival>, bool) {
     let deadline = Instant::now() + DELIVERY_TIMEOUT;
     let mut seen_at: Option<Instant> = None;
     let got = collect(sock, want, |_| {
@@ -223,7 +233,10 @@ mod tests {
         let ip = Ipv4Packet::new(&frame[14..]).unwrap();
         assert_eq!(ipv4::checksum(&ip), ip.get_checksum());
         let u = UdpPacket::new(ip.payload()).unwrap();
-        assert_eq!(udp::ipv4_checksum(&u, &spec.src_ip, &spec.dst_ip), u.get_checksum());
+        assert_eq!(
+            udp::ipv4_checksum(&u, &spec.src_ip, &spec.dst_ip),
+            u.get_checksum()
+        );
         assert_eq!(parse_payload(u.payload()), Some(7));
         assert_eq!(parse_payload(b"nope1234"), None);
     }

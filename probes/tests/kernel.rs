@@ -15,6 +15,7 @@ use libtest_mimic::{Arguments, Trial};
 use std::net::{Ipv4Addr, UdpSocket};
 
 type TestResult = Result<(), String>;
+type Test = fn() -> TestResult;
 
 fn missing_privileges() -> Option<&'static str> {
     if !nix::unistd::geteuid().is_root() {
@@ -33,15 +34,23 @@ fn main() {
     if let Some(why) = missing {
         eprintln!("kernel tests are ignored here: {why}");
     }
-    let tests: [(&str, fn() -> TestResult); 4] = [
+    let tests: [(&str, Test); 4] = [
         ("netns_is_isolated", netns_is_isolated),
-        ("every_helper_probe_passes_the_verifier", every_helper_probe_passes_the_verifier),
+        (
+            "every_helper_probe_passes_the_verifier",
+            every_helper_probe_passes_the_verifier,
+        ),
         ("hook_counts_records_and_acts", hook_counts_records_and_acts),
-        ("facts_are_measured_and_consistent", facts_are_measured_and_consistent),
+        (
+            "facts_are_measured_and_consistent",
+            facts_are_measured_and_consistent,
+        ),
     ];
     let trials = tests
         .into_iter()
-        .map(|(name, f)| Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(missing.is_some()))
+        .map(|(name, f)| {
+            Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(missing.is_some())
+        })
         .collect();
     libtest_mimic::run(&args, trials).exit();
 }
@@ -52,11 +61,17 @@ fn check(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
 
 fn netns_is_isolated() -> TestResult {
     let ns = NetNs::new("t").map_err(|e| format!("{e:#}"))?;
-    let inside = ns.run(|| Ok(std::fs::read_link("/proc/thread-self/ns/net")?)).map_err(|e| format!("{e:#}"))?;
+    let inside = ns
+        .run(|| Ok(std::fs::read_link("/proc/thread-self/ns/net")?))
+        .map_err(|e| format!("{e:#}"))?;
     let outside = std::fs::read_link("/proc/thread-self/ns/net").map_err(|e| e.to_string())?;
     check(inside != outside, || "namespace is the caller's".into())?;
-    let dev = ns.read_to_string("/proc/thread-self/net/dev").map_err(|e| format!("{e:#}"))?;
-    check(dev.lines().count() == 3, || format!("a fresh namespace should hold only lo:\n{dev}"))
+    let dev = ns
+        .read_to_string("/proc/thread-self/net/dev")
+        .map_err(|e| format!("{e:#}"))?;
+    check(dev.lines().count() == 3, || {
+        format!("a fresh namespace should hold only lo:\n{dev}")
+    })
 }
 
 fn every_helper_probe_passes_the_verifier() -> TestResult {
@@ -73,7 +88,9 @@ fn every_helper_probe_passes_the_verifier() -> TestResult {
             rejected.push(format!("{helper}: {e}"));
         }
     }
-    check(rejected.is_empty(), || format!("rejected by this kernel's verifier: {rejected:?}"))
+    check(rejected.is_empty(), || {
+        format!("rejected by this kernel's verifier: {rejected:?}")
+    })
 }
 
 /// The hook on `lo` of a fresh namespace: PASS delivers and records the metadata
@@ -87,57 +104,116 @@ fn hook_counts_records_and_acts() -> TestResult {
         rtnl.set_up(lo)
     })
     .map_err(e)?;
-    let base = HookConfig { dport: PROBE_PORT, action: action::PASS, set_mark: 0x77, ..Default::default() };
+    let base = HookConfig {
+        dport: PROBE_PORT,
+        action: action::PASS,
+        set_mark: 0x77,
+        ..Default::default()
+    };
     let mut hook = Hook::attach(&ns, "lo", Direction::Ingress, AttachMode::Tcx, base).map_err(e)?;
     let rx = traffic::bind(&ns, Ipv4Addr::LOCALHOST, PROBE_PORT).map_err(e)?;
     let tx: UdpSocket = traffic::bind(&ns, Ipv4Addr::LOCALHOST, 0).map_err(e)?;
 
     traffic::send_burst(&tx, Ipv4Addr::LOCALHOST, 0..1);
-    check(traffic::collect_expected(&rx, 0..1).len() == 1, || "PASS: datagram not delivered".into())?;
+    check(traffic::collect_expected(&rx, 0..1).len() == 1, || {
+        "PASS: datagram not delivered".into()
+    })?;
     let events = hook.drain_events();
     check(events.len() == 1, || format!("PASS events: {events:?}"))?;
     let m = events[0];
     let loopback = u32::from_ne_bytes([127, 0, 0, 1]);
-    check(m.seq == 0 && m.saddr == loopback && m.daddr == loopback, || format!("{m:?}"))?;
-    check(m.mark == 0 && m.pkt_type == 0 && m.result == 0 && m.ifindex == lo_index(&ns)?, || format!("{m:?}"))?;
-    check(m.protocol == u32::from(0x0800u16.to_be()), || format!("protocol {m:?}"))?;
+    check(
+        m.seq == 0 && m.saddr == loopback && m.daddr == loopback,
+        || format!("{m:?}"),
+    )?;
+    check(
+        m.mark == 0 && m.pkt_type == 0 && m.result == 0 && m.ifindex == lo_index(&ns)?,
+        || format!("{m:?}"),
+    )?;
+    check(m.protocol == u32::from(0x0800u16.to_be()), || {
+        format!("protocol {m:?}")
+    })?;
 
-    hook.configure(HookConfig { action: action::DROP, ..base }).map_err(e)?;
+    hook.configure(HookConfig {
+        action: action::DROP,
+        ..base
+    })
+    .map_err(e)?;
     traffic::send_burst(&tx, Ipv4Addr::LOCALHOST, 1..2);
-    let (leaked, witnessed) = traffic::collect_leaks(&rx, 1..2, || hook.counters().map(|c| c.matched >= 2).unwrap_or(false));
-    check(leaked.is_empty() && witnessed, || format!("DROP: leaked {leaked:?}, witnessed {witnessed}"))?;
+    let (leaked, witnessed) = traffic::collect_leaks(&rx, 1..2, || {
+        hook.counters().map(|c| c.matched >= 2).unwrap_or(false)
+    });
+    check(leaked.is_empty() && witnessed, || {
+        format!("DROP: leaked {leaked:?}, witnessed {witnessed}")
+    })?;
 
     // Flags the helper refuses: TC_ACT_SHOT, counted as a failed redirect.
-    hook.configure(HookConfig { action: action::REDIRECT, target_ifindex: 1, redirect_flags: 1 << 40, ..base }).map_err(e)?;
+    hook.configure(HookConfig {
+        action: action::REDIRECT,
+        target_ifindex: 1,
+        redirect_flags: 1 << 40,
+        ..base
+    })
+    .map_err(e)?;
     traffic::send_burst(&tx, Ipv4Addr::LOCALHOST, 2..3);
-    let (leaked, witnessed) = traffic::collect_leaks(&rx, 2..3, || hook.counters().map(|c| c.matched >= 3).unwrap_or(false));
-    check(leaked.is_empty() && witnessed, || format!("bad redirect: leaked {leaked:?}"))?;
+    let (leaked, witnessed) = traffic::collect_leaks(&rx, 2..3, || {
+        hook.counters().map(|c| c.matched >= 3).unwrap_or(false)
+    });
+    check(leaked.is_empty() && witnessed, || {
+        format!("bad redirect: leaked {leaked:?}")
+    })?;
     let c = hook.counters().map_err(e)?;
-    check(c.matched == 3 && c.redirect_failed == 1 && c.events_lost == 0, || format!("{c:?}"))
+    check(
+        c.matched == 3 && c.redirect_failed == 1 && c.events_lost == 0,
+        || format!("{c:?}"),
+    )
 }
 
 fn lo_index(ns: &NetNs) -> Result<u32, String> {
-    ns.run(|| Ok(Rtnl::new()?.link("lo")?.0)).map_err(|e| format!("{e:#}"))
+    ns.run(|| Ok(Rtnl::new()?.link("lo")?.0))
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Facts are measured, and whatever is false says why.
 fn facts_are_measured_and_consistent() -> TestResult {
     let f = facts::gather(objects::HOOK, objects::HELPER_PROBE);
-    check(f.kernel.is_some(), || format!("kernel not parsed: {}", f.kernel_release))?;
-    check(f.arch == std::env::consts::ARCH, || format!("arch {}", f.arch))?;
+    check(f.kernel.is_some(), || {
+        format!("kernel not parsed: {}", f.kernel_release)
+    })?;
+    check(f.arch == std::env::consts::ARCH, || {
+        format!("arch {}", f.arch)
+    })?;
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
     check(f.page_size == page, || format!("page size {}", f.page_size))?;
-    check(f.tcx || f.notes.contains_key("tcx"), || "tcx false without a note".into())?;
-    check(f.netkit || f.notes.contains_key("netkit"), || "netkit false without a note".into())?;
+    check(f.tcx || f.notes.contains_key("tcx"), || {
+        "tcx false without a note".into()
+    })?;
+    check(f.netkit || f.notes.contains_key("netkit"), || {
+        "netkit false without a note".into()
+    })?;
     for helper in HELPERS {
-        let ok = f.helpers.get(*helper) == Some(&true) || f.notes.contains_key(&format!("helper.{helper}"));
-        check(ok, || format!("helper {helper} unavailable without a note: {:?}", f.notes))?;
+        let ok = f.helpers.get(*helper) == Some(&true)
+            || f.notes.contains_key(&format!("helper.{helper}"));
+        check(ok, || {
+            format!("helper {helper} unavailable without a note: {:?}", f.notes)
+        })?;
     }
     // This kernel family (6.6+ with BTF, as CI runs) must have TCX and every helper.
-    if f.kernel.is_some_and(|k| k >= conformance_contract::KernelVersion::new(6, 6, 0)) && f.btf {
-        check(f.tcx, || format!("kernel {} without TCX: {:?}", f.kernel_release, f.notes.get("tcx")))?;
-        check(f.helpers.values().all(|v| *v), || format!("helpers {:?}", f.helpers))?;
+    if f.kernel
+        .is_some_and(|k| k >= conformance_contract::KernelVersion::new(6, 6, 0))
+        && f.btf
+    {
+        check(f.tcx, || {
+            format!(
+                "kernel {} without TCX: {:?}",
+                f.kernel_release,
+                f.notes.get("tcx")
+            )
+        })?;
+        check(f.helpers.values().all(|v| *v), || {
+            format!("helpers {:?}", f.helpers)
+        })?;
     }
     Ok(())
 }

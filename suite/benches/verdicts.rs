@@ -4,9 +4,7 @@
 //! the 200 observations are judged as consecutive runs of the whole catalogue
 //! (a (check, variant) seen twice in one run is an error, not a verdict).
 
-use conformance_contract::{
-    CATALOGUE, Control, ControlOutcome, Observation, Outcome, PlannedCheck,
-};
+use conformance_contract::{Control, ControlOutcome, Observation, Outcome, PlannedCheck};
 use conformance_suite::env::Environment;
 use conformance_suite::matrix::Matrix;
 use conformance_suite::report::{Run, render_junit, render_markdown};
@@ -19,20 +17,8 @@ mod fixture;
 
 const OBSERVATIONS: usize = 200;
 
-fn pairs() -> Vec<PlannedCheck> {
-    CATALOGUE
-        .iter()
-        .flat_map(|c| {
-            c.variants.iter().map(|v| PlannedCheck {
-                check: c.id.into(),
-                variant: (*v).into(),
-            })
-        })
-        .collect()
-}
-
 fn observations() -> Vec<Observation> {
-    let pairs = pairs();
+    let pairs = fixture::plan();
     (0..OBSERVATIONS)
         .map(|i| {
             let p = &pairs[i % pairs.len()];
@@ -84,7 +70,7 @@ fn bench(c: &mut Criterion) {
 
     let matrix = Matrix::load(Environment::Vm.matrix_path(&fixtures)).unwrap();
     let observations = observations();
-    let plan = pairs();
+    let plan = fixture::plan();
     c.bench_function("verdicts: load vm.toml + evaluate 200 observations", |b| {
         b.iter(|| {
             let matrix = Matrix::load(Environment::Vm.matrix_path(&fixtures)).unwrap();

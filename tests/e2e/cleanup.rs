@@ -10,8 +10,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const TESTS: &[(&str, bool, Test)] = &[
-    ("cleanup::probe_killed_mid_check_leaves_nothing", true, probe_killed_mid_check_leaves_nothing),
-    ("cleanup::interrupted_run_leaves_nothing_and_no_report", true, interrupted_run_leaves_nothing_and_no_report),
+    (
+        "cleanup::probe_killed_mid_check_leaves_nothing",
+        true,
+        probe_killed_mid_check_leaves_nothing,
+    ),
+    (
+        "cleanup::interrupted_run_leaves_nothing_and_no_report",
+        true,
+        interrupted_run_leaves_nothing_and_no_report,
+    ),
 ];
 
 /// What the suite could leave behind, as seen from the host.
@@ -26,7 +34,9 @@ struct Snapshot {
 /// Network namespaces reachable from any process or fd on the machine.
 fn netns_inodes() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else { return out };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for p in procs.flatten() {
         let path = p.path();
         if let Ok(tasks) = std::fs::read_dir(path.join("task")) {
@@ -53,18 +63,34 @@ fn netns_inodes() -> BTreeSet<String> {
 fn our_programs() -> usize {
     aya::programs::loaded_programs()
         .flatten()
-        .filter(|p| p.name_as_str().is_some_and(|n| n == "hook" || n.starts_with("probe_")))
+        .filter(|p| {
+            p.name_as_str()
+                .is_some_and(|n| n == "hook" || n.starts_with("probe_"))
+        })
         .count()
 }
 
 fn snapshot() -> Snapshot {
     let links = std::fs::read_dir("/sys/class/net")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     let bpffs_mounts = std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().filter(|l| l.split(" - ").nth(1).is_some_and(|r| r.starts_with("bpf "))).count())
+        .map(|m| {
+            m.lines()
+                .filter(|l| l.split(" - ").nth(1).is_some_and(|r| r.starts_with("bpf ")))
+                .count()
+        })
         .unwrap_or(0);
-    Snapshot { netns: netns_inodes(), programs: our_programs(), links, bpffs_mounts }
+    Snapshot {
+        netns: netns_inodes(),
+        programs: our_programs(),
+        links,
+        bpffs_mounts,
+    }
 }
 
 /// Waits until the machine looks like `before` again (BPF programs are freed after
@@ -107,8 +133,12 @@ fn probe_killed_mid_check_leaves_nothing() -> TestResult {
         .map_err(|e| e.to_string())?;
     // Read the facts line so the probe is past start-up, then catch it mid-check.
     let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first).map_err(|e| e.to_string())?;
-    ensure(first.contains("\"kind\":\"facts\""), || format!("first line: {first}"))?;
+    BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut first)
+        .map_err(|e| e.to_string())?;
+    ensure(first.contains("\"kind\":\"facts\""), || {
+        format!("first line: {first}")
+    })?;
     wait_mid_check(&before)?;
     child.kill().map_err(|e| e.to_string())?;
     child.wait().map_err(|e| e.to_string())?;
@@ -142,9 +172,19 @@ fn interrupted_run_leaves_nothing_and_no_report() -> TestResult {
     unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure(out.status.code() == Some(130), || format!("exit {:?}, stderr: {stderr}", out.status.code()))?;
-    ensure(!json.exists() && !junit.exists(), || "a report was written for an interrupted run".into())?;
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).map_err(|e| e.to_string())?.flatten().map(|e| e.file_name()).collect();
-    ensure(leftovers.is_empty(), || format!("files left in the report folder: {leftovers:?}"))?;
+    ensure(out.status.code() == Some(130), || {
+        format!("exit {:?}, stderr: {stderr}", out.status.code())
+    })?;
+    ensure(!json.exists() && !junit.exists(), || {
+        "a report was written for an interrupted run".into()
+    })?;
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    ensure(leftovers.is_empty(), || {
+        format!("files left in the report folder: {leftovers:?}")
+    })?;
     settles_to(&before)
 }

@@ -24,7 +24,11 @@ fn main() {
     let mut trials: Vec<Trial> = Vec::new();
     for (name, needs_root, test) in lab::TESTS.iter().chain(cli::TESTS).chain(cleanup::TESTS) {
         let trial = Trial::test(*name, move || test().map_err(Into::into));
-        trials.push(if *needs_root && missing.is_some() { trial.with_ignored_flag(true) } else { trial });
+        trials.push(if *needs_root && missing.is_some() {
+            trial.with_ignored_flag(true)
+        } else {
+            trial
+        });
     }
     libtest_mimic::run(&args, trials).exit();
 }

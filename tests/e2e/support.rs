@@ -21,11 +21,16 @@ pub fn missing_privileges() -> Option<String> {
 }
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 /// Builds the probe and xtask binaries once per test run (debug profile, the same
@@ -36,11 +41,23 @@ pub fn binaries() -> Result<&'static (PathBuf, PathBuf), String> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(repo_root())
-            .args(["build", "--quiet", "-p", "conformance-probes", "--bin", "probe", "-p", "xtask"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "conformance-probes",
+                "--bin",
+                "probe",
+                "-p",
+                "xtask",
+            ])
             .output()
             .map_err(|e| format!("run cargo build: {e}"))?;
         if !out.status.success() {
-            return Err(format!("cargo build failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "cargo build failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         let dir = target_dir().join("debug");
         Ok((dir.join("probe"), dir.join("xtask")))
@@ -77,7 +94,11 @@ impl ProbeRun {
 
 pub fn run_probe(args: &[&str]) -> Result<ProbeRun, String> {
     let (probe, _) = binaries()?;
-    let out = Command::new(probe).arg("run").args(args).output().map_err(|e| format!("run probe: {e}"))?;
+    let out = Command::new(probe)
+        .arg("run")
+        .args(args)
+        .output()
+        .map_err(|e| format!("run probe: {e}"))?;
     parse_probe_output(&out)
 }
 
@@ -87,7 +108,11 @@ pub fn parse_probe_output(out: &Output) -> Result<ProbeRun, String> {
         .lines()
         .map(|l| serde_json::from_str::<Line>(l).map_err(|e| format!("bad probe line {l}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ProbeRun { lines, stderr: String::from_utf8_lossy(&out.stderr).into_owned(), code: out.status.code() })
+    Ok(ProbeRun {
+        lines,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
+    })
 }
 
 /// Runs `xtask` with the freshly built probe (no nested release build).

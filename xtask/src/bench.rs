@@ -38,7 +38,11 @@ struct Stats {
 
 fn stats(mut v: Vec<f64>) -> Stats {
     v.sort_by(f64::total_cmp);
-    Stats { min: v[0], median: v[v.len() / 2], max: v[v.len() - 1] }
+    Stats {
+        min: v[0],
+        median: v[v.len() / 2],
+        max: v[v.len() - 1],
+    }
 }
 
 pub fn run(opts: Options) -> Result<ExitCode, Failure> {
@@ -50,27 +54,53 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         Some(p) => p,
         None => build_probe_path(false)?,
     };
-    let target = Lab { probe: ProbeBinary { path: probe } };
-    let control = RunControl { timeout: Duration::from_secs(120), interrupted: Arc::new(AtomicBool::new(false)), verbose: false };
+    let target = Lab {
+        probe: ProbeBinary { path: probe },
+    };
+    let control = RunControl {
+        timeout: Duration::from_secs(120),
+        interrupted: Arc::new(AtomicBool::new(false)),
+        verbose: false,
+    };
     let mut walls = Vec::new();
     let mut per_check: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut facts_line = String::new();
     for i in 0..opts.runs {
-        let args = ProbeArgs { run_id: format!("bench{i:02}"), ..Default::default() };
+        let args = ProbeArgs {
+            run_id: format!("bench{i:02}"),
+            ..Default::default()
+        };
         let started = Instant::now();
         let mut lines = Vec::new();
-        let exit = target.run_probe(&args, &control, &mut |l| lines.push(l.to_string())).map_err(|e| fail(3, e.to_string()))?;
+        let exit = target
+            .run_probe(&args, &control, &mut |l| lines.push(l.to_string()))
+            .map_err(|e| fail(3, e.to_string()))?;
         let wall = started.elapsed().as_secs_f64() * 1000.0;
         if exit.code != Some(0) {
-            return Err(fail(3, format!("probe run {i} exited {:?}: {}", exit.code, exit.stderr_tail.join(" | "))));
+            return Err(fail(
+                3,
+                format!(
+                    "probe run {i} exited {:?}: {}",
+                    exit.code,
+                    exit.stderr_tail.join(" | ")
+                ),
+            ));
         }
         for l in &lines {
             match serde_json::from_str::<Line>(l) {
                 Ok(Line::Observation(o)) => {
-                    per_check.entry(format!("{}[{}]", o.check, o.variant)).or_default().push(o.duration_ms);
+                    per_check
+                        .entry(format!("{}[{}]", o.check, o.variant))
+                        .or_default()
+                        .push(o.duration_ms);
                 }
                 Ok(Line::Facts { facts, .. }) if facts_line.is_empty() => {
-                    facts_line = format!("kernel {} ({}), {} CPUs", facts.kernel_release, facts.arch, num_cpus());
+                    facts_line = format!(
+                        "kernel {} ({}), {} CPUs",
+                        facts.kernel_release,
+                        facts.arch,
+                        num_cpus()
+                    );
                 }
                 _ => {}
             }
@@ -84,27 +114,40 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         "{BEGIN}\n`cargo xtask bench --runs {}` (release probe, every check with its negative control, facts included; wall time from process start to exit): {facts_line}.\n\n",
         opts.runs
     );
-    md.push_str(&format!("| full lab run | min {:.0} ms | median {:.0} ms | max {:.0} ms |\n|---|---|---|---|\n", w.min, w.median, w.max));
+    md.push_str(&format!(
+        "| full lab run | min {:.0} ms | median {:.0} ms | max {:.0} ms |\n|---|---|---|---|\n",
+        w.min, w.median, w.max
+    ));
     for (check, times) in per_check {
         let s = stats(times);
-        md.push_str(&format!("| {check} | {:.1} ms | {:.1} ms | {:.1} ms |\n", s.min, s.median, s.max));
+        md.push_str(&format!(
+            "| {check} | {:.1} ms | {:.1} ms | {:.1} ms |\n",
+            s.min, s.median, s.max
+        ));
     }
     md.push_str(END);
     md.push('\n');
     println!("{md}");
     if opts.write {
         let path = workspace_root().join("BENCHMARKS.md");
-        let text = std::fs::read_to_string(&path).map_err(|e| fail(3, format!("read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| fail(3, format!("read {}: {e}", path.display())))?;
         let (Some(a), Some(b)) = (text.find(BEGIN), text.find(END)) else {
-            return Err(fail(3, format!("{} has no {BEGIN} ... {END} section", path.display())));
+            return Err(fail(
+                3,
+                format!("{} has no {BEGIN} ... {END} section", path.display()),
+            ));
         };
         let updated = format!("{}{}{}", &text[..a], md.trim_end(), &text[b + END.len()..]);
-        std::fs::write(&path, updated).map_err(|e| fail(3, format!("write {}: {e}", path.display())))?;
+        std::fs::write(&path, updated)
+            .map_err(|e| fail(3, format!("write {}: {e}", path.display())))?;
         eprintln!("updated {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

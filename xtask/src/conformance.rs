@@ -11,11 +11,15 @@ use conformance_contract::CATALOGUE;
 use conformance_suite::env::{Environment, EnvironmentSource, detect};
 use conformance_suite::matrix::Matrix;
 use conformance_suite::progress::Progress;
-use conformance_suite::report::{ProbeInfo, ReportPaths, Run, RunMeta, color_wanted, render_table, rfc3339_utc, write_reports};
+use conformance_suite::report::{
+    ProbeInfo, ReportPaths, Run, RunMeta, color_wanted, render_table, rfc3339_utc, write_reports,
+};
 use conformance_suite::select::Selection;
 use conformance_suite::stream::read_stream;
 use conformance_suite::target::lab::Lab;
-use conformance_suite::target::{ProbeArgs, ProbeBinary, RunControl, Target, TargetError, TargetKind};
+use conformance_suite::target::{
+    ProbeArgs, ProbeBinary, RunControl, Target, TargetError, TargetKind,
+};
 use conformance_suite::verdict::evaluate;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -25,8 +29,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime};
 
 #[derive(clap::Args)]
-#[command(after_help = "Exit codes: 0 every verdict as expected, 1 regression (or unexpected pass with --strict), \
-2 bad usage or input file, 3 infrastructure error, 130 interrupted.")]
+#[command(
+    after_help = "Exit codes: 0 every verdict as expected, 1 regression (or unexpected pass with --strict), \
+2 bad usage or input file, 3 infrastructure error, 130 interrupted."
+)]
 pub struct Options {
     /// Where the probe runs: `lab` (network namespaces on this host; needs root or passwordless sudo).
     /// `container`, `vm` and `cluster` are planned, not built yet.
@@ -76,7 +82,10 @@ pub struct Failure {
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> Failure {
-    Failure { code, message: message.to_string() }
+    Failure {
+        code,
+        message: message.to_string(),
+    }
 }
 
 const USAGE: u8 = 2;
@@ -95,7 +104,12 @@ enum MatrixChoice {
 }
 
 fn choose_matrix(opts: &Options) -> Result<MatrixChoice, Failure> {
-    let env: Option<Environment> = opts.env.as_deref().map(str::parse).transpose().map_err(|e| fail(USAGE, e))?;
+    let env: Option<Environment> = opts
+        .env
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| fail(USAGE, e))?;
     let fixtures = workspace_root().join("fixtures");
     if let Some(path) = &opts.matrix {
         let matrix = Matrix::load(path).map_err(|e| fail(USAGE, e))?;
@@ -119,17 +133,38 @@ fn choose_matrix(opts: &Options) -> Result<MatrixChoice, Failure> {
 /// Builds the probe in release mode and returns the binary's path.
 fn build_probe(verbose: bool) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("building the probe (cargo build --release -p conformance-probes; about 2 minutes the first time) ...");
+    eprintln!(
+        "building the probe (cargo build --release -p conformance-probes; about 2 minutes the first time) ..."
+    );
     let out = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["build", "--release", "-p", "conformance-probes", "--bin", "probe", "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "conformance-probes",
+            "--bin",
+            "probe",
+            "--message-format=json-render-diagnostics",
+        ])
         .stdout(Stdio::piped())
-        .stderr(if verbose { Stdio::inherit() } else { Stdio::piped() })
+        .stderr(if verbose {
+            Stdio::inherit()
+        } else {
+            Stdio::piped()
+        })
         .output()
         .context("run cargo build for the probe")?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> = stderr
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         return Err(anyhow!("building the probe failed:\n{}", tail.join("\n")));
     }
     String::from_utf8_lossy(&out.stdout)
@@ -146,7 +181,10 @@ fn probe_info(version: &str, privilege: &str) -> ProbeInfo {
         Some((v, rest)) => (v.to_string(), rest.trim_end_matches(')').to_string()),
         None => (version.to_string(), "unknown".to_string()),
     };
-    ProbeInfo { version: format!("{version}, started {privilege}"), ebpf_objects: objects }
+    ProbeInfo {
+        version: format!("{version}, started {privilege}"),
+        ebpf_objects: objects,
+    }
 }
 
 /// [`build_probe`] with its error as a [`Failure`].
@@ -169,12 +207,21 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     // 1. Everything the user can get wrong, before anything runs.
     let target_kind: TargetKind = opts.target.parse().map_err(|e: String| fail(USAGE, e))?;
     if target_kind != TargetKind::Lab {
-        return Err(fail(USAGE, format!("target `{}` is not built yet; available now: lab (see README, Targets)", target_kind.name())));
+        return Err(fail(
+            USAGE,
+            format!(
+                "target `{}` is not built yet; available now: lab (see README, Targets)",
+                target_kind.name()
+            ),
+        ));
     }
     let selection = Selection::parse(&opts.tests).map_err(|e| fail(USAGE, e))?;
     let planned = selection.plan(CATALOGUE);
     if planned.is_empty() {
-        return Err(fail(USAGE, format!("--test {} selects no check", opts.tests.join(","))));
+        return Err(fail(
+            USAGE,
+            format!("--test {} selects no check", opts.tests.join(",")),
+        ));
     }
     let matrix_choice = choose_matrix(&opts)?;
     let paths = ReportPaths {
@@ -189,20 +236,31 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         Some(p) => p.clone(),
         None => build_probe_path(opts.verbose)?,
     };
-    let target = Lab { probe: ProbeBinary { path: probe } };
+    let target = Lab {
+        probe: ProbeBinary { path: probe },
+    };
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, interrupted.clone()).map_err(|e| fail(INFRA, format!("install signal handler: {e}")))?;
+        signal_hook::flag::register(signal, interrupted.clone())
+            .map_err(|e| fail(INFRA, format!("install signal handler: {e}")))?;
     }
-    let control = RunControl { timeout: Duration::from_secs(opts.timeout), interrupted: interrupted.clone(), verbose: opts.verbose };
+    let control = RunControl {
+        timeout: Duration::from_secs(opts.timeout),
+        interrupted: interrupted.clone(),
+        verbose: opts.verbose,
+    };
     let args = ProbeArgs {
         run_id: new_run_id(),
-        checks: planned.iter().map(|p| format!("{}[{}]", p.check, p.variant)).collect(),
+        checks: planned
+            .iter()
+            .map(|p| format!("{}[{}]", p.check, p.variant))
+            .collect(),
         faults: opts.fault.clone(),
     };
 
     // 3. Run it: the target writes lines into a pipe, the stream reader judges nothing yet.
-    let (reader, mut writer) = std::io::pipe().map_err(|e| fail(INFRA, format!("create pipe: {e}")))?;
+    let (reader, mut writer) =
+        std::io::pipe().map_err(|e| fail(INFRA, format!("create pipe: {e}")))?;
     let worker = std::thread::spawn(move || {
         target.run_probe(&args, &control, &mut |line| {
             let _ = writeln!(writer, "{line}");
@@ -218,14 +276,24 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     let exit = match exit {
         Ok(exit) => exit,
         Err(TargetError::Interrupted) => {
-            return Err(fail(INTERRUPTED, "interrupted: the probe was stopped (its namespaces and programs die with it); no report written"));
+            return Err(fail(
+                INTERRUPTED,
+                "interrupted: the probe was stopped (its namespaces and programs die with it); no report written",
+            ));
         }
         Err(e @ TargetError::Usage(_)) => return Err(fail(USAGE, e)),
         Err(e) => return Err(fail(INFRA, e)),
     };
     let stream = stream.map_err(|e| {
         let why = exit.stderr_tail.last().cloned().unwrap_or_default();
-        fail(INFRA, format!("{e} (probe exit {:?}{}{why})", exit.code, if why.is_empty() { "" } else { ": " }))
+        fail(
+            INFRA,
+            format!(
+                "{e} (probe exit {:?}{}{why})",
+                exit.code,
+                if why.is_empty() { "" } else { ": " }
+            ),
+        )
     })?;
 
     // 4. Judge.
@@ -233,7 +301,10 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         MatrixChoice::Fixed(m, source) => (m, source),
         MatrixChoice::ByEnvironment(all) => {
             let (env, why) = detect(&stream.facts);
-            let m = all.into_iter().find(|m| m.environment == env).expect("a matrix per environment");
+            let m = all
+                .into_iter()
+                .find(|m| m.environment == env)
+                .expect("a matrix per environment");
             (m, EnvironmentSource::Detected { why })
         }
     };
@@ -250,7 +321,12 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         selection: selection.patterns(),
         probe: probe_info(&stream.probe_version, &exit.privilege),
     };
-    let run = Run::new(meta, stream.facts.clone(), verdicts, stream.problems.clone());
+    let run = Run::new(
+        meta,
+        stream.facts.clone(),
+        verdicts,
+        stream.problems.clone(),
+    );
 
     // 5. Report.
     write_reports(&run, &paths).map_err(|e| fail(e.exit_code(), e))?;

@@ -11,15 +11,31 @@ use conformance_ebpf_common::{HookConfig, PROBE_PORT, action};
 use std::time::Instant;
 
 pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result<Observation> {
-    let config = |act| HookConfig { dport: PROBE_PORT, action: act, ..Default::default() };
+    let config = |act| HookConfig {
+        dport: PROBE_PORT,
+        action: act,
+        ..Default::default()
+    };
     let mut path = HostBound::setup(check, mode, ctx, config(action::PASS))?;
     let burst = path.positive()?;
-    let reason = failure_reason(&burst, &[(&path.hook.label, &burst.events, burst.counters.matched)]);
+    let reason = failure_reason(
+        &burst,
+        &[(&path.hook.label, &burst.events, burst.counters.matched)],
+    );
     let leg = Leg {
         pass: reason.is_none(),
-        reason: reason.unwrap_or_else(|| format!("the {} program counted {}/{BURST} datagrams and all reached the host socket", mode.name(), burst.counters.matched)),
+        reason: reason.unwrap_or_else(|| {
+            format!(
+                "the {} program counted {}/{BURST} datagrams and all reached the host socket",
+                mode.name(),
+                burst.counters.matched
+            )
+        }),
         evidence: burst_evidence(&burst, &path.hook.label),
     };
-    let control = path.control(config(action::DROP), "the same attach with a program returning TC_ACT_SHOT")?;
+    let control = path.control(
+        config(action::DROP),
+        "the same attach with a program returning TC_ACT_SHOT",
+    )?;
     Ok(observe(check, mode.name(), started, leg, control, BURST))
 }

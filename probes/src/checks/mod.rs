@@ -52,7 +52,11 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// The attach mode for hooks that are not what the check is about.
     pub fn default_mode(&self) -> AttachMode {
-        if self.tcx { AttachMode::Tcx } else { AttachMode::Legacy }
+        if self.tcx {
+            AttachMode::Tcx
+        } else {
+            AttachMode::Legacy
+        }
     }
 
     fn fault(&self, check: &str) -> Option<Fault> {
@@ -61,21 +65,47 @@ impl Ctx<'_> {
 
     /// Applies the fault injected for `check`, if any. The returned hook (for `drop`)
     /// must live as long as the traffic.
-    pub fn apply_fault(&self, check: &str, node: &mut Node, host_sends: bool) -> Result<Option<Hook>> {
-        let Some(fault) = self.fault(check) else { return Ok(None) };
+    pub fn apply_fault(
+        &self,
+        check: &str,
+        node: &mut Node,
+        host_sends: bool,
+    ) -> Result<Option<Hook>> {
+        let Some(fault) = self.fault(check) else {
+            return Ok(None);
+        };
         let pod = &mut node.pods[0];
         match fault {
             Fault::Drop => {
-                let direction = if host_sends { Direction::Ingress } else { Direction::Egress };
-                let config = HookConfig { dport: PROBE_PORT, action: action::DROP, ..Default::default() };
-                Ok(Some(Hook::attach(&pod.ns, "eth0", direction, self.default_mode(), config)?))
+                let direction = if host_sends {
+                    Direction::Ingress
+                } else {
+                    Direction::Egress
+                };
+                let config = HookConfig {
+                    dport: PROBE_PORT,
+                    action: action::DROP,
+                    ..Default::default()
+                };
+                Ok(Some(Hook::attach(
+                    &pod.ns,
+                    "eth0",
+                    direction,
+                    self.default_mode(),
+                    config,
+                )?))
             }
             Fault::NoRoute => {
                 if host_sends || check.starts_with("datapath.pod-to-host") {
                     let route = crate::topology::pod_route(pod.ip, &pod.lxc);
                     node.host_rtnl.delete_route(&route)?;
                 } else {
-                    let route = Route { dst: Ipv4Addr::UNSPECIFIED, prefix: 0, oif: pod.eth0.index, gateway: Some(GATEWAY_IP) };
+                    let route = Route {
+                        dst: Ipv4Addr::UNSPECIFIED,
+                        prefix: 0,
+                        oif: pod.eth0.index,
+                        gateway: Some(GATEWAY_IP),
+                    };
                     pod.rtnl.delete_route(&route)?;
                 }
                 Ok(None)
@@ -105,22 +135,51 @@ pub struct ControlLeg {
 impl ControlLeg {
     fn into_control(self, sent: u32) -> Control {
         let (outcome, reason) = if self.leaked > 0 {
-            (ControlOutcome::Leaked, format!("{}/{sent} datagrams were delivered although the path was broken", self.leaked))
+            (
+                ControlOutcome::Leaked,
+                format!(
+                    "{}/{sent} datagrams were delivered although the path was broken",
+                    self.leaked
+                ),
+            )
         } else if !self.witnessed {
-            (ControlOutcome::Error, "the control's traffic never reached the point it breaks; nothing can be concluded".to_string())
+            (
+                ControlOutcome::Error,
+                "the control's traffic never reached the point it breaks; nothing can be concluded"
+                    .to_string(),
+            )
         } else {
-            (ControlOutcome::Blocked, format!("0/{sent} datagrams delivered, as a broken path must"))
+            (
+                ControlOutcome::Blocked,
+                format!("0/{sent} datagrams delivered, as a broken path must"),
+            )
         };
-        Control { description: self.description, outcome, reason, evidence: self.evidence }
+        Control {
+            description: self.description,
+            outcome,
+            reason,
+            evidence: self.evidence,
+        }
     }
 }
 
 /// Builds an observation from both legs.
-pub fn observe(check: &str, variant: &str, started: Instant, leg: Leg, control: ControlLeg, sent: u32) -> Observation {
+pub fn observe(
+    check: &str,
+    variant: &str,
+    started: Instant,
+    leg: Leg,
+    control: ControlLeg,
+    sent: u32,
+) -> Observation {
     Observation {
         check: check.to_string(),
         variant: variant.to_string(),
-        outcome: if leg.pass { Outcome::Pass } else { Outcome::Fail },
+        outcome: if leg.pass {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
         reason: leg.reason,
         evidence: leg.evidence,
         control: Some(control.into_control(sent)),
@@ -131,12 +190,17 @@ pub fn observe(check: &str, variant: &str, started: Instant, leg: Leg, control: 
 /// Runs one check variant; setup failures become an `error` observation.
 pub fn run(spec: &CheckSpec, variant: &str, ctx: &Ctx) -> Observation {
     let started = Instant::now();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(spec.id, variant, ctx, started)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatch(spec.id, variant, ctx, started)
+    }));
     let error = match result {
         Ok(Ok(obs)) => return obs,
         Ok(Err(e)) => format!("{e:#}"),
         Err(panic) => {
-            let text = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             format!("probe panicked: {}", text.unwrap_or_default())
         }
     };
@@ -152,11 +216,16 @@ pub fn run(spec: &CheckSpec, variant: &str, ctx: &Ctx) -> Observation {
 }
 
 fn dispatch(id: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
-    let mode = || AttachMode::from_variant(variant).ok_or_else(|| anyhow!("unknown variant `{variant}` for {id}"));
+    let mode = || {
+        AttachMode::from_variant(variant)
+            .ok_or_else(|| anyhow!("unknown variant `{variant}` for {id}"))
+    };
     match id {
         "tc.attach.tcx" | "tc.attach.legacy" => attach::run(id, mode()?, ctx, started),
         "datapath.stack-delivery" => stack_delivery::run_pass(id, mode()?, ctx, started),
-        "datapath.stack-delivery.redirect" => stack_delivery::run_redirect(id, mode()?, ctx, started),
+        "datapath.stack-delivery.redirect" => {
+            stack_delivery::run_redirect(id, mode()?, ctx, started)
+        }
         "datapath.redirect-peer" => redirect_peer::run(id, mode()?, ctx, started),
         "datapath.redirect-peer.scrub" => redirect_peer::run_scrub(id, variant, ctx, started),
         "datapath.pod-to-host" => routing::run(id, variant, false, ctx, started),

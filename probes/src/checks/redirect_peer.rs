@@ -31,10 +31,26 @@ impl PodToPod {
         let fault = ctx.apply_fault(check, &mut node, false)?;
         let [a, b] = &node.pods;
         let rx_sock = traffic::bind(&b.ns, b.ip, PROBE_PORT)?;
-        let hook = Hook::attach(&node.host, &a.lxc.name, Direction::Ingress, mode, HookConfig::default())?;
-        let observe = HookConfig { dport: PROBE_PORT, action: action::PASS, ..Default::default() };
+        let hook = Hook::attach(
+            &node.host,
+            &a.lxc.name,
+            Direction::Ingress,
+            mode,
+            HookConfig::default(),
+        )?;
+        let observe = HookConfig {
+            dport: PROBE_PORT,
+            action: action::PASS,
+            ..Default::default()
+        };
         let observer = Hook::attach(&b.ns, "eth0", Direction::Ingress, mode, observe)?;
-        Ok(Self { node, rx_sock, hook, observer, _fault: fault })
+        Ok(Self {
+            node,
+            rx_sock,
+            hook,
+            observer,
+            _fault: fault,
+        })
     }
 
     /// Host-namespace counters that would move if the packet were forwarded instead of redirected.
@@ -44,13 +60,20 @@ impl PodToPod {
         Ok((forwarded, lxc_b_tx))
     }
 
-    fn control(&mut self, broken: HookConfig, description: &str, send: &mut dyn FnMut(&Self) -> Result<u32>) -> Result<ControlLeg> {
+    fn control(
+        &mut self,
+        broken: HookConfig,
+        description: &str,
+        send: &mut dyn FnMut(&Self) -> Result<u32>,
+    ) -> Result<ControlLeg> {
         self.hook.configure(broken)?;
         let before = self.hook.counters()?.matched;
         let sent = send(self)?;
         let hook = &mut self.hook;
         let (leaks, witnessed) = traffic::collect_leaks(&self.rx_sock, CONTROL_SEQS, || {
-            hook.counters().map(|c| c.matched >= before + u64::from(BURST)).unwrap_or(false)
+            hook.counters()
+                .map(|c| c.matched >= before + u64::from(BURST))
+                .unwrap_or(false)
         });
         let matched = self.hook.counters()?.matched - before;
         Ok(ControlLeg {
@@ -60,8 +83,14 @@ impl PodToPod {
             evidence: evidence([
                 ("sent", json!(sent)),
                 ("delivered", seqs_json(&leaks)),
-                ("hook", json!({ "at": self.hook.label, "matched": matched, "events": self.hook.drain_events().iter().map(meta_json).collect::<Vec<_>>() })),
-                ("observer", json!({ "at": self.observer.label, "events": self.observer.drain_events().iter().map(meta_json).collect::<Vec<_>>() })),
+                (
+                    "hook",
+                    json!({ "at": self.hook.label, "matched": matched, "events": self.hook.drain_events().iter().map(meta_json).collect::<Vec<_>>() }),
+                ),
+                (
+                    "observer",
+                    json!({ "at": self.observer.label, "events": self.observer.drain_events().iter().map(meta_json).collect::<Vec<_>>() }),
+                ),
             ]),
         })
     }
@@ -101,46 +130,80 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
     let delivered = arrivals.len() as u32;
     let mut problems = Vec::new();
     if delivered < BURST {
-        problems.push(format!("{delivered}/{BURST} datagrams reached {b_ip}:{PROBE_PORT} in pod B"));
+        problems.push(format!(
+            "{delivered}/{BURST} datagrams reached {b_ip}:{PROBE_PORT} in pod B"
+        ));
     }
     if sent < BURST {
-        problems.push(format!("only {sent} sent ({})", send_error.as_deref().unwrap_or("?")));
+        problems.push(format!(
+            "only {sent} sent ({})",
+            send_error.as_deref().unwrap_or("?")
+        ));
     }
     if counters.matched < u64::from(BURST) {
-        problems.push(format!("hook {} saw {}/{BURST}", p.hook.label, counters.matched));
+        problems.push(format!(
+            "hook {} saw {}/{BURST}",
+            p.hook.label, counters.matched
+        ));
     }
     if counters.redirect_failed > 0 {
-        problems.push(format!("bpf_redirect_peer failed for {} packets", counters.redirect_failed));
+        problems.push(format!(
+            "bpf_redirect_peer failed for {} packets",
+            counters.redirect_failed
+        ));
     }
     if forwarded > 0 {
         problems.push(format!("the host namespace forwarded {forwarded} datagrams (IpForwDatagrams): not a peer redirect"));
     }
     if lxc_b_tx > 0 {
-        problems.push(format!("{} transmitted {lxc_b_tx} packets: the redirect went through the host-side veth", lxc_b.name));
+        problems.push(format!(
+            "{} transmitted {lxc_b_tx} packets: the redirect went through the host-side veth",
+            lxc_b.name
+        ));
     }
     let leg = Leg {
         pass: problems.is_empty(),
         reason: if problems.is_empty() {
-            format!("{BURST}/{BURST} datagrams redirected into pod B's namespace; host forwarded 0, {} transmitted 0", lxc_b.name)
+            format!(
+                "{BURST}/{BURST} datagrams redirected into pod B's namespace; host forwarded 0, {} transmitted 0",
+                lxc_b.name
+            )
         } else {
             problems.join("; ")
         },
         evidence: evidence([
             ("sent", json!(sent)),
             ("send_error", json!(send_error)),
-            ("destination", json!(format!("{b_ip}:{PROBE_PORT} in ns pod-b"))),
+            (
+                "destination",
+                json!(format!("{b_ip}:{PROBE_PORT} in ns pod-b")),
+            ),
             ("delivered", seqs_json(&arrivals)),
-            ("redirect", json!({ "helper": "bpf_redirect_peer", "target": lxc_b.name, "ifindex": lxc_b.index })),
+            (
+                "redirect",
+                json!({ "helper": "bpf_redirect_peer", "target": lxc_b.name, "ifindex": lxc_b.index }),
+            ),
             ("host_ip_forw_datagrams_delta", json!(forwarded)),
             ("target_veth_tx_packets_delta", json!(lxc_b_tx)),
-            ("hook", json!({ "at": p.hook.label, "counters": counters.to_json(), "events": src_events.iter().map(meta_json).collect::<Vec<_>>() })),
-            ("observer", json!({ "at": p.observer.label, "counters": observer_counters.to_json(), "events": dst_events.iter().map(meta_json).collect::<Vec<_>>() })),
+            (
+                "hook",
+                json!({ "at": p.hook.label, "counters": counters.to_json(), "events": src_events.iter().map(meta_json).collect::<Vec<_>>() }),
+            ),
+            (
+                "observer",
+                json!({ "at": p.observer.label, "counters": observer_counters.to_json(), "events": dst_events.iter().map(meta_json).collect::<Vec<_>>() }),
+            ),
         ]),
     };
-    let broken = HookConfig { target_ifindex: MISSING_IFINDEX, ..redirect };
-    let control = p.control(broken, "bpf_redirect_peer to an ifindex that does not exist", &mut |_| {
-        Ok(traffic::send_burst(&sender, b_ip, CONTROL_SEQS).0)
-    })?;
+    let broken = HookConfig {
+        target_ifindex: MISSING_IFINDEX,
+        ..redirect
+    };
+    let control = p.control(
+        broken,
+        "bpf_redirect_peer to an ifindex that does not exist",
+        &mut |_| Ok(traffic::send_burst(&sender, b_ip, CONTROL_SEQS).0),
+    )?;
     Ok(observe(check, mode.name(), started, leg, control, BURST))
 }
 
@@ -157,7 +220,12 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
     let mode = ctx.default_mode();
     let mut p = PodToPod::setup(check, mode, ctx)?;
     let [a, b] = &p.node.pods;
-    let spec = FrameSpec { src_mac: a.eth0.mac, dst_mac: FOREIGN_MAC, src_ip: a.ip, dst_ip: b.ip };
+    let spec = FrameSpec {
+        src_mac: a.eth0.mac,
+        dst_mac: FOREIGN_MAC,
+        src_ip: a.ip,
+        dst_ip: b.ip,
+    };
     let b_ip = b.ip;
     let lxc_b = b.lxc.clone();
     let mut sender = FrameSender::open(&a.ns, "eth0")?;
@@ -180,25 +248,42 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
     let mut problems = Vec::new();
     let delivered = arrivals.len() as u32;
     if delivered < BURST {
-        problems.push(format!("{delivered}/{BURST} foreign-MAC frames reached {b_ip}:{PROBE_PORT} in pod B"));
+        problems.push(format!(
+            "{delivered}/{BURST} foreign-MAC frames reached {b_ip}:{PROBE_PORT} in pod B"
+        ));
     }
     if counters.matched < u64::from(BURST) {
-        problems.push(format!("hook {} saw {}/{BURST}", p.hook.label, counters.matched));
+        problems.push(format!(
+            "hook {} saw {}/{BURST}",
+            p.hook.label, counters.matched
+        ));
     }
     if let Some(m) = src.iter().find(|m| m.pkt_type != PACKET_OTHERHOST) {
-        problems.push(format!("source hook saw pkt_type {} (want 3, OTHERHOST): the frame was not foreign", m.pkt_type));
+        problems.push(format!(
+            "source hook saw pkt_type {} (want 3, OTHERHOST): the frame was not foreign",
+            m.pkt_type
+        ));
     }
     if dst.len() < BURST as usize {
         problems.push(format!("pod B's eth0 ingress saw {}/{BURST}", dst.len()));
     }
     if let Some(m) = dst.iter().find(|m| m.pkt_type != PACKET_HOST) {
-        problems.push(format!("pkt_type {} in pod B (want 0, HOST): not scrubbed", m.pkt_type));
+        problems.push(format!(
+            "pkt_type {} in pod B (want 0, HOST): not scrubbed",
+            m.pkt_type
+        ));
     }
     if let Some(m) = dst.iter().find(|m| m.mark != SCRUB_MARK) {
-        problems.push(format!("mark {:#x} in pod B (want {SCRUB_MARK:#x}): the scrub must keep it", m.mark));
+        problems.push(format!(
+            "mark {:#x} in pod B (want {SCRUB_MARK:#x}): the scrub must keep it",
+            m.mark
+        ));
     }
     if let Some(m) = dst.iter().find(|m| m.tstamp != SCRUB_TSTAMP) {
-        problems.push(format!("tstamp {:#x} in pod B (want {SCRUB_TSTAMP:#x}): the scrub must keep it", m.tstamp));
+        problems.push(format!(
+            "tstamp {:#x} in pod B (want {SCRUB_TSTAMP:#x}): the scrub must keep it",
+            m.tstamp
+        ));
     }
     let leg = Leg {
         pass: problems.is_empty(),
@@ -211,20 +296,41 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
         },
         evidence: evidence([
             ("sent", json!(sent)),
-            ("frame", json!({ "dst_mac": mac_text(&FOREIGN_MAC), "src": a.ip.to_string(), "dst": format!("{b_ip}:{PROBE_PORT}") })),
+            (
+                "frame",
+                json!({ "dst_mac": mac_text(&FOREIGN_MAC), "src": a.ip.to_string(), "dst": format!("{b_ip}:{PROBE_PORT}") }),
+            ),
             ("delivered", seqs_json(&arrivals)),
-            ("set_by_source_hook", json!({ "mark": format!("{SCRUB_MARK:#x}"), "tstamp": SCRUB_TSTAMP })),
-            ("source", json!({ "at": p.hook.label, "counters": counters.to_json(), "events": src.iter().map(meta_json).collect::<Vec<_>>() })),
-            ("destination", json!({ "at": p.observer.label, "events": dst.iter().map(meta_json).collect::<Vec<_>>() })),
+            (
+                "set_by_source_hook",
+                json!({ "mark": format!("{SCRUB_MARK:#x}"), "tstamp": SCRUB_TSTAMP }),
+            ),
+            (
+                "source",
+                json!({ "at": p.hook.label, "counters": counters.to_json(), "events": src.iter().map(meta_json).collect::<Vec<_>>() }),
+            ),
+            (
+                "destination",
+                json!({ "at": p.observer.label, "events": dst.iter().map(meta_json).collect::<Vec<_>>() }),
+            ),
         ]),
     };
-    let broken = HookConfig { dport: PROBE_PORT, action: action::PASS, ..Default::default() };
-    let control = p.control(broken, "the same frames handed to the host stack (TC_ACT_OK) instead of bpf_redirect_peer", &mut |_| {
-        sender.send_burst(&spec, CONTROL_SEQS)
-    })?;
+    let broken = HookConfig {
+        dport: PROBE_PORT,
+        action: action::PASS,
+        ..Default::default()
+    };
+    let control = p.control(
+        broken,
+        "the same frames handed to the host stack (TC_ACT_OK) instead of bpf_redirect_peer",
+        &mut |_| sender.send_burst(&spec, CONTROL_SEQS),
+    )?;
     Ok(observe(check, variant, started, leg, control, BURST))
 }
 
 fn mac_text(mac: &Mac) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

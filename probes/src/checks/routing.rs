@@ -28,11 +28,21 @@ fn round_trip(
             let _ = server.send_to(&traffic::payload(r.seq), to);
         }
     }
-    let replies = if requests.is_empty() { Vec::new() } else { traffic::collect_expected(client, seqs) };
+    let replies = if requests.is_empty() {
+        Vec::new()
+    } else {
+        traffic::collect_expected(client, seqs)
+    };
     (requests, replies, send_error)
 }
 
-pub fn run(check: &str, variant: &str, host_sends: bool, ctx: &Ctx, started: Instant) -> Result<Observation> {
+pub fn run(
+    check: &str,
+    variant: &str,
+    host_sends: bool,
+    ctx: &Ctx,
+    started: Instant,
+) -> Result<Observation> {
     let mut node = Node::build(ctx.run_id)?;
     let _fault = ctx.apply_fault(check, &mut node, host_sends)?;
     let [a, b] = &node.pods;
@@ -47,9 +57,16 @@ pub fn run(check: &str, variant: &str, host_sends: bool, ctx: &Ctx, started: Ins
     let (requests, replies, send_error) = round_trip(client, server, server_ip, POSITIVE_SEQS);
     let pass = replies.len() as u32 == BURST;
     let reason = if pass {
-        format!("{BURST}/{BURST} round trips {direction} over the /32 route via {}", a.lxc.name)
+        format!(
+            "{BURST}/{BURST} round trips {direction} over the /32 route via {}",
+            a.lxc.name
+        )
     } else {
-        let mut r = format!("{}/{BURST} requests arrived, {}/{BURST} replies came back ({direction})", requests.len(), replies.len());
+        let mut r = format!(
+            "{}/{BURST} requests arrived, {}/{BURST} replies came back ({direction})",
+            requests.len(),
+            replies.len()
+        );
         if let Some(e) = &send_error {
             r.push_str(&format!("; send failed: {e}"));
         }
@@ -62,7 +79,10 @@ pub fn run(check: &str, variant: &str, host_sends: bool, ctx: &Ctx, started: Ins
             ("direction", json!(direction)),
             ("pod_ip", json!(a.ip.to_string())),
             ("node_ip", json!(NODE_IP.to_string())),
-            ("host_route", json!(format!("{}/32 dev {} scope link", a.ip, a.lxc.name))),
+            (
+                "host_route",
+                json!(format!("{}/32 dev {} scope link", a.ip, a.lxc.name)),
+            ),
             ("requests_arrived", seqs_json(&requests)),
             ("replies_arrived", seqs_json(&replies)),
             ("send_error", json!(send_error)),
@@ -76,7 +96,11 @@ pub fn run(check: &str, variant: &str, host_sends: bool, ctx: &Ctx, started: Ins
     node.host_rtnl.add_neighbour(b_lxc.index, a_ip, b_mac)?;
     let b_rx_before = dev_counters(&node.pods[1].ns, "eth0")?.rx_packets;
     let (_, send_error) = traffic::send_burst(client, server_ip, CONTROL_SEQS);
-    let requests = if host_sends { Vec::new() } else { traffic::collect_expected(server, CONTROL_SEQS) };
+    let requests = if host_sends {
+        Vec::new()
+    } else {
+        traffic::collect_expected(server, CONTROL_SEQS)
+    };
     for r in &requests {
         if let SocketAddr::V4(to) = r.from {
             let _ = server.send_to(&traffic::payload(r.seq), to);
@@ -86,12 +110,17 @@ pub fn run(check: &str, variant: &str, host_sends: bool, ctx: &Ctx, started: Ins
     let watch = &pod_sock;
     let pod_b = &node.pods[1].ns;
     let (leaks, witnessed) = traffic::collect_leaks(watch, CONTROL_SEQS, || {
-        dev_counters(pod_b, "eth0").map(|c| c.rx_packets >= b_rx_before + u64::from(BURST)).unwrap_or(false)
+        dev_counters(pod_b, "eth0")
+            .map(|c| c.rx_packets >= b_rx_before + u64::from(BURST))
+            .unwrap_or(false)
     });
     let b_rx = dev_counters(pod_b, "eth0")?.rx_packets - b_rx_before;
     node.host_rtnl.replace_route(&pod_route(a_ip, &a_lxc))?;
     let control = ControlLeg {
-        description: format!("the host's /32 route to pod A points at {} (pod B) instead of {}", b_lxc.name, a_lxc.name),
+        description: format!(
+            "the host's /32 route to pod A points at {} (pod B) instead of {}",
+            b_lxc.name, a_lxc.name
+        ),
         leaked: leaks.len(),
         witnessed,
         evidence: evidence([

@@ -44,14 +44,26 @@ impl HostBound {
         let pod = &node.pods[0];
         let pod_sock = traffic::bind(&pod.ns, pod.ip, PROBE_PORT)?;
         let hook = Hook::attach(&node.host, &pod.lxc.name, Direction::Ingress, mode, config)?;
-        Ok(Self { node, host_sock, pod_sock, hook, _fault: fault })
+        Ok(Self {
+            node,
+            host_sock,
+            pod_sock,
+            hook,
+            _fault: fault,
+        })
     }
 
     /// Sends the positive burst and waits for it at the host socket.
     pub fn positive(&mut self) -> Result<Burst> {
         let (sent, send_error) = traffic::send_burst(&self.pod_sock, NODE_IP, POSITIVE_SEQS);
         let arrivals = traffic::collect_expected(&self.host_sock, POSITIVE_SEQS);
-        Ok(Burst { sent, send_error, arrivals, counters: self.hook.counters()?, events: self.hook.drain_events() })
+        Ok(Burst {
+            sent,
+            send_error,
+            arrivals,
+            counters: self.hook.counters()?,
+            events: self.hook.drain_events(),
+        })
     }
 
     /// Reconfigures the hook to break the path and sends the control burst.
@@ -61,7 +73,9 @@ impl HostBound {
         let (sent, send_error) = traffic::send_burst(&self.pod_sock, NODE_IP, CONTROL_SEQS);
         let hook = &mut self.hook;
         let (leaks, witnessed) = traffic::collect_leaks(&self.host_sock, CONTROL_SEQS, || {
-            hook.counters().map(|c| c.matched >= before + u64::from(BURST)).unwrap_or(false)
+            hook.counters()
+                .map(|c| c.matched >= before + u64::from(BURST))
+                .unwrap_or(false)
         });
         let counters = self.hook.counters()?;
         let events = self.hook.drain_events();
@@ -73,7 +87,10 @@ impl HostBound {
                 ("sent", json!(sent)),
                 ("send_error", json!(send_error)),
                 ("delivered", seqs_json(&leaks)),
-                ("hook", json!({ "at": self.hook.label, "matched": counters.matched - before, "events": events.iter().map(meta_json).collect::<Vec<_>>() })),
+                (
+                    "hook",
+                    json!({ "at": self.hook.label, "matched": counters.matched - before, "events": events.iter().map(meta_json).collect::<Vec<_>>() }),
+                ),
             ]),
         })
     }
@@ -89,19 +106,29 @@ pub(super) fn nix_2hd_signature(m: &SkbMeta) -> bool {
 /// Why a host-bound burst did not pass, in one line; `None` when it passed.
 pub(super) fn failure_reason(burst: &Burst, hooks: &[(&str, &[SkbMeta], u64)]) -> Option<String> {
     let want = u64::from(BURST);
-    if burst.arrivals.len() as u32 == BURST && hooks.iter().all(|(_, _, matched)| *matched >= want) {
+    if burst.arrivals.len() as u32 == BURST && hooks.iter().all(|(_, _, matched)| *matched >= want)
+    {
         return None;
     }
-    let mut parts = vec![format!("{}/{BURST} datagrams reached {NODE_IP}:{PROBE_PORT} in the host namespace", burst.arrivals.len())];
+    let mut parts = vec![format!(
+        "{}/{BURST} datagrams reached {NODE_IP}:{PROBE_PORT} in the host namespace",
+        burst.arrivals.len()
+    )];
     if burst.sent < BURST {
-        parts.push(format!("only {} sent ({})", burst.sent, burst.send_error.as_deref().unwrap_or("?")));
+        parts.push(format!(
+            "only {} sent ({})",
+            burst.sent,
+            burst.send_error.as_deref().unwrap_or("?")
+        ));
     }
     for (at, events, matched) in hooks {
         if *matched < want {
             parts.push(format!("hook {at} saw {matched}/{BURST}"));
         }
         if events.iter().any(nix_2hd_signature) {
-            parts.push(format!("nix-2hd signature at {at}: ifindex 0, hash 0x0, source 0.0.0.0"));
+            parts.push(format!(
+                "nix-2hd signature at {at}: ifindex 0, hash 0x0, source 0.0.0.0"
+            ));
         }
     }
     Some(parts.join("; "))
@@ -111,9 +138,15 @@ pub(super) fn burst_evidence(burst: &Burst, hook_label: &str) -> serde_json::Map
     evidence([
         ("sent", json!(burst.sent)),
         ("send_error", json!(burst.send_error)),
-        ("destination", json!(format!("{NODE_IP}:{PROBE_PORT} in ns host"))),
+        (
+            "destination",
+            json!(format!("{NODE_IP}:{PROBE_PORT} in ns host")),
+        ),
         ("delivered", seqs_json(&burst.arrivals)),
-        ("delivered_from", json!(burst.arrivals.first().map(|a| a.from.to_string()))),
+        (
+            "delivered_from",
+            json!(burst.arrivals.first().map(|a| a.from.to_string())),
+        ),
         (
             "hook",
             json!({
@@ -127,7 +160,11 @@ pub(super) fn burst_evidence(burst: &Burst, hook_label: &str) -> serde_json::Map
 }
 
 fn pass_config(act: u32) -> HookConfig {
-    HookConfig { dport: PROBE_PORT, action: act, ..Default::default() }
+    HookConfig {
+        dport: PROBE_PORT,
+        action: act,
+        ..Default::default()
+    }
 }
 
 /// TC_ACT_OK: Cilium's "-> stack".
@@ -135,8 +172,14 @@ pub fn run_pass(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> R
     let mut path = HostBound::setup(check, mode, ctx, pass_config(action::PASS))?;
     let burst = path.positive()?;
     let mut ev = burst_evidence(&burst, &path.hook.label);
-    let reason = failure_reason(&burst, &[(&path.hook.label, &burst.events, burst.counters.matched)]);
-    ev.insert("nix_2hd_signature".into(), json!(burst.events.iter().any(nix_2hd_signature)));
+    let reason = failure_reason(
+        &burst,
+        &[(&path.hook.label, &burst.events, burst.counters.matched)],
+    );
+    ev.insert(
+        "nix_2hd_signature".into(),
+        json!(burst.events.iter().any(nix_2hd_signature)),
+    );
     let leg = Leg {
         pass: reason.is_none(),
         reason: reason.unwrap_or_else(|| format!("{BURST}/{BURST} datagrams passed the hook with TC_ACT_OK and reached the host socket")),
@@ -148,7 +191,12 @@ pub fn run_pass(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> R
 
 /// `bpf_redirect(cilium_net, BPF_F_INGRESS)` with the destination MAC rewritten, as
 /// Cilium hands host-bound traffic to cilium_host/cilium_net.
-pub fn run_redirect(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result<Observation> {
+pub fn run_redirect(
+    check: &str,
+    mode: AttachMode,
+    ctx: &Ctx,
+    started: Instant,
+) -> Result<Observation> {
     // The node is built inside setup; the redirect target is only known after, so
     // start with a config that matches nothing and configure once the node exists.
     let mut path = HostBound::setup(check, mode, ctx, HookConfig::default())?;
@@ -163,17 +211,29 @@ pub fn run_redirect(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) 
         ..Default::default()
     };
     path.hook.configure(redirect)?;
-    let mut observer = Hook::attach(&path.node.host, &target.name, Direction::Ingress, mode, pass_config(action::PASS))?;
+    let mut observer = Hook::attach(
+        &path.node.host,
+        &target.name,
+        Direction::Ingress,
+        mode,
+        pass_config(action::PASS),
+    )?;
 
     let burst = path.positive()?;
     let observer_counters = observer.counters()?;
     let observer_events = observer.drain_events();
     let reason = failure_reason(
         &burst,
-        &[(&path.hook.label, &burst.events, burst.counters.matched), (&observer.label, &observer_events, observer_counters.matched)],
+        &[
+            (&path.hook.label, &burst.events, burst.counters.matched),
+            (&observer.label, &observer_events, observer_counters.matched),
+        ],
     );
     let mut ev = burst_evidence(&burst, &path.hook.label);
-    ev.insert("redirect".into(), json!({ "target": target.name, "ifindex": target.index, "flags": "BPF_F_INGRESS" }));
+    ev.insert(
+        "redirect".into(),
+        json!({ "target": target.name, "ifindex": target.index, "flags": "BPF_F_INGRESS" }),
+    );
     ev.insert(
         "observer".into(),
         json!({ "at": observer.label, "counters": observer_counters.to_json(), "events": observer_events.iter().map(meta_json).collect::<Vec<_>>() }),
@@ -185,7 +245,10 @@ pub fn run_redirect(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) 
         }),
         evidence: ev,
     };
-    let broken = HookConfig { target_ifindex: MISSING_IFINDEX, ..redirect };
+    let broken = HookConfig {
+        target_ifindex: MISSING_IFINDEX,
+        ..redirect
+    };
     let control = path.control(broken, "bpf_redirect to an ifindex that does not exist")?;
     Ok(observe(check, mode.name(), started, leg, control, BURST))
 }

@@ -47,10 +47,9 @@ pub fn render_junit(run: &Run) -> String {
     );
     let _ = writeln!(
         x,
-        "  <testsuite name=\"{SUITE_NAME}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time}\" timestamp=\"{}\" id=\"{}\" package=\"{}\" version=\"{}\">",
+        "  <testsuite name=\"{SUITE_NAME}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time}\" timestamp=\"{}\" id=\"{}\" version=\"{}\">",
         attr(&run.meta.started_at),
         attr(&run.meta.run_id),
-        attr(run.meta.environment.as_str()),
         attr(&run.suite_version),
     );
     x.push_str("    <properties>\n");
@@ -172,33 +171,27 @@ fn xml_char(c: char) -> char {
 
 /// Element text: `&`, `<`, `>` escaped; `\r` as a reference so parsers keep it.
 fn text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars().map(xml_char) {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    escape(s, false)
 }
 
 /// Attribute values: also quotes, and whitespace as references so attribute
-/// normalisation does not turn newlines into spaces.
+/// normalisation does not turn newlines and tabs into spaces.
 fn attr(s: &str) -> String {
+    escape(s, true)
+}
+
+fn escape(s: &str, attribute: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars().map(xml_char) {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
+            '"' if attribute => out.push_str("&quot;"),
+            '\'' if attribute => out.push_str("&apos;"),
+            '\n' if attribute => out.push_str("&#10;"),
+            '\t' if attribute => out.push_str("&#9;"),
             _ => out.push(c),
         }
     }

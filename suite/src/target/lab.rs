@@ -56,9 +56,17 @@ impl Target for Lab {
         TargetKind::Lab
     }
 
-    fn run_probe(&self, args: &ProbeArgs, control: &RunControl, on_line: &mut dyn FnMut(&str)) -> Result<ProbeExit, TargetError> {
+    fn run_probe(
+        &self,
+        args: &ProbeArgs,
+        control: &RunControl,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ProbeExit, TargetError> {
         if !self.probe.path.exists() {
-            return Err(TargetError::Infrastructure(format!("probe binary {} does not exist", self.probe.path.display())));
+            return Err(TargetError::Infrastructure(format!(
+                "probe binary {} does not exist",
+                self.probe.path.display()
+            )));
         }
         let (prefix, privilege) = launcher()?;
         let mut argv = prefix;
@@ -122,11 +130,17 @@ impl Target for Lab {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let status = child.wait().map_err(|e| TargetError::Infrastructure(format!("wait for probe: {e}")))?;
+        let status = child
+            .wait()
+            .map_err(|e| TargetError::Infrastructure(format!("wait for probe: {e}")))?;
         if control.interrupted.load(Ordering::SeqCst) {
             return Err(TargetError::Interrupted);
         }
         let stderr_tail = stderr_thread.join().unwrap_or_default();
-        Ok(ProbeExit { code: status.code(), stderr_tail, privilege: privilege.to_string() })
+        Ok(ProbeExit {
+            code: status.code(),
+            stderr_tail,
+            privilege: privilege.to_string(),
+        })
     }
 }

@@ -40,7 +40,10 @@ impl TargetKind {
 impl std::str::FromStr for TargetKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| format!("unknown target `{s}` (known: lab, container, vm, cluster)"))
+        Self::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| format!("unknown target `{s}` (known: lab, container, vm, cluster)"))
     }
 }
 
@@ -56,7 +59,11 @@ pub struct ProbeArgs {
 
 impl ProbeArgs {
     pub fn to_argv(&self) -> Vec<String> {
-        let mut argv = vec!["run".to_string(), "--run-id".to_string(), self.run_id.clone()];
+        let mut argv = vec![
+            "run".to_string(),
+            "--run-id".to_string(),
+            self.run_id.clone(),
+        ];
         for c in &self.checks {
             argv.push("--check".into());
             argv.push(c.clone());
@@ -109,7 +116,12 @@ pub struct RunControl {
 pub trait Target {
     fn kind(&self) -> TargetKind;
     /// Runs the probe and calls `on_line` for each stdout line, in order.
-    fn run_probe(&self, args: &ProbeArgs, control: &RunControl, on_line: &mut dyn FnMut(&str)) -> Result<ProbeExit, TargetError>;
+    fn run_probe(
+        &self,
+        args: &ProbeArgs,
+        control: &RunControl,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<ProbeExit, TargetError>;
 }
 
 /// The probe binary a target ships or starts.

@@ -10,6 +10,7 @@ use conformance_contract::{
 use conformance_suite::env::{Environment, EnvironmentSource};
 use conformance_suite::matrix::Matrix;
 use conformance_suite::report::{ProbeInfo, Run, RunMeta};
+use conformance_suite::select::Selection;
 use conformance_suite::stream::StreamProblem;
 use conformance_suite::verdict::evaluate;
 use serde_json::{Map, Value, json};
@@ -96,15 +97,7 @@ pub fn obs(
 
 /// Every (check, variant) of the catalogue is planned; one is never observed.
 pub fn plan() -> Vec<PlannedCheck> {
-    conformance_contract::CATALOGUE
-        .iter()
-        .flat_map(|c| {
-            c.variants.iter().map(|v| PlannedCheck {
-                check: c.id.into(),
-                variant: (*v).into(),
-            })
-        })
-        .collect()
+    Selection::all().plan(conformance_contract::CATALOGUE)
 }
 
 pub fn observations() -> Vec<Observation> {
