@@ -121,6 +121,63 @@ pub struct Leg {
     pub evidence: Map<String, Value>,
 }
 
+impl Leg {
+    /// A leg that passes when nothing went wrong: `problems` joined make the reason
+    /// of a failure, `ok` the reason of a pass.
+    pub fn judged(
+        problems: Vec<String>,
+        ok: impl FnOnce() -> String,
+        evidence: Map<String, Value>,
+    ) -> Self {
+        let pass = problems.is_empty();
+        Leg {
+            pass,
+            reason: if pass { ok() } else { problems.join("; ") },
+            evidence,
+        }
+    }
+}
+
+/// The control leg of checks whose decisive step is a hook's action: reconfigure
+/// `hook` to break it, send the control burst, and listen on `rx` until the hook
+/// has counted the whole burst (the witness) plus a grace period.
+pub fn hook_control(
+    hook: &mut Hook,
+    broken: HookConfig,
+    description: &str,
+    rx: &std::net::UdpSocket,
+    send: impl FnOnce() -> Result<(u32, Option<String>)>,
+) -> Result<ControlLeg> {
+    hook.configure(broken)?;
+    let before = hook.counters()?.matched;
+    let (sent, send_error) = send()?;
+    let (leaks, witnessed) = crate::traffic::collect_leaks(rx, CONTROL_SEQS, || {
+        hook.counters()
+            .map(|c| c.matched >= before + u64::from(crate::traffic::BURST))
+            .unwrap_or(false)
+    });
+    let matched = hook.counters()?.matched - before;
+    let events: Vec<Value> = hook
+        .drain_events()
+        .iter()
+        .map(crate::hooks::meta_json)
+        .collect();
+    Ok(ControlLeg {
+        description: description.to_string(),
+        leaked: leaks.len(),
+        witnessed,
+        evidence: evidence([
+            ("sent", json!(sent)),
+            ("send_error", json!(send_error)),
+            ("delivered", seqs_json(&leaks)),
+            (
+                "hook",
+                json!({ "at": hook.label, "matched": matched, "events": events }),
+            ),
+        ]),
+    })
+}
+
 /// The result of the negative control.
 pub struct ControlLeg {
     pub description: String,

@@ -3,7 +3,9 @@
 //! BPF host routing does, and what the kernel scrubs on the way (CVE-2025-37959).
 
 use super::stack_delivery::MISSING_IFINDEX;
-use super::{CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, observe, seqs_json};
+use super::{
+    CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, hook_control, observe, seqs_json,
+};
 use crate::counters::{dev_counters, snmp};
 use crate::hooks::{AttachMode, Direction, Hook, meta_json};
 use crate::netlink::Mac;
@@ -60,39 +62,21 @@ impl PodToPod {
         Ok((forwarded, lxc_b_tx))
     }
 
+    /// The hook-witnessed control, plus what pod B's observer saw of it.
     fn control(
         &mut self,
         broken: HookConfig,
         description: &str,
-        send: &mut dyn FnMut(&Self) -> Result<u32>,
+        send: impl FnOnce() -> Result<(u32, Option<String>)>,
     ) -> Result<ControlLeg> {
-        self.hook.configure(broken)?;
-        let before = self.hook.counters()?.matched;
-        let sent = send(self)?;
-        let hook = &mut self.hook;
-        let (leaks, witnessed) = traffic::collect_leaks(&self.rx_sock, CONTROL_SEQS, || {
-            hook.counters()
-                .map(|c| c.matched >= before + u64::from(BURST))
-                .unwrap_or(false)
-        });
-        let matched = self.hook.counters()?.matched - before;
-        Ok(ControlLeg {
-            description: description.to_string(),
-            leaked: leaks.len(),
-            witnessed,
-            evidence: evidence([
-                ("sent", json!(sent)),
-                ("delivered", seqs_json(&leaks)),
-                (
-                    "hook",
-                    json!({ "at": self.hook.label, "matched": matched, "events": self.hook.drain_events().iter().map(meta_json).collect::<Vec<_>>() }),
-                ),
-                (
-                    "observer",
-                    json!({ "at": self.observer.label, "events": self.observer.drain_events().iter().map(meta_json).collect::<Vec<_>>() }),
-                ),
-            ]),
-        })
+        let mut leg = hook_control(&mut self.hook, broken, description, &self.rx_sock, send)?;
+        let events: Vec<serde_json::Value> =
+            self.observer.drain_events().iter().map(meta_json).collect();
+        leg.evidence.insert(
+            "observer".into(),
+            json!({ "at": self.observer.label, "events": events }),
+        );
+        Ok(leg)
     }
 }
 
@@ -161,17 +145,16 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
             lxc_b.name
         ));
     }
-    let leg = Leg {
-        pass: problems.is_empty(),
-        reason: if problems.is_empty() {
-            format!(
-                "{BURST}/{BURST} datagrams redirected into pod B's namespace; host forwarded 0, {} transmitted 0",
-                lxc_b.name
-            )
-        } else {
-            problems.join("; ")
-        },
-        evidence: evidence([
+    let ok = || {
+        format!(
+            "{BURST}/{BURST} datagrams redirected into pod B's namespace; host forwarded 0, {} transmitted 0",
+            lxc_b.name
+        )
+    };
+    let leg = Leg::judged(
+        problems,
+        ok,
+        evidence([
             ("sent", json!(sent)),
             ("send_error", json!(send_error)),
             (
@@ -194,7 +177,7 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
                 json!({ "at": p.observer.label, "counters": observer_counters.to_json(), "events": dst_events.iter().map(meta_json).collect::<Vec<_>>() }),
             ),
         ]),
-    };
+    );
     let broken = HookConfig {
         target_ifindex: MISSING_IFINDEX,
         ..redirect
@@ -202,7 +185,7 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
     let control = p.control(
         broken,
         "bpf_redirect_peer to an ifindex that does not exist",
-        &mut |_| Ok(traffic::send_burst(&sender, b_ip, CONTROL_SEQS).0),
+        || Ok(traffic::send_burst(&sender, b_ip, CONTROL_SEQS)),
     )?;
     Ok(observe(check, mode.name(), started, leg, control, BURST))
 }
@@ -285,16 +268,15 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
             m.tstamp
         ));
     }
-    let leg = Leg {
-        pass: problems.is_empty(),
-        reason: if problems.is_empty() {
-            format!(
-                "{BURST}/{BURST} foreign-MAC frames delivered; pkt_type OTHERHOST at the source, HOST in pod B; mark and tstamp kept"
-            )
-        } else {
-            problems.join("; ")
-        },
-        evidence: evidence([
+    let ok = || {
+        format!(
+            "{BURST}/{BURST} foreign-MAC frames delivered; pkt_type OTHERHOST at the source, HOST in pod B; mark and tstamp kept"
+        )
+    };
+    let leg = Leg::judged(
+        problems,
+        ok,
+        evidence([
             ("sent", json!(sent)),
             (
                 "frame",
@@ -314,7 +296,7 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
                 json!({ "at": p.observer.label, "events": dst.iter().map(meta_json).collect::<Vec<_>>() }),
             ),
         ]),
-    };
+    );
     let broken = HookConfig {
         dport: PROBE_PORT,
         action: action::PASS,
@@ -323,7 +305,7 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
     let control = p.control(
         broken,
         "the same frames handed to the host stack (TC_ACT_OK) instead of bpf_redirect_peer",
-        &mut |_| sender.send_burst(&spec, CONTROL_SEQS),
+        || Ok((sender.send_burst(&spec, CONTROL_SEQS)?, None)),
     )?;
     Ok(observe(check, variant, started, leg, control, BURST))
 }

@@ -4,7 +4,9 @@
 //! must reach a socket in the host namespace. The nix-2hd incident was exactly this
 //! path failing silently, so each packet's skb metadata is recorded at every hook.
 
-use super::{CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, observe, seqs_json};
+use super::{
+    CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, hook_control, observe, seqs_json,
+};
 use crate::hooks::{AttachMode, Direction, Hook, HookCounters, meta_json};
 use crate::topology::{NODE_IP, Node};
 use crate::traffic::{self, Arrival, BURST};
@@ -68,30 +70,9 @@ impl HostBound {
 
     /// Reconfigures the hook to break the path and sends the control burst.
     pub fn control(&mut self, broken: HookConfig, description: &str) -> Result<ControlLeg> {
-        self.hook.configure(broken)?;
-        let before = self.hook.counters()?.matched;
-        let (sent, send_error) = traffic::send_burst(&self.pod_sock, NODE_IP, CONTROL_SEQS);
-        let hook = &mut self.hook;
-        let (leaks, witnessed) = traffic::collect_leaks(&self.host_sock, CONTROL_SEQS, || {
-            hook.counters()
-                .map(|c| c.matched >= before + u64::from(BURST))
-                .unwrap_or(false)
-        });
-        let counters = self.hook.counters()?;
-        let events = self.hook.drain_events();
-        Ok(ControlLeg {
-            description: description.to_string(),
-            leaked: leaks.len(),
-            witnessed,
-            evidence: evidence([
-                ("sent", json!(sent)),
-                ("send_error", json!(send_error)),
-                ("delivered", seqs_json(&leaks)),
-                (
-                    "hook",
-                    json!({ "at": self.hook.label, "matched": counters.matched - before, "events": events.iter().map(meta_json).collect::<Vec<_>>() }),
-                ),
-            ]),
+        let pod_sock = &self.pod_sock;
+        hook_control(&mut self.hook, broken, description, &self.host_sock, || {
+            Ok(traffic::send_burst(pod_sock, NODE_IP, CONTROL_SEQS))
         })
     }
 }
