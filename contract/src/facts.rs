@@ -5,6 +5,7 @@
 //! so a matrix naming an unknown fact is rejected when it is loaded, not ignored.
 
 use crate::KernelVersion;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +23,7 @@ pub const HELPERS: &[&str] = &[
     "ringbuf_output",
 ];
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Facts {
     /// `uname -r`.
     pub kernel_release: String,
@@ -62,7 +63,7 @@ pub struct Facts {
     pub notes: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Virtualization {
     /// Hypervisor seen from inside (`kvm`, `qemu`, `firecracker`, `hyperv`, `unknown`), or `None` on bare metal.
     pub hypervisor: Option<String>,
@@ -73,7 +74,7 @@ pub struct Virtualization {
     pub nested: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Bpffs {
     /// A bpf filesystem is mounted at `/sys/fs/bpf`.
     pub mounted: bool,

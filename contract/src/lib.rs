@@ -20,3 +20,38 @@ pub use version::KernelVersion;
 /// Version of the line format. Bump on any incompatible change; the suite refuses
 /// streams with a schema it does not know.
 pub const SCHEMA: u32 = 1;
+
+/// The JSON Schema of one probe line ([`Line`]), as committed in
+/// `contract/schema/probe-lines.v<SCHEMA>.schema.json` for tools outside Rust.
+pub fn line_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(Line)).expect("schema serializes");
+    schema["$id"] =
+        format!("https://cilium-conformance.invalid/schema/probe-lines.v{SCHEMA}.schema.json")
+            .into();
+    schema["title"] = format!("cilium-conformance probe line, schema {SCHEMA}").into();
+    schema
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    /// The committed schema is what the types produce. Regenerate with
+    /// `UPDATE_SCHEMA=1 cargo test -p conformance-contract` after a change, and bump
+    /// [`SCHEMA`] when the change is incompatible.
+    #[test]
+    fn committed_schema_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("schema/probe-lines.v{SCHEMA}.schema.json"));
+        let generated = serde_json::to_string_pretty(&line_schema()).unwrap() + "\n";
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{} is stale: run UPDATE_SCHEMA=1 cargo test -p conformance-contract",
+            path.display()
+        );
+    }
+}

@@ -3,13 +3,14 @@
 //! A stream without `done`, or with fewer observations than planned, was truncated.
 
 use crate::Facts;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// `Facts` makes the first variant large; lines are built once each and never
 /// stored in bulk, so boxing it would only add noise at every use.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Line {
     Facts {
@@ -23,19 +24,19 @@ pub enum Line {
     Done(Done),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Plan {
     pub checks: Vec<PlannedCheck>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlannedCheck {
     pub check: String,
     pub variant: String,
 }
 
 /// What one check did in one variant (attach mode), with its negative control.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Observation {
     pub check: String,
     /// Attach mode or path (`tcx`, `legacy`) or `default` for checks with one way to run.
@@ -52,7 +53,7 @@ pub struct Observation {
     pub duration_ms: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Traffic took the path the check describes.
@@ -65,7 +66,7 @@ pub enum Outcome {
     Error,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Control {
     /// What was broken on purpose (`program returns TC_ACT_SHOT`).
     pub description: String,
@@ -74,7 +75,7 @@ pub struct Control {
     pub evidence: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ControlOutcome {
     /// The broken path did not deliver: the check can fail.
@@ -85,7 +86,7 @@ pub enum ControlOutcome {
     Error,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Done {
     pub observations: usize,
     pub duration_ms: f64,

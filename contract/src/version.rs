@@ -1,5 +1,6 @@
 //! Kernel version numbers as matrices compare them.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -7,7 +8,7 @@ use std::str::FromStr;
 /// `major.minor.patch` of a kernel release. Distribution suffixes
 /// (`6.1.0-56-cloud-amd64`, `6.18.44-fc-v669`) are dropped; `-rcN` is not a
 /// release, so `6.15-rc6` compares below `6.15.0`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct KernelVersion {
     pub major: u32,
     pub minor: u32,

@@ -20,6 +20,16 @@ pub const TESTS: &[(&str, bool, Test)] = &[
         true,
         interrupted_run_leaves_nothing_and_no_report,
     ),
+    (
+        "cleanup::failed_run_leaves_nothing",
+        true,
+        failed_run_leaves_nothing,
+    ),
+    (
+        "cleanup::timed_out_run_leaves_nothing_and_no_report",
+        true,
+        timed_out_run_leaves_nothing_and_no_report,
+    ),
 ];
 
 /// What the suite could leave behind, as seen from the host.
@@ -185,6 +195,69 @@ fn interrupted_run_leaves_nothing_and_no_report() -> TestResult {
         .collect();
     ensure(leftovers.is_empty(), || {
         format!("files left in the report folder: {leftovers:?}")
+    })?;
+    settles_to(&before)
+}
+
+/// A run whose datapath is broken (every check of one family fails) still removes everything.
+fn failed_run_leaves_nothing() -> TestResult {
+    let before = snapshot();
+    let run = crate::support::run_probe(&[
+        "--fault",
+        "datapath.stack-delivery=drop",
+        "--check",
+        "datapath.stack-delivery",
+    ])?;
+    ensure(
+        run.observations()
+            .iter()
+            .all(|o| o.outcome == conformance_contract::Outcome::Fail),
+        || "the fault did not fail the check".into(),
+    )?;
+    settles_to(&before)
+}
+
+/// A probe stopped by `--timeout` exits 3, writes no report and leaves nothing.
+fn timed_out_run_leaves_nothing_and_no_report() -> TestResult {
+    let (probe, xtask) = binaries()?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let before = snapshot();
+    // The drop fault makes every leg wait for its full delivery timeout: far past 1 s.
+    let out = Command::new(xtask)
+        .current_dir(repo_root())
+        .args([
+            "conformance",
+            "--env",
+            "vm",
+            "--timeout",
+            "1",
+            "--fault",
+            "datapath.redirect-peer=drop",
+            "--test",
+            "redirect-peer$",
+            "--probe",
+        ])
+        .arg(probe)
+        .arg("--json-file")
+        .arg(dir.path().join("run.json"))
+        .arg("--junit-file")
+        .arg(dir.path().join("junit.xml"))
+        .arg("--markdown-file")
+        .arg(dir.path().join("summary.md"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure(
+        out.status.code() == Some(3) && stderr.contains("timed out"),
+        || format!("exit {:?}: {stderr}", out.status.code()),
+    )?;
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    ensure(files.is_empty(), || {
+        format!("files after a timed-out run: {files:?}")
     })?;
     settles_to(&before)
 }
