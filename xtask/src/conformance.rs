@@ -49,15 +49,16 @@ pub struct Options {
     /// a leading `!` excludes. Repeatable. Default: every check.
     #[arg(long = "test", value_name = "REGEX,...")]
     tests: Vec<String>,
-    /// JUnit XML report (CI test reporters).
-    #[arg(long, value_name = "FILE", default_value = "reports/junit.xml")]
-    junit_file: PathBuf,
-    /// JSON report: facts, every observation with evidence, verdicts and the matrix entries behind them.
-    #[arg(long, value_name = "FILE", default_value = "reports/run.json")]
-    json_file: PathBuf,
-    /// Markdown summary (for humans and CI step summaries).
-    #[arg(long, value_name = "FILE", default_value = "reports/summary.md")]
-    markdown_file: PathBuf,
+    /// JUnit XML report (CI test reporters). Default: reports/junit.xml in the repository.
+    #[arg(long, value_name = "FILE")]
+    junit_file: Option<PathBuf>,
+    /// JSON report: facts, every observation with evidence, verdicts and the matrix entries behind
+    /// them. Default: reports/run.json in the repository.
+    #[arg(long, value_name = "FILE")]
+    json_file: Option<PathBuf>,
+    /// Markdown summary (for humans and CI step summaries). Default: reports/summary.md in the repository.
+    #[arg(long, value_name = "FILE")]
+    markdown_file: Option<PathBuf>,
     /// Fail the run (exit 1) on an unexpected pass too.
     #[arg(long)]
     strict: bool,
@@ -224,10 +225,15 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         ));
     }
     let matrix_choice = choose_matrix(&opts)?;
+    let report = |given: &Option<PathBuf>, name: &str| {
+        given
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("reports").join(name))
+    };
     let paths = ReportPaths {
-        junit: Some(opts.junit_file.clone()),
-        json: Some(opts.json_file.clone()),
-        markdown: Some(opts.markdown_file.clone()),
+        junit: Some(report(&opts.junit_file, "junit.xml")),
+        json: Some(report(&opts.json_file, "run.json")),
+        markdown: Some(report(&opts.markdown_file, "summary.md")),
     };
     paths.preflight().map_err(|e| fail(e.exit_code(), e))?;
 
@@ -334,12 +340,11 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     for problem in &run.stream_problems {
         eprintln!("probe stream: {problem}");
     }
-    eprintln!(
-        "{} — reports: {}, {}, {}",
-        run.outcome_phrase(),
-        opts.junit_file.display(),
-        opts.json_file.display(),
-        opts.markdown_file.display()
-    );
+    let shown: Vec<String> = [&paths.junit, &paths.json, &paths.markdown]
+        .into_iter()
+        .flatten()
+        .map(|p| p.display().to_string())
+        .collect();
+    eprintln!("{} — reports: {}", run.outcome_phrase(), shown.join(", "));
     Ok(ExitCode::from(run.exit_code()))
 }

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "cilium-conformance: does the eBPF datapath Cilium depends on work here, as expected for this environment?"
 )]
 struct Cli {
