@@ -141,14 +141,15 @@ fn probe_killed_mid_check_leaves_nothing() -> TestResult {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| e.to_string())?;
-    // Read the facts line so the probe is past start-up, then catch it mid-check.
+    // Read the facts line so the probe is past start-up, then keep draining its
+    // stdout (a full pipe would park it between checks) and catch it mid-check.
+    let mut reader = BufReader::new(child.stdout.take().expect("piped"));
     let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("piped"))
-        .read_line(&mut first)
-        .map_err(|e| e.to_string())?;
+    reader.read_line(&mut first).map_err(|e| e.to_string())?;
     ensure(first.contains("\"kind\":\"facts\""), || {
         format!("first line: {first}")
     })?;
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     wait_mid_check(&before)?;
     child.kill().map_err(|e| e.to_string())?;
     child.wait().map_err(|e| e.to_string())?;

@@ -199,7 +199,11 @@ fn only_check_fails(fault: &str, check: &str) -> TestResult {
                     o.check, o.variant, o.outcome, o.reason
                 )
             })?;
-            ensure(!o.reason.is_empty(), || "empty reason".into())?;
+            ensure(
+                o.reason.starts_with("[injected fault")
+                    && o.evidence.contains_key("injected_fault"),
+                || format!("a fault-injected observation must say so: {}", o.reason),
+            )?;
         } else {
             ensure(o.outcome == Outcome::Pass, || {
                 format!(

@@ -251,7 +251,15 @@ pub fn run(spec: &CheckSpec, variant: &str, ctx: &Ctx) -> Observation {
         dispatch(spec.id, variant, ctx, started)
     }));
     let error = match result {
-        Ok(Ok(obs)) => return obs,
+        Ok(Ok(mut obs)) => {
+            // A deliberately broken run must never be mistaken for a real finding.
+            if let Some(fault) = ctx.fault(spec.id) {
+                obs.reason = format!("[injected fault: {fault:?}] {}", obs.reason);
+                obs.evidence
+                    .insert("injected_fault".into(), json!(format!("{fault:?}")));
+            }
+            return obs;
+        }
         Ok(Err(e)) => format!("{e:#}"),
         Err(panic) => {
             let text = panic

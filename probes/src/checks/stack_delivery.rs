@@ -233,3 +233,69 @@ pub fn run_redirect(
     let control = path.control(broken, "bpf_redirect to an ifindex that does not exist")?;
     Ok(observe(check, mode.name(), started, leg, control, BURST))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hooks::HookCounters;
+
+    fn burst(arrived: u32, events: Vec<SkbMeta>) -> Burst {
+        let from = "10.42.0.11:47474".parse().unwrap();
+        Burst {
+            sent: BURST,
+            send_error: None,
+            arrivals: (0..arrived).map(|seq| Arrival { seq, from }).collect(),
+            counters: HookCounters {
+                matched: events.len() as u64,
+                ..Default::default()
+            },
+            events,
+        }
+    }
+
+    fn healthy() -> SkbMeta {
+        SkbMeta {
+            ifindex: 7,
+            ingress_ifindex: 7,
+            hash: 0,
+            saddr: u32::from_ne_bytes([10, 42, 0, 11]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_delivered_burst_passes_even_with_hash_zero() {
+        // A fresh skb often has no hash yet: hash 0 alone is not the signature.
+        let b = burst(BURST, vec![healthy(); BURST as usize]);
+        assert_eq!(
+            failure_reason(&b, &[("lxc ingress", &b.events, b.counters.matched)]),
+            None
+        );
+    }
+
+    #[test]
+    fn the_nix_2hd_signature_is_its_own_failure_reason() {
+        let b = burst(0, vec![SkbMeta::default(); BURST as usize]);
+        let reason = failure_reason(&b, &[("lxc ingress", &b.events, b.counters.matched)]).unwrap();
+        assert!(reason.starts_with("0/5 datagrams reached"), "{reason}");
+        assert!(
+            reason
+                .contains("nix-2hd signature at lxc ingress: ifindex 0, hash 0x0, source 0.0.0.0"),
+            "{reason}"
+        );
+        let plain = burst(0, vec![healthy(); BURST as usize]);
+        let reason = failure_reason(
+            &plain,
+            &[("lxc ingress", &plain.events, plain.counters.matched)],
+        )
+        .unwrap();
+        assert!(!reason.contains("nix-2hd"), "{reason}");
+    }
+
+    #[test]
+    fn a_hook_that_saw_nothing_is_named() {
+        let b = burst(0, vec![]);
+        let reason = failure_reason(&b, &[("lxc ingress", &b.events, 0)]).unwrap();
+        assert!(reason.contains("hook lxc ingress saw 0/5"), "{reason}");
+    }
+}
