@@ -2,7 +2,7 @@
 //! worst case) and `cargo xtask conformance` interrupted with Ctrl-C leave no network
 //! namespace, device, BPF program, link or bpffs mount, and no half-written report.
 
-use crate::support::{Test, TestResult, binaries, ensure, repo_root};
+use crate::support::{Test, TestResult, binaries, ensure, files_in, repo_root, report_args};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -167,12 +167,7 @@ fn interrupted_run_leaves_nothing_and_no_report() -> TestResult {
         .current_dir(repo_root())
         .args(["conformance", "--env", "vm", "--probe"])
         .arg(probe)
-        .arg("--json-file")
-        .arg(&json)
-        .arg("--junit-file")
-        .arg(&junit)
-        .arg("--markdown-file")
-        .arg(dir.path().join("summary.md"))
+        .args(report_args(dir.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -189,11 +184,7 @@ fn interrupted_run_leaves_nothing_and_no_report() -> TestResult {
     ensure(!json.exists() && !junit.exists(), || {
         "a report was written for an interrupted run".into()
     })?;
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let leftovers = files_in(dir.path())?;
     ensure(leftovers.is_empty(), || {
         format!("files left in the report folder: {leftovers:?}")
     })?;
@@ -239,12 +230,7 @@ fn timed_out_run_leaves_nothing_and_no_report() -> TestResult {
             "--probe",
         ])
         .arg(probe)
-        .arg("--json-file")
-        .arg(dir.path().join("run.json"))
-        .arg("--junit-file")
-        .arg(dir.path().join("junit.xml"))
-        .arg("--markdown-file")
-        .arg(dir.path().join("summary.md"))
+        .args(report_args(dir.path()))
         .output()
         .map_err(|e| e.to_string())?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -252,11 +238,7 @@ fn timed_out_run_leaves_nothing_and_no_report() -> TestResult {
         out.status.code() == Some(3) && stderr.contains("timed out"),
         || format!("exit {:?}: {stderr}", out.status.code()),
     )?;
-    let files: Vec<_> = std::fs::read_dir(dir.path())
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let files = files_in(dir.path())?;
     ensure(files.is_empty(), || {
         format!("files after a timed-out run: {files:?}")
     })?;

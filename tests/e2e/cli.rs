@@ -2,7 +2,7 @@
 //! validate, a broken datapath exits 1 with the right regression, and bad input exits
 //! 2 with one line naming what is wrong.
 
-use crate::support::{Test, TestResult, binaries, ensure, repo_root, run_xtask};
+use crate::support::{Test, TestResult, binaries, ensure, repo_root, report_args, run_xtask};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -44,17 +44,6 @@ pub const TESTS: &[(&str, bool, Test)] = &[
         not_root_says_what_is_missing,
     ),
 ];
-
-fn report_args(dir: &Path) -> Vec<String> {
-    vec![
-        "--json-file".into(),
-        dir.join("run.json").display().to_string(),
-        "--junit-file".into(),
-        dir.join("junit.xml").display().to_string(),
-        "--markdown-file".into(),
-        dir.join("summary.md").display().to_string(),
-    ]
-}
 
 fn xtask(args: &[&str], dir: &Path) -> Result<(Option<i32>, String, String), String> {
     let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -130,3 +130,24 @@ pub fn run_xtask(args: &[&str]) -> Result<Output, String> {
 pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
     if cond { Ok(()) } else { Err(msg()) }
 }
+
+/// `--json-file`, `--junit-file` and `--markdown-file` pointing into `dir`.
+pub fn report_args(dir: &std::path::Path) -> Vec<String> {
+    vec![
+        "--json-file".into(),
+        dir.join("run.json").display().to_string(),
+        "--junit-file".into(),
+        dir.join("junit.xml").display().to_string(),
+        "--markdown-file".into(),
+        dir.join("summary.md").display().to_string(),
+    ]
+}
+
+/// Names of the files in `dir` (a report folder must stay empty after an aborted run).
+pub fn files_in(dir: &std::path::Path) -> Result<Vec<std::ffi::OsString>, String> {
+    Ok(std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect())
+}
