@@ -2,32 +2,32 @@
 //! worst case) and `cargo xtask conformance` interrupted with Ctrl-C leave no network
 //! namespace, device, BPF program, link or bpffs mount, and no half-written report.
 
-use crate::support::{Test, TestResult, binaries, ensure, files_in, repo_root, report_args};
+use crate::support::{Needs, Test, TestResult, binaries, ensure, files_in, repo_root, report_args};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const TESTS: &[(&str, bool, Test)] = &[
+pub const TESTS: &[(&str, Needs, Test)] = &[
     (
         "cleanup::probe_killed_mid_check_leaves_nothing",
-        true,
+        Needs::Root,
         probe_killed_mid_check_leaves_nothing,
     ),
     (
         "cleanup::interrupted_run_leaves_nothing_and_no_report",
-        true,
+        Needs::Root,
         interrupted_run_leaves_nothing_and_no_report,
     ),
     (
         "cleanup::failed_run_leaves_nothing",
-        true,
+        Needs::Root,
         failed_run_leaves_nothing,
     ),
     (
         "cleanup::timed_out_run_leaves_nothing_and_no_report",
-        true,
+        Needs::Root,
         timed_out_run_leaves_nothing_and_no_report,
     ),
 ];

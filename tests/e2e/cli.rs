@@ -2,46 +2,43 @@
 //! validate, a broken datapath exits 1 with the right regression, and bad input exits
 //! 2 with one line naming what is wrong.
 
-use crate::support::{Test, TestResult, binaries, ensure, repo_root, report_args, run_xtask};
+use crate::support::{
+    Needs, Test, TestResult, binaries, ensure, repo_root, report_args, run_xtask,
+};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-pub const TESTS: &[(&str, bool, Test)] = &[
+pub const TESTS: &[(&str, Needs, Test)] = &[
     (
         "cli::full_run_writes_valid_reports",
-        true,
+        Needs::Root,
         full_run_writes_valid_reports,
     ),
     (
         "cli::broken_datapath_is_a_regression",
-        true,
+        Needs::Root,
         broken_datapath_is_a_regression,
     ),
     (
         "cli::malformed_matrix_is_rejected_with_its_line",
-        false,
+        Needs::Nothing,
         malformed_matrix_is_rejected_with_its_line,
     ),
     (
         "cli::unknown_test_pattern_is_rejected",
-        false,
+        Needs::Nothing,
         unknown_test_pattern_is_rejected,
     ),
     (
         "cli::unwritable_report_path_is_rejected",
-        false,
+        Needs::Nothing,
         unwritable_report_path_is_rejected,
     ),
     (
         "cli::unbuilt_target_is_rejected",
-        false,
+        Needs::Nothing,
         unbuilt_target_is_rejected,
-    ),
-    (
-        "cli::not_root_says_what_is_missing",
-        true,
-        not_root_says_what_is_missing,
     ),
 ];
 
@@ -230,44 +227,4 @@ fn unwritable_report_path_is_rejected() -> TestResult {
 
 fn unbuilt_target_is_rejected() -> TestResult {
     rejected(&["conformance", "--target", "cluster"], &["cluster"])
-}
-
-/// As an unprivileged user with no sudo rights, the lab target says which privilege is missing.
-fn not_root_says_what_is_missing() -> TestResult {
-    let (probe, xtask) = binaries()?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let copy = |from: &Path, name: &str| -> Result<std::path::PathBuf, String> {
-        let to = dir.path().join(name);
-        std::fs::copy(from, &to).map_err(|e| e.to_string())?;
-        Ok(to)
-    };
-    let probe = copy(probe, "probe")?;
-    let xtask = copy(xtask, "xtask")?;
-    let matrix = copy(&repo_root().join("fixtures/matrix/vm.toml"), "vm.toml")?;
-    let status = Command::new("chmod")
-        .arg("-R")
-        .arg("a+rwx")
-        .arg(dir.path())
-        .status()
-        .map_err(|e| e.to_string())?;
-    ensure(status.success(), || "chmod failed".into())?;
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(&xtask)
-        .current_dir(dir.path())
-        .args(["conformance", "--matrix"])
-        .arg(&matrix)
-        .arg("--probe")
-        .arg(&probe)
-        .args(report_args(dir.path()))
-        .output()
-        .map_err(|e| format!("setpriv: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure(out.status.code() == Some(2), || {
-        format!("exit {:?}: {stderr}", out.status.code())
-    })?;
-    ensure(
-        stderr.contains("root") && stderr.contains("CAP_SYS_ADMIN"),
-        || stderr.to_string(),
-    )
 }

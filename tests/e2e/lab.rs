@@ -2,34 +2,34 @@
 //! negative control blocks, and a broken datapath turns exactly the right check
 //! into a failure.
 
-use crate::support::{Test, TestResult, ensure, run_probe};
+use crate::support::{Needs, Test, TestResult, ensure, run_probe};
 use conformance_contract::{CATALOGUE, ControlOutcome, Line, Outcome};
 use serde_json::Value;
 
-pub const TESTS: &[(&str, bool, Test)] = &[
+pub const TESTS: &[(&str, Needs, Test)] = &[
     (
         "lab::every_check_passes_with_evidence",
-        true,
+        Needs::Root,
         every_check_passes_with_evidence,
     ),
     (
         "lab::every_negative_control_blocks",
-        true,
+        Needs::Root,
         every_negative_control_blocks,
     ),
     (
         "lab::stream_is_complete_and_ordered",
-        true,
+        Needs::Root,
         stream_is_complete_and_ordered,
     ),
     (
         "lab::drop_fault_fails_only_redirect_peer",
-        true,
+        Needs::Root,
         drop_fault_fails_only_redirect_peer,
     ),
     (
         "lab::no_route_fault_fails_only_pod_to_host",
-        true,
+        Needs::Root,
         no_route_fault_fails_only_pod_to_host,
     ),
 ];

@@ -8,6 +8,7 @@
 mod cleanup;
 mod cli;
 mod lab;
+mod privilege;
 mod support;
 
 use libtest_mimic::{Arguments, Trial};
@@ -17,18 +18,24 @@ fn main() {
     // Every test here creates or counts kernel objects (namespaces, BPF programs);
     // the cleanup tests compare snapshots of them, so tests must not overlap.
     args.test_threads = Some(1);
-    let missing = support::missing_privileges();
-    if let Some(why) = &missing {
-        eprintln!("e2e: tests that need root and BPF are ignored here: {why}");
-    }
+    let mut said = std::collections::BTreeSet::new();
     let mut trials: Vec<Trial> = Vec::new();
-    for (name, needs_root, test) in lab::TESTS.iter().chain(cli::TESTS).chain(cleanup::TESTS) {
-        let trial = Trial::test(*name, move || test().map_err(Into::into));
-        trials.push(if *needs_root && missing.is_some() {
-            trial.with_ignored_flag(true)
-        } else {
-            trial
-        });
+    let all = lab::TESTS
+        .iter()
+        .chain(cli::TESTS)
+        .chain(privilege::TESTS)
+        .chain(cleanup::TESTS);
+    for (name, needs, test) in all {
+        let missing = needs.missing();
+        if let Some(why) = &missing
+            && said.insert(why.clone())
+        {
+            eprintln!("e2e: tests that need {needs:?} are ignored here: {why}");
+        }
+        trials.push(
+            Trial::test(*name, move || test().map_err(Into::into))
+                .with_ignored_flag(missing.is_some()),
+        );
     }
     libtest_mimic::run(&args, trials).exit();
 }

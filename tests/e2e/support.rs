@@ -8,6 +8,46 @@ use std::sync::OnceLock;
 pub type TestResult = Result<(), String>;
 pub type Test = fn() -> TestResult;
 
+/// What a test needs from the machine beyond a Rust toolchain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    Nothing,
+    /// Root and a kernel with BPF.
+    Root,
+    /// Root, BPF, `sudo` and `useradd`, and `CI=true`: the test adds a user and a
+    /// sudoers drop-in for the duration of the test, which only a throwaway CI
+    /// machine should see.
+    RootInCi,
+}
+
+impl Needs {
+    /// `Some(why)` when this machine cannot give what the test needs.
+    pub fn missing(self) -> Option<String> {
+        match self {
+            Needs::Nothing => None,
+            Needs::Root => missing_privileges(),
+            Needs::RootInCi => missing_privileges().or_else(|| {
+                if std::env::var("CI").as_deref() != Ok("true") {
+                    Some("adds a user and a sudoers entry while it runs: only with CI=true".into())
+                } else if ["sudo", "useradd", "userdel"]
+                    .iter()
+                    .any(|t| !tool_exists(t))
+                {
+                    Some("needs sudo, useradd and userdel".into())
+                } else {
+                    None
+                }
+            }),
+        }
+    }
+}
+
+fn tool_exists(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+        .unwrap_or(false)
+}
+
 /// `Some(why)` when this machine cannot run the privileged tests.
 pub fn missing_privileges() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
