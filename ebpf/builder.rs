@@ -449,28 +449,17 @@ pub fn default_target_dir(ebpf_dir: &Path) -> PathBuf {
     ebpf_dir.join("programs").join("target")
 }
 
-/// Detects a toolchain and builds every object in [`OBJECTS`] into `out_dir`
-/// (created if needed). With `show_output` the nested cargo's progress goes to
-/// this process's stderr; otherwise it is captured and shown only on failure.
-pub fn build(ebpf_dir: &Path, out_dir: &Path, show_output: bool) -> Result<Built, Error> {
-    let toolchain = detect()?;
-    build_with(
-        &toolchain,
-        ebpf_dir,
-        &default_target_dir(ebpf_dir),
-        out_dir,
-        show_output,
-    )
-}
-
-/// [`build`] with an explicit toolchain and cargo target directory.
-pub fn build_with(
+/// Builds every object in [`OBJECTS`] into `out_dir` (created if needed) with
+/// `toolchain` (see [`detect`]), keeping cargo's state in [`default_target_dir`].
+/// With `show_output` the nested cargo's progress goes to this process's stderr;
+/// otherwise it is captured and shown only on failure.
+pub fn build(
     toolchain: &Toolchain,
     ebpf_dir: &Path,
-    target_dir: &Path,
     out_dir: &Path,
     show_output: bool,
 ) -> Result<Built, Error> {
+    let target_dir = default_target_dir(ebpf_dir);
     let start = Instant::now();
     let ebpf_dir =
         fs::canonicalize(ebpf_dir).map_err(io_err(format!("resolve {}", ebpf_dir.display())))?;
@@ -497,7 +486,7 @@ pub fn build_with(
         .arg("--manifest-path")
         .arg(&manifest)
         .arg("--target-dir")
-        .arg(target_dir)
+        .arg(&target_dir)
         .current_dir(ebpf_dir.join("programs"))
         .env(
             "CARGO_ENCODED_RUSTFLAGS",

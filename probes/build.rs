@@ -146,8 +146,7 @@ fn embed_shipped(ebpf_dir: &Path, out_dir: &Path) -> Result<(), String> {
 }
 
 fn rebuild(toolchain: &builder::Toolchain, ebpf_dir: &Path, out_dir: &Path) -> Result<(), String> {
-    let target_dir = builder::default_target_dir(ebpf_dir);
-    builder::build_with(toolchain, ebpf_dir, &target_dir, out_dir, false).map_err(|err| {
+    builder::build(toolchain, ebpf_dir, out_dir, false).map_err(|err| {
         format!(
             "{err}\n(to build the probe with the committed objects instead: {POLICY_VAR}=shipped, \
              which needs ebpf/dist/STAMP to match the sources)"

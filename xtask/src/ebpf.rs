@@ -90,13 +90,7 @@ fn rebuild(ebpf_dir: &Path) -> Result<ExitCode> {
     let toolchain = builder::detect()?;
     eprintln!("building the eBPF objects with the {toolchain}");
     let staging = builder::default_target_dir(ebpf_dir).join("dist-staging");
-    let built = builder::build_with(
-        &toolchain,
-        ebpf_dir,
-        &builder::default_target_dir(ebpf_dir),
-        &staging,
-        true,
-    )?;
+    let built = builder::build(&toolchain, ebpf_dir, &staging, true)?;
     let after = builder::stamp(ebpf_dir).context("hash the eBPF sources")?;
     if after != before {
         bail!(
@@ -147,13 +141,7 @@ fn verify(ebpf_dir: &Path) -> Result<ExitCode> {
     let toolchain = builder::detect()?;
     eprintln!("rebuilding the eBPF objects with the {toolchain} to compare with ebpf/dist");
     let scratch = builder::default_target_dir(ebpf_dir).join("verify");
-    let built = builder::build_with(
-        &toolchain,
-        ebpf_dir,
-        &builder::default_target_dir(ebpf_dir),
-        &scratch,
-        true,
-    )?;
+    let built = builder::build(&toolchain, ebpf_dir, &scratch, true)?;
     let mut differ = Vec::new();
     for (file, path, _) in &built.objects {
         let new = fs::read(path).with_context(|| format!("read {}", path.display()))?;
