@@ -13,6 +13,15 @@ use serde_json::json;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
+/// Answers each request with its own sequence number, back to its sender.
+fn echo(server: &UdpSocket, requests: &[traffic::Arrival]) {
+    for r in requests {
+        if let SocketAddr::V4(to) = r.from {
+            let _ = server.send_to(&traffic::payload(r.seq), to);
+        }
+    }
+}
+
 /// Sends a burst from `client` to `server_ip`, echoes what arrives at `server` back
 /// to its sender, and returns (requests that arrived, replies that came back).
 fn round_trip(
@@ -23,11 +32,7 @@ fn round_trip(
 ) -> (Vec<traffic::Arrival>, Vec<traffic::Arrival>, Option<String>) {
     let (_, send_error) = traffic::send_burst(client, server_ip, seqs.clone());
     let requests = traffic::collect_expected(server, seqs.clone());
-    for r in &requests {
-        if let SocketAddr::V4(to) = r.from {
-            let _ = server.send_to(&traffic::payload(r.seq), to);
-        }
-    }
+    echo(server, &requests);
     let replies = if requests.is_empty() {
         Vec::new()
     } else {
@@ -101,15 +106,10 @@ pub fn run(
     } else {
         traffic::collect_expected(server, CONTROL_SEQS)
     };
-    for r in &requests {
-        if let SocketAddr::V4(to) = r.from {
-            let _ = server.send_to(&traffic::payload(r.seq), to);
-        }
-    }
+    echo(server, &requests);
     // What must not arrive: the request at pod A (host sends) or the reply at pod A (pod sends).
-    let watch = &pod_sock;
     let pod_b = &node.pods[1].ns;
-    let (leaks, witnessed) = traffic::collect_leaks(watch, CONTROL_SEQS, || {
+    let (leaks, witnessed) = traffic::collect_leaks(&pod_sock, CONTROL_SEQS, || {
         dev_counters(pod_b, "eth0")
             .map(|c| c.rx_packets >= b_rx_before + u64::from(BURST))
             .unwrap_or(false)
