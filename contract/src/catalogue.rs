@@ -15,8 +15,57 @@ pub struct CheckSpec {
     /// Boolean facts that must hold for a variant to run at all, as
     /// `(variant or "*", fact key)`. A missing one makes the observation `unsupported`.
     pub requires: &'static [(&'static str, &'static str)],
+    /// The failures this check can name in a `fail` observation. A matrix that
+    /// expects the check to fail must say which one; any other is a regression.
+    pub failures: &'static [Failure],
     /// Upstream reference (CVE, commit, docs).
     pub reference: &'static str,
+}
+
+/// One way a check can fail, with a stable kebab-case code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    pub code: &'static str,
+    /// What it means, for matrix errors, reports and the README.
+    pub meaning: &'static str,
+}
+
+/// Traffic was lost on the path: the reason names the last hop where it was seen
+/// and the first where it was missing.
+pub const NOT_DELIVERED: Failure = Failure {
+    code: "not-delivered",
+    meaning: "the traffic did not arrive where the check sends it; the reason names the last hop where it was seen and the first where it was missing",
+};
+
+/// The check's program never counted the traffic: the attach did not take effect.
+pub const HOOK_NOT_RUN: Failure = Failure {
+    code: "hook-not-run",
+    meaning: "the check's program did not see the traffic it was attached for: the attach did not take effect, or the traffic never reached the hook",
+};
+
+/// `datapath.redirect-peer`: delivered, but not by a peer redirect.
+pub const NOT_BYPASSED: Failure = Failure {
+    code: "not-bypassed",
+    meaning: "delivered, but through the host namespace's forwarding or out of the target's host-side veth: not a peer redirect",
+};
+
+/// `datapath.redirect-peer.scrub`: the CVE-2025-37959 signature.
+pub const NOT_SCRUBBED: Failure = Failure {
+    code: "not-scrubbed",
+    meaning: "the frame reached pod B still marked OTHERHOST and was not delivered: bpf_redirect_peer did not scrub the packet (CVE-2025-37959 unfixed)",
+};
+
+/// `datapath.redirect-peer.scrub`: state the fix keeps on purpose went missing.
+pub const METADATA_LOST: Failure = Failure {
+    code: "metadata-lost",
+    meaning: "the mark or tstamp set before bpf_redirect_peer was gone in pod B, which the upstream fix keeps by design",
+};
+
+impl CheckSpec {
+    /// The named failure with this code, if the check has it.
+    pub fn failure(&self, code: &str) -> Option<&'static Failure> {
+        self.failures.iter().find(|f| f.code == code)
+    }
 }
 
 impl CheckSpec {
@@ -39,6 +88,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         summary: "A counting program attached as a TCX ingress link on the host side of a pod's veth counts every datagram the pod sends, and the datagrams still reach the host socket. Control: the same attach with a program that returns TC_ACT_SHOT must stop delivery.",
         variants: &["tcx"],
         requires: &[("*", "tcx")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
         reference: "https://docs.cilium.io/en/stable/operations/system_requirements/ (TCX, kernel 6.6)",
     },
     CheckSpec {
@@ -47,6 +97,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         summary: "A counting program attached with a clsact qdisc and a cls_bpf filter (netlink) on the host side of a pod's veth counts every datagram and the datagrams still reach the host socket. Control: a TC_ACT_SHOT program in the same place must stop delivery.",
         variants: &["legacy"],
         requires: &[],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
         reference: "https://docs.cilium.io/en/stable/operations/system_requirements/ (bpf.enableTCX=false)",
     },
     CheckSpec {
@@ -55,6 +106,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         summary: "A program on the host-side veth's ingress records each packet's skb metadata (ifindex, ingress ifindex, mark, hash, protocol, pkt_type) and returns TC_ACT_OK, Cilium's \"-> stack\"; the datagrams must reach a socket in the host namespace. A delivery failure whose metadata shows ifindex 0, hash 0 and source 0.0.0.0 is reported as the nix-2hd signature. Control: the program returns TC_ACT_SHOT.",
         variants: ATTACH_MODES,
         requires: &[("tcx", "tcx")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
         reference: "https://github.com/cilium/cilium/issues (nix-2hd: flow 0x0, ifindex 0, orig-ip 0.0.0.0)",
     },
     CheckSpec {
@@ -67,6 +119,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
             ("*", "helper.redirect"),
             ("*", "helper.skb_store_bytes"),
         ],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
         reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/",
     },
     CheckSpec {
@@ -79,6 +132,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
             ("*", "helper.redirect_peer"),
             ("*", "helper.skb_store_bytes"),
         ],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, NOT_BYPASSED],
         reference: "https://github.com/torvalds/linux/blob/master/tools/testing/selftests/bpf/prog_tests/tc_redirect.c",
     },
     CheckSpec {
@@ -87,6 +141,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         summary: "Pod A sends a frame with a foreign destination MAC (pkt_type OTHERHOST at the source hook); a program marks it and calls bpf_redirect_peer into pod B. On a fixed kernel the scrub resets pkt_type to HOST so the frame is delivered, while mark and tstamp are kept by design. Control: the same frame passed to the host stack instead (TC_ACT_OK) is not delivered.",
         variants: &["default"],
         requires: &[("*", "helper.redirect_peer")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, NOT_SCRUBBED, METADATA_LOST],
         reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503)",
     },
     CheckSpec {
@@ -95,6 +150,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         summary: "A pod with a /32 address and a default route via its gateway sends to an address of the host namespace; the host answers over its /32 route via the pod's host-side veth, as Cilium routes pods. Control: the host's /32 route points at another pod's veth, so replies go astray.",
         variants: &["default"],
         requires: &[],
+        failures: &[NOT_DELIVERED],
         reference: "https://docs.cilium.io/en/stable/network/concepts/routing/",
     },
     CheckSpec {
@@ -103,6 +159,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         summary: "The host namespace sends to a pod's /32 address over the route via the pod's host-side veth; the pod answers via its gateway. Control: the host's /32 route points at another pod's veth.",
         variants: &["default"],
         requires: &[],
+        failures: &[NOT_DELIVERED],
         reference: "https://docs.cilium.io/en/stable/network/concepts/routing/",
     },
 ];
@@ -130,6 +187,25 @@ mod tests {
                 c.id
             );
             assert!(!c.variants.is_empty());
+        }
+    }
+
+    #[test]
+    fn every_check_names_its_failures_once() {
+        for c in CATALOGUE {
+            assert!(!c.failures.is_empty(), "{} names no failure", c.id);
+            let mut seen = std::collections::HashSet::new();
+            for f in c.failures {
+                assert!(seen.insert(f.code), "{}: {} twice", c.id, f.code);
+                assert!(
+                    f.code
+                        .chars()
+                        .all(|ch| ch.is_ascii_lowercase() || ch == '-'),
+                    "{}: bad code {}",
+                    c.id,
+                    f.code
+                );
+            }
         }
     }
 

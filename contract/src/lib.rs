@@ -12,7 +12,7 @@ pub mod facts;
 pub mod lines;
 pub mod version;
 
-pub use catalogue::{CATALOGUE, CheckSpec, find_check};
+pub use catalogue::{CATALOGUE, CheckSpec, Failure, find_check};
 pub use facts::{Bpffs, FACT_KEYS, FactKind, FactValue, Facts, HELPERS, Virtualization};
 pub use lines::{Control, ControlOutcome, Done, Line, Observation, Outcome, Plan, PlannedCheck};
 pub use version::KernelVersion;

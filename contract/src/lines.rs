@@ -46,6 +46,15 @@ pub struct Observation {
     pub reason: String,
     /// Counters, captured skb metadata, addresses, kernel counters: whatever proves the outcome.
     pub evidence: Map<String, Value>,
+    /// For `fail`: which of the check's named failures (`CheckSpec::failures`) this
+    /// was, so a matrix that expects one failure never accepts another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// For `unsupported`: the boolean facts the variant needs that are false here,
+    /// by key (`tcx`, `helper.redirect_peer`); the suite asks the matrix whether
+    /// each absence is expected. An unmeasured fact is an `error`, never listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_facts: Vec<String>,
     /// The same traffic with the decisive step broken; absent only for `unsupported`
     /// and for `error` before the control could run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,6 +121,8 @@ mod tests {
             outcome: Outcome::Pass,
             reason: "5/5 delivered".into(),
             evidence: evidence.clone(),
+            failure: None,
+            missing_facts: Vec::new(),
             control: Some(Control {
                 description: "redirect to a wrong ifindex".into(),
                 outcome: ControlOutcome::Blocked,

@@ -64,24 +64,67 @@ pub fn plan(select: &[String]) -> Result<Vec<(&'static CheckSpec, &'static str)>
     Ok(out)
 }
 
-/// The facts a variant needs that are false or unmeasured here.
-fn missing_requirements(spec: &CheckSpec, variant: &str, facts: &Facts) -> Vec<String> {
-    spec.requirements(variant)
-        .filter(|key| facts.get(key) != Some(FactValue::Bool(true)))
-        .map(|key| match facts.notes.get(key) {
-            Some(note) => format!("{key} ({note})"),
-            None => key.to_string(),
-        })
-        .collect()
+/// Why a variant cannot run here: the facts it needs that were measured false
+/// (the variant is `unsupported`, and the suite asks the matrix whether that is
+/// expected), or that could not be measured at all (the run says nothing about
+/// the primitive, so the observation is an `error`, never `unsupported`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Missing {
+    absent: Vec<String>,
+    unmeasured: Vec<String>,
 }
 
-fn unsupported(spec: &CheckSpec, variant: &str, missing: Vec<String>) -> Observation {
+fn missing_requirements(spec: &CheckSpec, variant: &str, facts: &Facts) -> Missing {
+    let mut missing = Missing::default();
+    for key in spec.requirements(variant) {
+        match facts.get(key) {
+            Some(FactValue::Bool(true)) => {}
+            Some(_) => missing.absent.push(key.to_string()),
+            None => missing.unmeasured.push(key.to_string()),
+        }
+    }
+    missing
+}
+
+/// `tcx (BPF_LINK_CREATE: EINVAL)`: a fact key with the note that says why.
+fn with_note(key: &str, facts: &Facts) -> String {
+    match facts.notes.get(key) {
+        Some(note) => format!("{key} ({note})"),
+        None => key.to_string(),
+    }
+}
+
+fn not_run(spec: &CheckSpec, variant: &str, missing: Missing, facts: &Facts) -> Observation {
+    let notes = |keys: &[String]| {
+        keys.iter()
+            .map(|k| with_note(k, facts))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (outcome, reason, missing_facts) = if missing.unmeasured.is_empty() {
+        (
+            Outcome::Unsupported,
+            format!("needs {} here", notes(&missing.absent)),
+            missing.absent,
+        )
+    } else {
+        (
+            Outcome::Error,
+            format!(
+                "could not measure {}, which this check needs: whether it works here is unknown",
+                notes(&missing.unmeasured)
+            ),
+            Vec::new(),
+        )
+    };
     Observation {
         check: spec.id.to_string(),
         variant: variant.to_string(),
-        outcome: Outcome::Unsupported,
-        reason: format!("needs {} here", missing.join(", ")),
+        outcome,
+        reason,
         evidence: Map::new(),
+        failure: None,
+        missing_facts,
         control: None,
         duration_ms: 0.0,
     }
@@ -132,10 +175,10 @@ pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<()> {
     };
     for (spec, variant) in &planned {
         let missing = missing_requirements(spec, variant, &facts);
-        let observation = if missing.is_empty() {
+        let observation = if missing == Missing::default() {
             checks::run(spec, variant, &ctx)
         } else {
-            unsupported(spec, variant, missing)
+            not_run(spec, variant, missing, &facts)
         };
         emit(out, &Line::Observation(observation))?;
     }
@@ -179,17 +222,38 @@ mod tests {
     }
 
     #[test]
-    fn missing_facts_make_a_variant_unsupported() {
+    fn absent_facts_make_a_variant_unsupported_unmeasured_ones_an_error() {
+        let spec = conformance_contract::find_check("datapath.redirect-peer").unwrap();
         let mut facts = Facts::example();
         facts.tcx = false;
         facts
             .notes
             .insert("tcx".into(), "BPF_LINK_CREATE: EINVAL".into());
-        let spec = conformance_contract::find_check("datapath.redirect-peer").unwrap();
-        assert_eq!(
-            missing_requirements(spec, "tcx", &facts),
-            vec!["tcx (BPF_LINK_CREATE: EINVAL)".to_string()]
+        let missing = missing_requirements(spec, "tcx", &facts);
+        assert_eq!(missing.absent, vec!["tcx".to_string()]);
+        let o = not_run(spec, "tcx", missing, &facts);
+        assert_eq!(o.outcome, Outcome::Unsupported);
+        assert_eq!(o.missing_facts, vec!["tcx".to_string()]);
+        assert_eq!(o.reason, "needs tcx (BPF_LINK_CREATE: EINVAL) here");
+        assert_eq!(missing_requirements(spec, "legacy", &facts), Missing::default());
+
+        // A helper the probe could not test (a failed load, EPERM) is not absent.
+        facts.helpers.remove("redirect_peer");
+        facts.notes.insert(
+            "helper.redirect_peer".into(),
+            "not measured: load: EPERM".into(),
         );
-        assert!(missing_requirements(spec, "legacy", &facts).is_empty());
+        let missing = missing_requirements(spec, "legacy", &facts);
+        assert_eq!(missing.unmeasured, vec!["helper.redirect_peer".to_string()]);
+        let o = not_run(spec, "legacy", missing, &facts);
+        assert_eq!(o.outcome, Outcome::Error);
+        assert!(o.missing_facts.is_empty());
+        assert!(
+            o.reason.starts_with(
+                "could not measure helper.redirect_peer (not measured: load: EPERM)"
+            ),
+            "{}",
+            o.reason
+        );
     }
 }

@@ -115,6 +115,8 @@ mod tests {
             outcome: Outcome::Fail,
             reason: "0/5 datagrams".into(),
             evidence: Default::default(),
+            failure: None,
+            missing_facts: Vec::new(),
             control: None,
             duration_ms: 41.2,
         };

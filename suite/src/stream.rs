@@ -311,6 +311,8 @@ mod tests {
             outcome: Outcome::Pass,
             reason: "5/5".into(),
             evidence: Map::new(),
+            failure: None,
+            missing_facts: Vec::new(),
             control: Some(Control {
                 description: "d".into(),
                 outcome: ControlOutcome::Blocked,

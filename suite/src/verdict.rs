@@ -314,6 +314,8 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
             outcome,
             reason: format!("observed {outcome:?}"),
             evidence: Map::new(),
+            failure: None,
+            missing_facts: Vec::new(),
             control: control.map(|outcome| Control {
                 description: "TC_ACT_OK instead of redirect".into(),
                 outcome,

@@ -24,6 +24,9 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
     );
     let leg = Leg {
         pass: reason.is_none(),
+        failure: reason
+            .is_some()
+            .then(|| conformance_contract::catalogue::NOT_DELIVERED.code.to_string()),
         reason: reason.unwrap_or_else(|| {
             format!(
                 "the {} program counted {}/{BURST} datagrams and all reached the host socket",

@@ -117,6 +117,8 @@ impl Ctx<'_> {
 /// The result of the positive leg: did traffic take the path, and why we think so.
 pub struct Leg {
     pub pass: bool,
+    /// For a failing leg: the code of the check's named failure (`CheckSpec::failures`).
+    pub failure: Option<String>,
     pub reason: String,
     pub evidence: Map<String, Value>,
 }
@@ -132,6 +134,7 @@ impl Leg {
         let pass = problems.is_empty();
         Leg {
             pass,
+            failure: (!pass).then(|| conformance_contract::catalogue::NOT_DELIVERED.code.to_string()),
             reason: if pass { ok() } else { problems.join("; ") },
             evidence,
         }
@@ -239,6 +242,8 @@ pub fn observe(
         },
         reason: leg.reason,
         evidence: leg.evidence,
+        failure: leg.failure,
+        missing_facts: Vec::new(),
         control: Some(control.into_control(sent)),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     }
@@ -275,6 +280,8 @@ pub fn run(spec: &CheckSpec, variant: &str, ctx: &Ctx) -> Observation {
         outcome: Outcome::Error,
         reason: error,
         evidence: Map::new(),
+        failure: None,
+        missing_facts: Vec::new(),
         control: None,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     }

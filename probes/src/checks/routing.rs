@@ -79,6 +79,7 @@ pub fn run(
     };
     let leg = Leg {
         pass,
+        failure: (!pass).then(|| conformance_contract::catalogue::NOT_DELIVERED.code.to_string()),
         reason,
         evidence: evidence([
             ("direction", json!(direction)),

@@ -163,6 +163,9 @@ pub fn run_pass(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> R
     );
     let leg = Leg {
         pass: reason.is_none(),
+        failure: reason
+            .is_some()
+            .then(|| conformance_contract::catalogue::NOT_DELIVERED.code.to_string()),
         reason: reason.unwrap_or_else(|| format!("{BURST}/{BURST} datagrams passed the hook with TC_ACT_OK and reached the host socket")),
         evidence: ev,
     };
@@ -221,6 +224,9 @@ pub fn run_redirect(
     );
     let leg = Leg {
         pass: reason.is_none(),
+        failure: reason
+            .is_some()
+            .then(|| conformance_contract::catalogue::NOT_DELIVERED.code.to_string()),
         reason: reason.unwrap_or_else(|| {
             format!("{BURST}/{BURST} datagrams redirected to {}'s ingress, seen there, and delivered to the host socket", target.name)
         }),

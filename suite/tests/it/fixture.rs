@@ -90,6 +90,8 @@ pub fn obs(
         outcome,
         reason: reason.into(),
         evidence: map(evidence),
+        failure: None,
+        missing_facts: Vec::new(),
         control,
         duration_ms: ms,
     }
