@@ -76,6 +76,7 @@ mod tests {
             reason: String::new(),
             expected: Expectation {
                 outcome: ExpectedOutcome::Pass,
+                failure: None,
                 reason: String::new(),
                 reference: None,
                 decided_by: DecidedBy::Default {
@@ -83,6 +84,7 @@ mod tests {
                 },
                 undecided: vec![],
             },
+            facts_expected: vec![],
             observation: None,
         }
     }

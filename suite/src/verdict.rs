@@ -5,21 +5,28 @@
 //! | observation | negative control | expected | verdict |
 //! |---|---|---|---|
 //! | error | any | any | error |
-//! | unsupported | any | any | unsupported |
-//! | pass/fail | missing | any | error ("no negative control ran") |
+//! | unsupported, a missing fact the matrix expects here | | | regression (names the fact) |
+//! | unsupported, a missing fact the matrix cannot decide | | | error |
+//! | unsupported, no missing fact named | | | error |
+//! | unsupported, every missing fact not expected here | | | unsupported |
 //! | pass/fail | leaked | any | error ("check is blind") |
-//! | pass/fail | error | any | error |
+//! | pass | missing or error | any | error ("no negative control ran") |
 //! | pass | blocked | pass | pass |
-//! | fail | blocked | fail | expected-fail |
-//! | fail | blocked | pass | regression |
 //! | pass | blocked | fail | unexpected-pass |
+//! | fail | any but leaked | pass | regression |
+//! | fail naming the expected failure | any but leaked | fail | expected-fail |
+//! | fail naming another failure (or none) | any but leaked | fail | regression (shows both) |
 //! | (none) | | | error ("probe produced no observation") |
 //!
 //! A check whose control delivered too cannot tell working from broken, so its
-//! result is never counted as a pass or a regression.
+//! result is never counted as a pass or a regression. `unsupported` is never the
+//! probe's word alone: it stands only where the matrix's `[[fact]]` entries say
+//! the missing fact is not expected, so a broken primitive cannot hide as grey.
 
-use crate::matrix::{Expectation, ExpectedOutcome, Matrix};
-use conformance_contract::{ControlOutcome, Facts, Observation, Outcome, PlannedCheck, find_check};
+use crate::matrix::{Expectation, ExpectedOutcome, FactExpectation, FactPresence, Matrix};
+use conformance_contract::{
+    CheckSpec, ControlOutcome, Facts, Observation, Outcome, PlannedCheck, find_check,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -79,6 +86,9 @@ pub struct Verdict {
     /// One line for a human: for a regression, what the probe saw.
     pub reason: String,
     pub expected: Expectation,
+    /// For an `unsupported` observation: what the matrix says of each missing fact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts_expected: Vec<FactExpectation>,
     /// `None` when the probe produced no observation for a planned check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observation: Option<Observation>,
@@ -134,12 +144,27 @@ pub fn evaluate(
         .into_iter()
         .map(|(check, variant)| {
             let expected = matrix.expectation(check, variant, facts);
-            judge(check, variant, &by_key[&(check, variant)], expected)
+            let observed = &by_key[&(check, variant)];
+            let facts_expected = match observed.as_slice() {
+                [o] if o.outcome == Outcome::Unsupported => o
+                    .missing_facts
+                    .iter()
+                    .map(|key| matrix.fact_expectation(key, facts))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            judge(check, variant, observed, expected, facts_expected)
         })
         .collect()
 }
 
-fn judge(check: &str, variant: &str, observed: &[&Observation], expected: Expectation) -> Verdict {
+fn judge(
+    check: &str,
+    variant: &str,
+    observed: &[&Observation],
+    expected: Expectation,
+    facts_expected: Vec<FactExpectation>,
+) -> Verdict {
     let (verdict, reason) = match observed {
         [] => (
             VerdictKind::Error,
@@ -174,7 +199,7 @@ fn judge(check: &str, variant: &str, observed: &[&Observation], expected: Expect
                     spec.variants.join(", ")
                 ),
             ),
-            Some(_) => judge_one(o, &expected),
+            Some(spec) => judge_one(o, spec, &expected, &facts_expected),
         },
     };
     Verdict {
@@ -183,6 +208,7 @@ fn judge(check: &str, variant: &str, observed: &[&Observation], expected: Expect
         verdict,
         reason,
         expected,
+        facts_expected,
         observation: observed.first().map(|o| (*o).clone()),
     }
 }
@@ -197,7 +223,81 @@ pub(crate) fn outcome_word(o: Outcome) -> &'static str {
     }
 }
 
-fn judge_one(o: &Observation, expected: &Expectation) -> (VerdictKind, String) {
+/// An `unsupported` observation, judged by what the matrix says of each fact the
+/// probe found missing.
+fn judge_unsupported(o: &Observation, facts_expected: &[FactExpectation]) -> (VerdictKind, String) {
+    if facts_expected.is_empty() {
+        return (
+            VerdictKind::Error,
+            format!(
+                "probe reported unsupported without naming the missing fact, so the matrix cannot say whether that is expected: {}",
+                o.reason
+            ),
+        );
+    }
+    let at = |f: &FactExpectation| {
+        f.decided_by
+            .location()
+            .unwrap_or_else(|| "the matrix (no [[fact]] entry)".to_string())
+    };
+    let expected: Vec<String> = facts_expected
+        .iter()
+        .filter(|f| f.presence == FactPresence::Expected)
+        .map(|f| format!("{} is expected here ({}: {})", f.fact, at(f), f.reason))
+        .collect();
+    if !expected.is_empty() {
+        return (
+            VerdictKind::Regression,
+            format!(
+                "a primitive the matrix expects is missing: {}; probe: {}",
+                expected.join("; "),
+                o.reason
+            ),
+        );
+    }
+    let undecided: Vec<String> = facts_expected
+        .iter()
+        .filter(|f| f.presence == FactPresence::Undecided)
+        .map(|f| {
+            format!(
+                "whether {} is expected depends on {}, which was not measured ({})",
+                f.fact,
+                f.unmeasured.join(", "),
+                at(f)
+            )
+        })
+        .collect();
+    if !undecided.is_empty() {
+        return (
+            VerdictKind::Error,
+            format!("{}; probe: {}", undecided.join("; "), o.reason),
+        );
+    }
+    let why: Vec<String> = facts_expected
+        .iter()
+        .map(|f| format!("{} is not expected here ({}: {})", f.fact, at(f), f.reason))
+        .collect();
+    (
+        VerdictKind::Unsupported,
+        format!("{} ({})", o.reason, why.join("; ")),
+    )
+}
+
+/// `not-scrubbed (the frame reached pod B ...)`, or the bare code of a failure
+/// the catalogue does not know.
+fn failure_text(spec: &CheckSpec, code: &str) -> String {
+    match spec.failure(code) {
+        Some(f) => format!("`{}` ({})", f.code, f.meaning),
+        None => format!("`{code}`"),
+    }
+}
+
+fn judge_one(
+    o: &Observation,
+    spec: &CheckSpec,
+    expected: &Expectation,
+    facts_expected: &[FactExpectation],
+) -> (VerdictKind, String) {
     let passed = match o.outcome {
         Outcome::Error => {
             return (
@@ -205,7 +305,7 @@ fn judge_one(o: &Observation, expected: &Expectation) -> (VerdictKind, String) {
                 format!("probe could not run the check: {}", o.reason),
             );
         }
-        Outcome::Unsupported => return (VerdictKind::Unsupported, o.reason.clone()),
+        Outcome::Unsupported => return judge_unsupported(o, facts_expected),
         Outcome::Pass => true,
         Outcome::Fail => false,
     };
@@ -255,10 +355,25 @@ fn judge_one(o: &Observation, expected: &Expectation) -> (VerdictKind, String) {
     let (kind, reason) = match (passed, expected.outcome) {
         (true, ExpectedOutcome::Pass) => (VerdictKind::Pass, o.reason.clone()),
         (false, ExpectedOutcome::Pass) => (VerdictKind::Regression, o.reason.clone()),
-        (false, ExpectedOutcome::Fail) => (
-            VerdictKind::ExpectedFail,
-            format!("{} (expected: {})", o.reason, expected.reason),
-        ),
+        (false, ExpectedOutcome::Fail) => match (&o.failure, &expected.failure) {
+            (Some(got), Some(want)) if got == want => (
+                VerdictKind::ExpectedFail,
+                format!("{} (expected `{want}`: {})", o.reason, expected.reason),
+            ),
+            (got, want) => (
+                VerdictKind::Regression,
+                format!(
+                    "the matrix expects failure {}, but the probe saw {}: {}",
+                    want.as_deref()
+                        .map_or("(none named)".to_string(), |w| failure_text(spec, w)),
+                    got.as_deref().map_or_else(
+                        || "a failure it did not name".to_string(),
+                        |g| failure_text(spec, g)
+                    ),
+                    o.reason
+                ),
+            ),
+        },
         (true, ExpectedOutcome::Fail) => (
             VerdictKind::UnexpectedPass,
             format!("{} (matrix expected fail: {})", o.reason, expected.reason),
@@ -291,8 +406,14 @@ reason = "fixed kernels scrub"
 [[expect.unless]]
 when = "kernel < 6.1.139"
 outcome = "fail"
+failure = "not-scrubbed"
 reason = "CVE-2025-37959 unfixed"
 reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
+
+[[fact]]
+fact = "tcx"
+expected = "kernel >= 6.6"
+reason = "TCX links landed in 6.6"
 "#;
 
     const SCRUB: &str = "datapath.redirect-peer.scrub";
@@ -314,7 +435,7 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
             outcome,
             reason: format!("observed {outcome:?}"),
             evidence: Map::new(),
-            failure: None,
+            failure: (outcome == Outcome::Fail).then(|| "not-scrubbed".to_string()),
             missing_facts: Vec::new(),
             control: control.map(|outcome| Control {
                 description: "TC_ACT_OK instead of redirect".into(),
@@ -358,7 +479,10 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
             "a regression says what the probe saw"
         );
         let v = one(obs(SCRUB, Outcome::Fail, Some(Blocked)), UNFIXED);
-        assert_eq!(v.reason, "observed Fail (expected: CVE-2025-37959 unfixed)");
+        assert_eq!(
+            v.reason,
+            "observed Fail (expected `not-scrubbed`: CVE-2025-37959 unfixed)"
+        );
         assert!(matches!(
             v.expected.decided_by,
             crate::matrix::DecidedBy::Override { line: 8, .. }
@@ -386,10 +510,13 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
                         "probe could not run the check: observed Error"
                     )
                 );
-                let v = one(obs(SCRUB, Outcome::Unsupported, control), kernel);
-                assert_eq!(
-                    (v.verdict, v.reason.as_str()),
-                    (VerdictKind::Unsupported, "observed Unsupported")
+                let mut o = obs(SCRUB, Outcome::Unsupported, control);
+                o.missing_facts = vec!["tcx".into()];
+                let v = one(o, (6, 1, 192));
+                assert_eq!(v.verdict, VerdictKind::Unsupported, "{}", v.reason);
+                assert!(
+                    v.reason
+                        .starts_with("observed Unsupported (tcx is not expected here")
                 );
             }
         }
@@ -495,5 +622,106 @@ reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
             "unexpected-pass"
         );
         assert_eq!(VerdictKind::ExpectedFail.label(), "EXPECTED-FAIL");
+    }
+
+    #[test]
+    fn an_expected_failure_accepts_only_the_failure_it_names() {
+        use ControlOutcome::Blocked;
+        for other in [Some("not-delivered"), Some("hook-not-run"), None] {
+            let mut o = obs(SCRUB, Outcome::Fail, Some(Blocked));
+            o.failure = other.map(str::to_string);
+            let v = one(o, UNFIXED);
+            assert_eq!(
+                v.verdict,
+                VerdictKind::Regression,
+                "{other:?}: {}",
+                v.reason
+            );
+            assert!(
+                v.reason
+                    .starts_with("the matrix expects failure `not-scrubbed` ("),
+                "{}",
+                v.reason
+            );
+            match other {
+                Some(code) => assert!(
+                    v.reason.contains(&format!("but the probe saw `{code}` (")),
+                    "{}",
+                    v.reason
+                ),
+                None => assert!(
+                    v.reason.contains("a failure it did not name"),
+                    "{}",
+                    v.reason
+                ),
+            }
+            assert!(v.reason.ends_with(": observed Fail"), "{}", v.reason);
+        }
+    }
+
+    fn unsupported(missing: &[&str]) -> Observation {
+        Observation {
+            variant: "tcx".into(),
+            missing_facts: missing.iter().map(|m| m.to_string()).collect(),
+            reason: format!("needs {} here", missing.join(", ")),
+            ..obs("datapath.redirect-peer", Outcome::Unsupported, None)
+        }
+    }
+
+    #[test]
+    fn unsupported_only_where_the_matrix_does_not_expect_the_fact() {
+        // 6.1 has no TCX, and the matrix expects it only from 6.6: unsupported.
+        let v = one(unsupported(&["tcx"]), (6, 1, 192));
+        assert_eq!(v.verdict, VerdictKind::Unsupported, "{}", v.reason);
+        assert_eq!(
+            v.reason,
+            "needs tcx here (tcx is not expected here (vm.toml:15 when kernel >= 6.6: TCX links landed in 6.6))"
+        );
+        assert_eq!(v.facts_expected.len(), 1);
+
+        // 6.18 should have it: the same observation is a regression naming the fact.
+        let v = one(unsupported(&["tcx"]), FIXED);
+        assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+        assert!(
+            v.reason.starts_with(
+                "a primitive the matrix expects is missing: tcx is expected here (vm.toml:15 when kernel >= 6.6"
+            ),
+            "{}",
+            v.reason
+        );
+
+        // A fact without a [[fact]] entry is expected everywhere.
+        let v = one(unsupported(&["helper.redirect_peer"]), (6, 1, 192));
+        assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
+        assert!(
+            v.reason
+                .contains("no [[fact]] entry for helper.redirect_peer"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn unsupported_that_nobody_can_judge_is_an_error() {
+        let plan = [PlannedCheck {
+            check: "datapath.redirect-peer".into(),
+            variant: "tcx".into(),
+        }];
+        let v = evaluate(&matrix(), &facts(None), &plan, &[unsupported(&["tcx"])]);
+        assert_eq!(v[0].verdict, VerdictKind::Error, "{}", v[0].reason);
+        assert!(
+            v[0].reason.starts_with(
+                "whether tcx is expected depends on kernel, which was not measured (vm.toml:15"
+            ),
+            "{}",
+            v[0].reason
+        );
+        let v = one(unsupported(&[]), (6, 1, 192));
+        assert_eq!(v.verdict, VerdictKind::Error, "{}", v.reason);
+        assert!(
+            v.reason.contains("without naming the missing fact"),
+            "{}",
+            v.reason
+        );
     }
 }

@@ -17,11 +17,25 @@
 //! reference = "https://..."                # required when outcome = "fail"
 //!
 //! [[expect.unless]]                        # first whose `when` holds wins
-//! when = "kernel < 6.1.139"
+//! when = "kernel.upstream < 6.1.139"
 //! outcome = "fail"
+//! failure = "not-scrubbed"                 # required with "fail": which failure
 //! reason = "..."
 //! reference = "https://..."
+//!
+//! [[fact]]                                 # where a precondition fact is expected
+//! fact = "tcx"
+//! expected = "kernel >= 6.6"
+//! reason = "..."
 //! ```
+//!
+//! An expected failure names the failure it expects (one of the check's
+//! `failures` in the catalogue): a check that fails some other way is a
+//! regression, not an expected failure. A `[[fact]]` entry says under which
+//! condition a boolean fact that checks need (`tcx`, `helper.<name>`) must be
+//! present; a fact without an entry is expected everywhere. So a variant the
+//! probe could not run for lack of a fact is `unsupported` only where the
+//! matrix says that fact is not expected, and a regression everywhere else.
 //!
 //! Everything is validated when the file is loaded (unknown checks, variants,
 //! facts and keys, malformed conditions, duplicates), and every rejection is one
@@ -29,7 +43,10 @@
 //! probe starts instead of silently never matching.
 
 pub mod condition;
+mod fact_entries;
 mod location;
+
+pub use fact_entries::{FactEntry, FactExpectation, FactPresence};
 
 use crate::env::Environment;
 use condition::{Condition, ConditionErrorKind};
@@ -70,6 +87,8 @@ pub struct Matrix {
     pub environment: Environment,
     environment_line: usize,
     pub entries: Vec<Entry>,
+    /// `[[fact]]` tables: where precondition facts are expected.
+    pub facts: Vec<FactEntry>,
 }
 
 /// One `[[expect]]` table.
@@ -79,6 +98,8 @@ pub struct Entry {
     /// `None`: applies to every variant without an entry of its own.
     pub variant: Option<String>,
     pub outcome: ExpectedOutcome,
+    /// With `Fail`: the code of the failure expected (`CheckSpec::failures`).
+    pub failure: Option<String>,
     pub reason: String,
     pub reference: Option<String>,
     /// Line of the `check` key.
@@ -91,6 +112,8 @@ pub struct Entry {
 pub struct Override {
     pub when: Condition,
     pub outcome: ExpectedOutcome,
+    /// With `Fail`: the code of the failure expected.
+    pub failure: Option<String>,
     pub reason: String,
     pub reference: Option<String>,
     /// Line of the `when` key.
@@ -136,6 +159,10 @@ pub struct Undecided {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expectation {
     pub outcome: ExpectedOutcome,
+    /// With `Fail`: the one failure (code from `CheckSpec::failures`) that makes
+    /// the verdict `expected-fail`; any other failure is a regression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
@@ -146,6 +173,14 @@ pub struct Expectation {
 }
 
 impl Expectation {
+    /// `pass`, or `fail (not-scrubbed)`: the outcome with the failure it names.
+    pub fn outcome_text(&self) -> String {
+        match &self.failure {
+            Some(code) => format!("{} ({code})", self.outcome),
+            None => self.outcome.to_string(),
+        }
+    }
+
     /// "kernel not measured: `when` at line 14 could not be decided", or `None`.
     pub fn undecided_note(&self) -> Option<String> {
         if self.undecided.is_empty() {
@@ -196,6 +231,10 @@ pub enum MatrixErrorKind {
     Duplicate,
     /// Empty `reason`, or an expected failure without `reference`.
     Justification,
+    /// `failure` missing with outcome "fail", present with "pass", or not one of the check's.
+    Failure,
+    /// A `[[fact]]` naming a fact that is not a boolean precondition.
+    UnknownFact,
 }
 
 impl fmt::Display for MatrixError {
@@ -226,6 +265,8 @@ struct RawMatrix {
     environment: Spanned<String>,
     #[serde(default)]
     expect: Vec<Spanned<RawEntry>>,
+    #[serde(default)]
+    fact: Vec<Spanned<fact_entries::RawFactEntry>>,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +275,7 @@ struct RawEntry {
     check: Spanned<String>,
     variant: Option<Spanned<String>>,
     outcome: Spanned<String>,
+    failure: Option<Spanned<String>>,
     reason: Spanned<String>,
     reference: Option<Spanned<String>>,
     #[serde(default)]
@@ -245,6 +287,7 @@ struct RawEntry {
 struct RawOverride {
     when: Spanned<String>,
     outcome: Spanned<String>,
+    failure: Option<Spanned<String>>,
     reason: Spanned<String>,
     reference: Option<Spanned<String>>,
 }
@@ -353,6 +396,59 @@ impl Source<'_> {
             None => None,
         };
         Ok((reason.get_ref().trim().to_string(), reference))
+    }
+
+    /// An expected failure names one of the check's failures; a pass names none.
+    fn failure(
+        &self,
+        table: Range<usize>,
+        prefix: &str,
+        check: &conformance_contract::CheckSpec,
+        outcome: ExpectedOutcome,
+        failure: &Option<Spanned<String>>,
+    ) -> Result<Option<String>, MatrixError> {
+        let field = format!("{prefix}.failure");
+        let known = || {
+            check
+                .failures
+                .iter()
+                .map(|f| format!("\"{}\" ({})", f.code, f.meaning))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (outcome, failure) {
+            (ExpectedOutcome::Pass, None) => Ok(None),
+            (ExpectedOutcome::Pass, Some(f)) => Err(self.error(
+                f.span(),
+                field,
+                MatrixErrorKind::Failure,
+                "only an expected failure (outcome = \"fail\") names a failure",
+            )),
+            (ExpectedOutcome::Fail, None) => Err(self.error(
+                table,
+                field,
+                MatrixErrorKind::Failure,
+                format!(
+                    "an expected failure must name the failure it expects, so that any other failure is a regression (\"{}\" has: {})",
+                    check.id,
+                    known()
+                ),
+            )),
+            (ExpectedOutcome::Fail, Some(f)) => match check.failure(f.get_ref()) {
+                Some(known) => Ok(Some(known.code.to_string())),
+                None => Err(self.error(
+                    f.span(),
+                    field,
+                    MatrixErrorKind::Failure,
+                    format!(
+                        "check \"{}\" has no failure \"{}\" (it has: {})",
+                        check.id,
+                        f.get_ref(),
+                        known()
+                    ),
+                )),
+            },
+        }
     }
 }
 
@@ -463,7 +559,8 @@ impl Matrix {
             }
             let outcome = src.outcome(&raw.outcome, &format!("{prefix}.outcome"))?;
             let (reason, reference) =
-                src.justification(table, &prefix, outcome, &raw.reason, &raw.reference)?;
+                src.justification(table.clone(), &prefix, outcome, &raw.reason, &raw.reference)?;
+            let failure = src.failure(table, &prefix, check, outcome, &raw.failure)?;
 
             let mut unless = Vec::with_capacity(raw.unless.len());
             for (k, spanned) in raw.unless.iter().enumerate() {
@@ -480,9 +577,11 @@ impl Matrix {
                 let outcome = src.outcome(&o.outcome, &format!("{prefix}.outcome"))?;
                 let (reason, reference) =
                     src.justification(spanned.span(), &prefix, outcome, &o.reason, &o.reference)?;
+                let failure = src.failure(spanned.span(), &prefix, check, outcome, &o.failure)?;
                 unless.push(Override {
                     when,
                     outcome,
+                    failure,
                     reason,
                     reference,
                     line: location::line_of(text, o.when.span().start),
@@ -492,6 +591,7 @@ impl Matrix {
                 check: check.id.to_string(),
                 variant,
                 outcome,
+                failure,
                 reason,
                 reference,
                 line,
@@ -499,11 +599,13 @@ impl Matrix {
             });
         }
 
+        let facts = fact_entries::parse(&src, &raw.fact)?;
         Ok(Matrix {
             path: file.to_path_buf(),
             environment,
             environment_line: location::line_of(text, raw.environment.span().start),
             entries,
+            facts,
         })
     }
 
@@ -544,6 +646,7 @@ impl Matrix {
         let Some(entry) = self.entry(check, variant) else {
             return Expectation {
                 outcome: ExpectedOutcome::Pass,
+                failure: None,
                 reason: format!("no entry in {file}; default is pass"),
                 reference: None,
                 decided_by: DecidedBy::Default { file },
@@ -556,6 +659,7 @@ impl Matrix {
             if eval.holds() {
                 return Expectation {
                     outcome: o.outcome,
+                    failure: o.failure.clone(),
                     reason: o.reason.clone(),
                     reference: o.reference.clone().or_else(|| entry.reference.clone()),
                     decided_by: DecidedBy::Override {
@@ -576,6 +680,7 @@ impl Matrix {
         }
         Expectation {
             outcome: entry.outcome,
+            failure: entry.failure.clone(),
             reason: entry.reason.clone(),
             reference: entry.reference.clone(),
             decided_by: DecidedBy::Entry {

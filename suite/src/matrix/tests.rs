@@ -20,6 +20,7 @@ reference = "https://example.org/cve"
 [[expect.unless]]
 when = "kernel < 6.1.139"
 outcome = "fail"
+failure = "not-scrubbed"
 reason = "unfixed"
 reference = "https://example.org/cve"
 "#;
@@ -195,7 +196,7 @@ fn duplicate_check_variant() {
     assert_rejected(
         &e,
         MatrixErrorKind::Duplicate,
-        23,
+        24,
         "expect[2]",
         "the first is expect[0] at line 5",
     );
@@ -229,7 +230,7 @@ fn unknown_keys_are_rejected_where_they_are() {
     assert_rejected(
         &e,
         MatrixErrorKind::UnknownKey,
-        20,
+        21,
         "expect[1].unless[0].if",
         "unknown field `if`",
     );
@@ -269,7 +270,7 @@ fn missing_keys_point_at_their_table() {
     assert_rejected(
         &e,
         MatrixErrorKind::UnknownKey,
-        21,
+        22,
         "expect[1].unless[0].environment",
         "unknown field `environment`",
     );
@@ -442,6 +443,7 @@ reason = "all"
 check = "datapath.stack-delivery"
 variant = "legacy"
 outcome = "fail"
+failure = "not-delivered"
 reason = "legacy only"
 reference = "https://example.org"
 "#;
@@ -455,5 +457,120 @@ reference = "https://example.org"
     assert_eq!(
         m.expectation("datapath.stack-delivery", "tcx", &f).reason,
         "all"
+    );
+}
+
+#[test]
+fn an_expected_failure_names_a_failure_of_its_check() {
+    let e = reject(&replace("failure = \"not-scrubbed\"\n", ""));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Failure,
+        16,
+        "expect[1].unless[0].failure",
+        "must name the failure it expects",
+    );
+    assert!(e.message.contains("\"not-scrubbed\" ("), "{e}");
+    let e = reject(&replace(
+        "failure = \"not-scrubbed\"",
+        "failure = \"not-bypassed\"",
+    ));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Failure,
+        19,
+        "expect[1].unless[0].failure",
+        "check \"datapath.redirect-peer.scrub\" has no failure \"not-bypassed\"",
+    );
+    let e = reject(&replace(
+        "reason = \"works\"",
+        "reason = \"works\"\nfailure = \"not-delivered\"",
+    ));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Failure,
+        9,
+        "expect[0].failure",
+        "only an expected failure",
+    );
+    let (_dir, path) = write("vm.toml", BASE);
+    let m = Matrix::load(&path).unwrap();
+    let unfixed = facts(Some(KernelVersion::new(6, 1, 100)));
+    let x = m.expectation("datapath.redirect-peer.scrub", "default", &unfixed);
+    assert_eq!(x.failure.as_deref(), Some("not-scrubbed"));
+}
+
+const FACTS: &str =
+    "\n[[fact]]\nfact = \"tcx\"\nexpected = \"kernel >= 6.6\"\nreason = \"TCX landed in 6.6\"\n";
+
+#[test]
+fn fact_entries_say_where_a_fact_is_expected() {
+    let text = format!("{BASE}{FACTS}");
+    let (_dir, path) = write("vm.toml", &text);
+    let m = Matrix::load(&path).unwrap();
+    let at = |v| m.fact_expectation("tcx", &facts(v)).presence;
+    assert_eq!(
+        at(Some(KernelVersion::new(6, 1, 192))),
+        FactPresence::NotExpected
+    );
+    assert_eq!(
+        at(Some(KernelVersion::new(6, 18, 0))),
+        FactPresence::Expected
+    );
+    assert_eq!(at(None), FactPresence::Undecided);
+    let x = m.fact_expectation("tcx", &facts(None));
+    assert_eq!(x.unmeasured, vec!["kernel".to_string()]);
+    assert_eq!(
+        x.decided_by.location().unwrap(),
+        format!("{}:24 when kernel >= 6.6", path.display())
+    );
+    // No entry: expected everywhere.
+    let x = m.fact_expectation("helper.redirect_peer", &facts(None));
+    assert_eq!(x.presence, FactPresence::Expected);
+    assert!(matches!(x.decided_by, DecidedBy::Default { .. }));
+}
+
+#[test]
+fn fact_entries_are_validated() {
+    let e = reject(&format!("{BASE}{}", FACTS.replace("\"tcx\"", "\"kernel\"")));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::UnknownFact,
+        24,
+        "fact[0].fact",
+        "is not a boolean fact",
+    );
+    let e = reject(&format!("{BASE}{}", FACTS.replace("\"tcx\"", "\"tcxx\"")));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::UnknownFact,
+        24,
+        "fact[0].fact",
+        "is not a fact",
+    );
+    let e = reject(&format!("{BASE}{FACTS}{FACTS}"));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Duplicate,
+        29,
+        "fact[1]",
+        "first is at line 24",
+    );
+    let e = reject(&format!("{BASE}{}", FACTS.replace(">= 6.6", ">= 6.6 and")));
+    assert_eq!(
+        (e.line, e.field.as_str()),
+        (Some(25), "fact[0].expected"),
+        "{e}"
+    );
+    let e = reject(&format!(
+        "{BASE}{}",
+        FACTS.replace("TCX landed in 6.6", " ")
+    ));
+    assert_rejected(
+        &e,
+        MatrixErrorKind::Justification,
+        26,
+        "fact[0].reason",
+        "must say why",
     );
 }

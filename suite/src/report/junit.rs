@@ -138,7 +138,7 @@ fn testcase(x: &mut String, v: &Verdict, strict: bool) {
 /// Expected vs observed, then both legs as JSON: enough to triage from a CI tab.
 fn details(v: &Verdict) -> String {
     let e = &v.expected;
-    let mut s = format!("expected: {}: {}", e.outcome, e.reason);
+    let mut s = format!("expected: {}: {}", e.outcome_text(), e.reason);
     if let Some(at) = e.decided_by.location() {
         let _ = write!(s, "\ndecided by: {at}");
     }
@@ -146,7 +146,14 @@ fn details(v: &Verdict) -> String {
         let _ = write!(s, "\nreference: {r}");
     }
     if let Some(o) = &v.observation {
-        let _ = write!(s, "\nobserved: {}", o.reason);
+        match &o.failure {
+            Some(code) => {
+                let _ = write!(s, "\nobserved: fail ({code}): {}", o.reason);
+            }
+            None => {
+                let _ = write!(s, "\nobserved: {}", o.reason);
+            }
+        }
     }
     if let Some(json) = evidence_json(v) {
         let _ = write!(s, "\n{json}");

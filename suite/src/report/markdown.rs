@@ -84,7 +84,12 @@ fn details(md: &mut String, v: &Verdict) {
     let _ = writeln!(md, "\n#### {} `{}`\n", v.verdict.label(), v.name());
     let _ = writeln!(md, "{}\n", inline(&v.reason));
     let e = &v.expected;
-    let _ = write!(md, "- **Expected:** {} — {}", e.outcome, inline(&e.reason));
+    let _ = write!(
+        md,
+        "- **Expected:** {} — {}",
+        e.outcome_text(),
+        inline(&e.reason)
+    );
     if let Some(at) = e.decided_by.location() {
         let _ = write!(md, " (decided by `{at}`)");
     }
@@ -97,9 +102,14 @@ fn details(md: &mut String, v: &Verdict) {
             md.push_str("- **Observed:** nothing: the probe sent no observation for this check.\n")
         }
         Some(o) => {
+            let failure = o
+                .failure
+                .as_deref()
+                .map(|code| format!(" fail ({code}):"))
+                .unwrap_or_default();
             let _ = writeln!(
                 md,
-                "- **Observed** ({:.0} ms): {}",
+                "- **Observed** ({:.0} ms):{failure} {}",
                 o.duration_ms,
                 inline(&o.reason)
             );

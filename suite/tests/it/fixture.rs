@@ -36,14 +36,21 @@ reference = "https://git.kernel.org/pub/scm/linux/kernel/git/torvalds/linux.git/
 [[expect.unless]]
 when = "(kernel >= 6.2-rc1 and kernel < 6.6.91) or (kernel >= 6.7-rc1 and kernel < 6.12.29)"
 outcome = "fail"
+failure = "not-scrubbed"
 reason = "CVE-2025-37959 unfixed before 6.6.91"
 reference = "https://nvd.nist.gov/vuln/detail/CVE-2025-37959"
 
 [[expect]]
 check = "datapath.host-to-pod"
 outcome = "fail"
+failure = "not-delivered"
 reason = "fixture: pretend host routes are known broken here"
 reference = "https://example.invalid/fixture"
+
+[[fact]]
+fact = "helper.skb_store_bytes"
+expected = "kernel >= 6.7"
+reason = "fixture: pretend the helper arrived in 6.7"
 "#;
 
 pub fn matrix() -> Matrix {
@@ -97,6 +104,23 @@ pub fn obs(
     }
 }
 
+/// Builders for the fields only some observations carry.
+pub trait ObservationExt {
+    fn failing(self, code: &str) -> Self;
+    fn missing(self, facts: &[&str]) -> Self;
+}
+
+impl ObservationExt for Observation {
+    fn failing(mut self, code: &str) -> Self {
+        self.failure = Some(code.into());
+        self
+    }
+    fn missing(mut self, facts: &[&str]) -> Self {
+        self.missing_facts = facts.iter().map(|f| f.to_string()).collect();
+        self
+    }
+}
+
 /// Every (check, variant) of the catalogue is planned; one is never observed.
 pub fn plan() -> Vec<PlannedCheck> {
     Selection::all().plan(conformance_contract::CATALOGUE)
@@ -121,11 +145,12 @@ pub fn observations() -> Vec<Observation> {
             "datapath.stack-delivery",
             "tcx",
             Outcome::Fail,
-            "0/5 datagrams reached 10.42.0.1:47474 in ns host",
-            json!({"sent": 5, "received": 0, "skb": {"ifindex": 0, "hash": 0, "src": "0.0.0.0", "pkt_type": 0}, "nix_2hd_signature": true}),
+            "5/5 passed the hook at lxc1a2b3a ingress (tcx); host Ip InReceives +0: lost between the hook and the host's IP layer; 0/5 at 198.18.0.10:47474",
+            json!({"sent": 5, "received": 0, "hops": [{"hop": "lxc1a2b3a ingress hook", "count": 5}, {"hop": "host Ip InReceives", "count": 0}, {"hop": "socket 198.18.0.10:47474", "count": 0}]}),
             blocked("program returns TC_ACT_SHOT"),
             41.25,
-        ),
+        )
+        .failing("not-delivered"),
         obs(
             "datapath.stack-delivery",
             "legacy",
@@ -144,11 +169,12 @@ pub fn observations() -> Vec<Observation> {
             "datapath.stack-delivery.redirect",
             "tcx",
             Outcome::Unsupported,
-            "needs fact helper.skb_store_bytes, which is false here",
-            json!({"missing": ["helper.skb_store_bytes"]}),
+            "needs helper.skb_store_bytes here",
+            json!({}),
             None,
             0.0,
-        ),
+        )
+        .missing(&["helper.skb_store_bytes"]),
         obs(
             "datapath.stack-delivery.redirect",
             "legacy",
@@ -166,9 +192,10 @@ pub fn observations() -> Vec<Observation> {
             Outcome::Fail,
             "0/5 frames with a foreign destination MAC delivered; pkt_type stayed OTHERHOST (3)",
             json!({"sent": 5, "received": 0, "pkt_type_at_source": 3, "pkt_type_at_destination": 3, "mark_kept": true}),
-            blocked("TC_ACT_OK to the host stack instead of bpf_redirect_peer"),
+            blocked("plain bpf_redirect to pod B's host-side veth instead of bpf_redirect_peer"),
             73.0,
-        ),
+        )
+        .failing("not-scrubbed"),
         ok("datapath.pod-to-host", "default", 12.0),
         ok("datapath.host-to-pod", "default", 11.5),
     ]
