@@ -2,7 +2,7 @@
 
 use conformance_contract::{CATALOGUE, Facts, KernelVersion};
 use conformance_suite::env::Environment;
-use conformance_suite::matrix::{DecidedBy, ExpectedOutcome, Matrix};
+use conformance_suite::matrix::{DecidedBy, ExpectedOutcome, FactPresence, Matrix};
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
@@ -145,6 +145,45 @@ fn everything_else_is_expected_to_pass_everywhere() {
                     );
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn precondition_facts_are_expected_from_their_kernel() {
+    for m in shipped() {
+        let presence =
+            |fact: &str, release: &str| m.fact_expectation(fact, &with_kernel(release)).presence;
+        // On a current kernel every fact a check needs is expected: its absence
+        // is a regression, never a grey `unsupported`.
+        for check in CATALOGUE {
+            for (_, fact) in check.requires {
+                assert_eq!(
+                    presence(fact, "6.18.44"),
+                    FactPresence::Expected,
+                    "{}: {fact} for {}",
+                    m.path.display(),
+                    check.id
+                );
+            }
+        }
+        for (fact, before, from) in [
+            ("tcx", "6.1.0-56-cloud-amd64", "6.6.0"),
+            ("helper.redirect_peer", "5.4.0", "5.10.0"),
+            ("helper.ringbuf_output", "5.7.0", "5.8.0"),
+        ] {
+            assert_eq!(
+                presence(fact, before),
+                FactPresence::NotExpected,
+                "{}: {fact} on {before}",
+                m.path.display()
+            );
+            assert_eq!(
+                presence(fact, from),
+                FactPresence::Expected,
+                "{}: {fact} on {from}",
+                m.path.display()
+            );
         }
     }
 }
