@@ -29,6 +29,12 @@ pub struct Facts {
     pub kernel_release: String,
     /// Parsed from `kernel_release`; `None` when it does not start with a version.
     pub kernel: Option<KernelVersion>,
+    /// The distribution's kernel package, when the running kernel names it
+    /// (`/proc/version` on Debian, `/proc/version_signature` on Ubuntu). A
+    /// distribution backports fixes under a fixed `uname -r` (`6.1.0-56-cloud-amd64`
+    /// is package 6.1.192-1): this is what a backported fix is tied to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_package: Option<KernelPackage>,
     /// `uname -m` (`x86_64`, `aarch64`).
     pub arch: String,
     /// Bytes per page (4096, 16384 on Apple-Silicon-like arm64 kernels).
@@ -41,10 +47,14 @@ pub struct Facts {
     pub bpffs: Bpffs,
     /// Mount point of the cgroup v2 hierarchy, if any.
     pub cgroup2: Option<String>,
-    /// A TC program could be attached through TCX (`BPF_LINK_CREATE` with `BPF_TCX_INGRESS`).
-    pub tcx: bool,
-    /// A netkit device could be created.
-    pub netkit: bool,
+    /// A TC program could be attached through TCX (`BPF_LINK_CREATE` with
+    /// `BPF_TCX_INGRESS`): `false` when the kernel refused it as unknown, `None`
+    /// when it could not be measured (EPERM, a failed load; `notes["tcx"]` says why).
+    /// Lines before this was optional carry a plain boolean.
+    pub tcx: Option<bool>,
+    /// A netkit device could be created: `false` when the kernel has no netkit
+    /// driver, `None` when it could not be measured (`notes["netkit"]` says why).
+    pub netkit: Option<bool>,
     /// `helper.<name>`: a TC program calling the helper passed the verifier.
     pub helpers: BTreeMap<String, bool>,
     /// `/sys/class/dmi/id/sys_vendor` (`Hetzner` on Hetzner Cloud, `QEMU`), if readable.
@@ -58,7 +68,8 @@ pub struct Facts {
     /// k3s version, when the probe runs on a k3s node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k3s_version: Option<String>,
-    /// Facts that could not be measured, with why (`"netkit": "EPERM ..."`).
+    /// Facts that could not be measured, with why (`"netkit": "EPERM ..."`), and
+    /// where a judged or derived fact came from (`"nested"`, `"kernel.upstream"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub notes: BTreeMap<String, String>,
 }
@@ -69,9 +80,33 @@ pub struct Virtualization {
     pub hypervisor: Option<String>,
     /// Container runtime seen from inside (`docker`, `podman`, `containerd`, `lxc`), or `None`.
     pub container: Option<String>,
-    /// Virtualization inside virtualization: a container inside a VM, or a VM whose
-    /// CPU advertises VMX/SVM to run further guests.
-    pub nested: bool,
+    /// Virtualization inside virtualization, from evidence only: `true` for a
+    /// container inside a detected VM, `false` where nesting is ruled out (bare
+    /// metal on x86, where every hardware-virtualized guest sees the `hypervisor`
+    /// CPU flag, and no container), `None` when it cannot be told from inside (a VM
+    /// never sees whether its host is itself a VM). `notes["nested"]` says what was
+    /// and was not seen. Lines before this was optional carry a guessed boolean.
+    pub nested: Option<bool>,
+}
+
+/// A distribution kernel package as the running kernel names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KernelPackage {
+    /// `Debian`, `Ubuntu`.
+    pub distribution: String,
+    /// The package version as the distribution writes it (`6.1.192-1`,
+    /// `6.12.117-1~deb12u1`, `5.15.0-91.101`).
+    pub version: String,
+    /// The upstream (stable) release the package is based on (`6.1.192`), when
+    /// the distribution names one that agrees with `uname -r`'s major.minor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<KernelVersion>,
+}
+
+impl fmt::Display for KernelPackage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.distribution, self.version)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -117,6 +152,8 @@ impl fmt::Display for FactValue {
 pub const FACT_KEYS: &[(&str, FactKind)] = &[
     ("kernel", FactKind::Version),
     ("arch", FactKind::Text),
+    ("kernel.upstream", FactKind::Version),
+    ("kernel.package", FactKind::Text),
     ("page_size", FactKind::Number),
     ("hypervisor", FactKind::Text),
     ("container", FactKind::Text),
@@ -161,6 +198,13 @@ impl Facts {
         }
         Some(match key {
             "kernel" => FactValue::Version(self.kernel?),
+            "kernel.upstream" => FactValue::Version(self.kernel_upstream()?),
+            "kernel.package" => FactValue::Text(
+                self.kernel_package
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            ),
             "arch" => FactValue::Text(self.arch.clone()),
             "page_size" => FactValue::Number(self.page_size),
             "hypervisor" => {
@@ -169,7 +213,7 @@ impl Facts {
             "container" => {
                 FactValue::Text(self.virtualization.container.clone().unwrap_or_default())
             }
-            "nested" => FactValue::Bool(self.virtualization.nested),
+            "nested" => FactValue::Bool(self.virtualization.nested?),
             "btf" => FactValue::Bool(self.btf),
             "jit" => FactValue::Bool(self.jit? > 0),
             "bpffs" => FactValue::Bool(self.bpffs.mounted),
@@ -177,8 +221,8 @@ impl Facts {
                 FactValue::Text(self.bpffs.propagation.clone().unwrap_or_default())
             }
             "cgroup2" => FactValue::Bool(self.cgroup2.is_some()),
-            "tcx" => FactValue::Bool(self.tcx),
-            "netkit" => FactValue::Bool(self.netkit),
+            "tcx" => FactValue::Bool(self.tcx?),
+            "netkit" => FactValue::Bool(self.netkit?),
             "cilium" => FactValue::Version(KernelVersion::parse_release(
                 self.cilium_version.as_deref()?.trim_start_matches('v'),
             )?),
@@ -188,17 +232,29 @@ impl Facts {
         })
     }
 
+    /// The upstream release the running kernel is based on: the one its
+    /// distribution package names (Debian's `6.1.0-56` is 6.1.192), else the
+    /// version `uname -r` starts with. Matrices that gate on a fix condition on
+    /// this (`kernel.upstream`), not on `kernel`.
+    pub fn kernel_upstream(&self) -> Option<KernelVersion> {
+        self.kernel_package
+            .as_ref()
+            .and_then(|p| p.upstream)
+            .or(self.kernel)
+    }
+
     /// A plausible fact set for tests and snapshots (no I/O).
     pub fn example() -> Self {
         Facts {
             kernel_release: "6.18.44-example".into(),
             kernel: Some(KernelVersion::new(6, 18, 44)),
+            kernel_package: None,
             arch: "x86_64".into(),
             page_size: 4096,
             virtualization: Virtualization {
                 hypervisor: Some("kvm".into()),
                 container: None,
-                nested: false,
+                nested: Some(false),
             },
             btf: true,
             jit: Some(1),
@@ -207,8 +263,8 @@ impl Facts {
                 propagation: Some("private".into()),
             },
             cgroup2: Some("/sys/fs/cgroup".into()),
-            tcx: true,
-            netkit: false,
+            tcx: Some(true),
+            netkit: Some(false),
             helpers: HELPERS.iter().map(|h| (h.to_string(), true)).collect(),
             system_vendor: Some("QEMU".into()),
             cap_eff: Some("000001ffffffffff".into()),
@@ -238,5 +294,81 @@ mod tests {
         }
         assert_eq!(fact_kind("helper.nope"), None);
         assert_eq!(fact_kind("kernal"), None);
+    }
+
+    #[test]
+    fn unmeasured_facts_have_no_value_measured_absence_is_false() {
+        let mut f = Facts::example();
+        assert_eq!(f.get("tcx"), Some(FactValue::Bool(true)));
+        assert_eq!(f.get("netkit"), Some(FactValue::Bool(false)));
+        assert_eq!(f.get("nested"), Some(FactValue::Bool(false)));
+        f.tcx = None;
+        f.netkit = None;
+        f.virtualization.nested = None;
+        assert_eq!(f.get("tcx"), None);
+        assert_eq!(f.get("netkit"), None);
+        assert_eq!(f.get("nested"), None);
+    }
+
+    #[test]
+    fn kernel_upstream_is_the_package_base_else_uname() {
+        let mut f = Facts::example();
+        assert_eq!(
+            f.get("kernel.upstream"),
+            Some(FactValue::Version(KernelVersion::new(6, 18, 44)))
+        );
+        assert_eq!(
+            f.get("kernel.package"),
+            Some(FactValue::Text(String::new()))
+        );
+        f.kernel_release = "6.1.0-56-cloud-amd64".into();
+        f.kernel = Some(KernelVersion::new(6, 1, 0));
+        f.kernel_package = Some(KernelPackage {
+            distribution: "Debian".into(),
+            version: "6.1.192-1".into(),
+            upstream: Some(KernelVersion::new(6, 1, 192)),
+        });
+        assert_eq!(
+            f.get("kernel.upstream"),
+            Some(FactValue::Version(KernelVersion::new(6, 1, 192)))
+        );
+        assert_eq!(
+            f.get("kernel"),
+            Some(FactValue::Version(KernelVersion::new(6, 1, 0)))
+        );
+        assert_eq!(
+            f.get("kernel.package"),
+            Some(FactValue::Text("Debian 6.1.192-1".into()))
+        );
+        // A package that names no upstream release falls back to uname -r.
+        f.kernel_package.as_mut().unwrap().upstream = None;
+        assert_eq!(
+            f.get("kernel.upstream"),
+            Some(FactValue::Version(KernelVersion::new(6, 1, 0)))
+        );
+        f.kernel = None;
+        assert_eq!(f.get("kernel.upstream"), None);
+    }
+
+    #[test]
+    fn old_lines_with_plain_booleans_still_read() {
+        let mut v = serde_json::to_value(Facts::example()).unwrap();
+        assert_eq!(v["tcx"], serde_json::json!(true));
+        assert!(v.get("kernel_package").is_none(), "skipped when absent");
+        v["tcx"] = serde_json::json!(false);
+        v["netkit"] = serde_json::json!(true);
+        v["virtualization"]["nested"] = serde_json::json!(true);
+        let f: Facts = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!((f.tcx, f.netkit), (Some(false), Some(true)));
+        assert_eq!(f.virtualization.nested, Some(true));
+        assert_eq!(f.kernel_package, None);
+        // Unmeasured is written as null and read back as None.
+        let mut g = Facts::example();
+        g.tcx = None;
+        g.virtualization.nested = None;
+        let w = serde_json::to_value(&g).unwrap();
+        assert_eq!(w["tcx"], serde_json::Value::Null);
+        assert_eq!(w["virtualization"]["nested"], serde_json::Value::Null);
+        assert_eq!(serde_json::from_value::<Facts>(w).unwrap(), g);
     }
 }

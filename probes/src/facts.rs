@@ -4,13 +4,15 @@
 //! container, a qemu guest, a pod). Every fact is measured on its own; one that cannot
 //! be measured keeps its empty value (`None`, `false`, absent helper) and gets a line
 //! in `facts.notes` saying why, so a report can tell "not supported here" from "could
-//! not look". `gather` never fails and never panics.
+//! not look": the boolean facts that can fail to measure (`tcx`, `netkit`, `nested`)
+//! are `None` then, never `false`. `gather` never fails and never panics.
 //!
 //! Anything that creates kernel objects (the TCX attach, the netkit device pair) runs
 //! in a throwaway network namespace ([`NetNs`]): nothing touches the namespace the
 //! probe started in, and everything is gone when the namespace's last descriptor closes.
 
 mod bpf;
+mod kernel;
 mod netkit;
 mod parse;
 mod virt;
@@ -36,6 +38,21 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
             format!("release {kernel_release:?} does not start with a version"),
         );
     }
+    let origin = g.run("kernel.package", || {
+        let proc_version = std::fs::read_to_string("/proc/version")
+            .map_err(|e| format!("read /proc/version: {e}"));
+        let signature = std::fs::read_to_string("/proc/version_signature").ok();
+        Ok(kernel::classify(
+            proc_version.as_deref().map_err(Clone::clone),
+            signature.as_deref(),
+            kernel,
+        ))
+    });
+    let kernel_package = origin.and_then(|o| {
+        g.note("kernel.package", o.package_note);
+        g.note("kernel.upstream", o.upstream_note);
+        o.package
+    });
     let page_size = g.run("page_size", page_size).unwrap_or(0);
 
     let mountinfo = g
@@ -52,13 +69,21 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
     let cpu_flags = parse::cpu_flags(&cpuinfo);
 
     let virtualization = g
-        .run("virtualization", || Ok(virtualization(&cpu_flags, &mounts)))
+        .run("virtualization", || {
+            Ok(virtualization(&cpu_flags, &mounts, &arch))
+        })
         .map(|(v, notes)| {
             for (key, note) in notes {
                 g.note(key, note);
             }
             v
         });
+    if virtualization.is_none() {
+        g.note(
+            "nested",
+            "not measured: virtualization detection failed (see notes.virtualization)".into(),
+        );
+    }
     let system_vendor = read_trimmed("/sys/class/dmi/id/sys_vendor");
     if system_vendor.is_none() {
         let why = if Path::new("/sys/class/dmi/id").exists() {
@@ -150,8 +175,8 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
             }
         }
     }
-    let mut tcx = false;
-    let mut netkit = false;
+    let mut tcx = None;
+    let mut netkit = None;
     let (tcx_result, netkit_result) = match ns_results {
         Ok(results) => results,
         Err(why) => (Err(why.clone()), Err(why)),
@@ -160,27 +185,33 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
         Ok((outcome, size)) => {
             jited = jited.max(size);
             match outcome {
-                Outcome::Yes => tcx = true,
-                Outcome::No(why) => g.note("tcx", why),
+                Outcome::Yes => tcx = Some(true),
+                Outcome::No(why) => {
+                    tcx = Some(false);
+                    g.note("tcx", why)
+                }
                 Outcome::Unknown(why) => g.note("tcx", format!("not measured: {why}")),
             }
         }
         Err(why) => g.note("tcx", format!("not measured: {why}")),
     }
     match netkit_result {
-        Ok(Ok(ack)) if ack.errno == 0 => netkit = true,
-        Ok(Ok(ack)) if ack.errno == libc::EOPNOTSUPP => g.note(
-            "netkit",
-            format!(
-                "RTM_NEWLINK kind netkit: {}: kernel built without CONFIG_NETKIT (or older than 6.7)",
-                ack.describe()
-            ),
-        ),
-        Ok(Ok(ack)) if matches!(ack.errno, libc::EPERM | libc::EACCES) => g.note(
+        Ok(Ok(ack)) if ack.errno == 0 => netkit = Some(true),
+        Ok(Ok(ack)) if ack.errno == libc::EOPNOTSUPP => {
+            netkit = Some(false);
+            g.note(
+                "netkit",
+                format!(
+                    "RTM_NEWLINK kind netkit: {}: kernel built without CONFIG_NETKIT (or older than 6.7)",
+                    ack.describe()
+                ),
+            )
+        }
+        // EPERM, EACCES, or an answer that does not say the driver is missing.
+        Ok(Ok(ack)) => g.note(
             "netkit",
             format!("not measured: RTM_NEWLINK kind netkit: {}", ack.describe()),
         ),
-        Ok(Ok(ack)) => g.note("netkit", format!("RTM_NEWLINK kind netkit: {}", ack.describe())),
         Ok(Err(e)) => g.note("netkit", format!("not measured: netlink: {e}")),
         Err(why) => g.note("netkit", format!("not measured: {why}")),
     }
@@ -225,6 +256,7 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
     Facts {
         kernel_release,
         kernel,
+        kernel_package,
         arch,
         page_size,
         virtualization: virtualization.unwrap_or_default(),
@@ -316,6 +348,7 @@ fn page_size() -> Result<u64, String> {
 fn virtualization(
     cpu_flags: &[String],
     mounts: &[parse::Mount],
+    arch: &str,
 ) -> (Virtualization, Vec<(&'static str, String)>) {
     let mut notes = Vec::new();
     let hv = virt::HypervisorSignals::read(cpu_flags);
@@ -335,7 +368,9 @@ fn virtualization(
             format!("judged from cgroups and mounts only: {}", unread.join(", ")),
         ));
     }
-    let nested = hypervisor.is_some() && (container.is_some() || hv.cpu_virt_ext);
+    let (nested, n_note) =
+        virt::classify_nesting(hypervisor.as_deref(), container.as_deref(), arch, &hv);
+    notes.push(("nested", n_note));
     (
         Virtualization {
             hypervisor,

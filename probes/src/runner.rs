@@ -170,7 +170,7 @@ pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<()> {
 
     let ctx = Ctx {
         run_id: &opts.run_id,
-        tcx: facts.tcx,
+        tcx: facts.tcx == Some(true),
         faults: &opts.faults,
     };
     for (spec, variant) in &planned {
@@ -225,7 +225,7 @@ mod tests {
     fn absent_facts_make_a_variant_unsupported_unmeasured_ones_an_error() {
         let spec = conformance_contract::find_check("datapath.redirect-peer").unwrap();
         let mut facts = Facts::example();
-        facts.tcx = false;
+        facts.tcx = Some(false);
         facts
             .notes
             .insert("tcx".into(), "BPF_LINK_CREATE: EINVAL".into());
@@ -235,7 +235,19 @@ mod tests {
         assert_eq!(o.outcome, Outcome::Unsupported);
         assert_eq!(o.missing_facts, vec!["tcx".to_string()]);
         assert_eq!(o.reason, "needs tcx (BPF_LINK_CREATE: EINVAL) here");
-        assert_eq!(missing_requirements(spec, "legacy", &facts), Missing::default());
+        assert_eq!(
+            missing_requirements(spec, "legacy", &facts),
+            Missing::default()
+        );
+        // TCX that could not be measured (EPERM) is not absent either.
+        facts.tcx = None;
+        let missing = missing_requirements(spec, "tcx", &facts);
+        assert_eq!(missing.unmeasured, vec!["tcx".to_string()]);
+        assert_eq!(
+            not_run(spec, "tcx", missing, &facts).outcome,
+            Outcome::Error
+        );
+        facts.tcx = Some(false);
 
         // A helper the probe could not test (a failed load, EPERM) is not absent.
         facts.helpers.remove("redirect_peer");
@@ -249,9 +261,8 @@ mod tests {
         assert_eq!(o.outcome, Outcome::Error);
         assert!(o.missing_facts.is_empty());
         assert!(
-            o.reason.starts_with(
-                "could not measure helper.redirect_peer (not measured: load: EPERM)"
-            ),
+            o.reason
+                .starts_with("could not measure helper.redirect_peer (not measured: load: EPERM)"),
             "{}",
             o.reason
         );

@@ -186,12 +186,13 @@ fn facts_are_measured_and_consistent() -> TestResult {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
     check(f.page_size == page, || format!("page size {}", f.page_size))?;
-    check(f.tcx || f.notes.contains_key("tcx"), || {
-        "tcx false without a note".into()
+    check(f.tcx == Some(true) || f.notes.contains_key("tcx"), || {
+        "tcx false or unmeasured without a note".into()
     })?;
-    check(f.netkit || f.notes.contains_key("netkit"), || {
-        "netkit false without a note".into()
-    })?;
+    check(
+        f.netkit == Some(true) || f.notes.contains_key("netkit"),
+        || "netkit false or unmeasured without a note".into(),
+    )?;
     for helper in HELPERS {
         let ok = f.helpers.get(*helper) == Some(&true)
             || f.notes.contains_key(&format!("helper.{helper}"));
@@ -204,7 +205,7 @@ fn facts_are_measured_and_consistent() -> TestResult {
         .is_some_and(|k| k >= conformance_contract::KernelVersion::new(6, 6, 0))
         && f.btf
     {
-        check(f.tcx, || {
+        check(f.tcx == Some(true), || {
             format!(
                 "kernel {} without TCX: {:?}",
                 f.kernel_release,

@@ -125,7 +125,9 @@ pub fn tcx(ebpf: Result<Ebpf, String>) -> (Outcome, Option<u32>) {
                 "{}(BPF_TCX_INGRESS): {}: not permitted (needs CAP_NET_ADMIN and CAP_BPF or CAP_SYS_ADMIN)",
                 s.call, s.io_error
             )),
-            _ => Outcome::No(format!("{}(BPF_TCX_INGRESS): {}", s.call, s.io_error)),
+            // Only EINVAL says the kernel does not know the attach type; anything
+            // else (ENOMEM, EBUSY, ...) leaves the question open.
+            _ => Outcome::Unknown(format!("{}(BPF_TCX_INGRESS): {}", s.call, s.io_error)),
         },
         Err(e) => Outcome::Unknown(format!("attach hook to lo with TCX: {}", chain(&e))),
     };

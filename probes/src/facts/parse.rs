@@ -232,6 +232,37 @@ pub fn runtime_from_mounts(mounts: &[Mount]) -> Option<&'static str> {
     kubelet.then_some("kubernetes")
 }
 
+/// Paths an OCI runtime (runc, crun) masks by default: a booted system never has a
+/// mount there.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/latency_stats",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Mounts a container runtime makes whatever its layout, which a booted system
+/// (bare metal or VM, overlay root or not) does not: a file bind-mounted over
+/// `/etc/hostname`, `/etc/hosts` or `/etc/resolv.conf`, or a mount over one of
+/// the paths OCI runtimes mask. Describes the first one found.
+pub fn container_mounts(mounts: &[Mount]) -> Option<String> {
+    mounts.iter().find_map(|m| {
+        let point = m.mount_point.as_str();
+        if matches!(point, "/etc/hostname" | "/etc/hosts" | "/etc/resolv.conf") && m.root != "/" {
+            Some(format!("{point} is bind-mounted from {}", m.root))
+        } else if MASKED_PATHS.contains(&point) {
+            Some(format!("{point} is masked ({} mount)", m.fstype))
+        } else {
+            None
+        }
+    })
+}
+
 /// The first line of a verifier log that says why a program was rejected: the
 /// last line before the statistics the verifier appends.
 pub fn verifier_summary(log: &str) -> Option<String> {
@@ -480,6 +511,34 @@ mod tests {
 903 900 0:50 /proc/cpuinfo /proc/cpuinfo rw,nosuid,nodev,relatime - fuse.lxcfs lxcfs rw
 ";
         assert_eq!(runtime_from_mounts(&parse_mountinfo(lxc)), Some("lxc"));
+    }
+
+    #[test]
+    fn runtime_neutral_container_mounts() {
+        // This host (a Firecracker VM with Docker installed): nothing.
+        let host = parse_mountinfo(
+            "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n28 27 0:5 / /proc rw - proc proc rw\n29 27 0:6 / /sys/firmware/efi/efivars rw - efivarfs efivarfs rw\n",
+        );
+        assert_eq!(container_mounts(&host), None);
+        // A VM whose /etc/resolv.conf is a mount of its own filesystem's root is no bind.
+        let vm = parse_mountinfo(
+            "1 0 0:39 / / rw - overlay overlay rw\n2 1 0:40 / /etc/resolv.conf rw - tmpfs tmpfs rw\n",
+        );
+        assert_eq!(container_mounts(&vm), None);
+        let bound = parse_mountinfo(
+            "1 0 0:39 / / rw - overlay overlay rw\n2 1 254:0 /var/lib/kubelet/pods/5d1e/etc-hosts /etc/hosts rw - ext4 /dev/vda rw\n",
+        );
+        assert_eq!(
+            container_mounts(&bound).as_deref(),
+            Some("/etc/hosts is bind-mounted from /var/lib/kubelet/pods/5d1e/etc-hosts")
+        );
+        let masked = parse_mountinfo(
+            "1 0 0:39 / / rw - overlay overlay rw\n3 1 0:41 / /sys/firmware ro - tmpfs tmpfs ro\n",
+        );
+        assert_eq!(
+            container_mounts(&masked).as_deref(),
+            Some("/sys/firmware is masked (tmpfs mount)")
+        );
     }
 
     #[test]

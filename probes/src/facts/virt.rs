@@ -17,9 +17,12 @@ use std::path::Path;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HypervisorSignals {
+    /// `/proc/cpuinfo` had a `flags` (x86) or `Features` (arm64) line.
+    pub cpu_flags_seen: bool,
     /// The `hypervisor` CPU flag (x86: CPUID.1:ECX bit 31).
     pub cpu_hypervisor_flag: bool,
-    /// The CPU advertises hardware virtualization (`vmx`, `svm`) to this kernel.
+    /// The CPU advertises hardware virtualization (`vmx`, `svm`) to this kernel:
+    /// this machine could host VMs. It says nothing about what the machine runs in.
     pub cpu_virt_ext: bool,
     /// Vendor signatures from CPUID leaves 0x40000000 and 0x40000100 (x86, only
     /// when the hypervisor flag is set).
@@ -104,6 +107,7 @@ impl HypervisorSignals {
                 .unwrap_or_default()
         };
         Self {
+            cpu_flags_seen: !cpu_flags.is_empty(),
             cpu_hypervisor_flag,
             cpu_virt_ext: has("vmx") || has("svm"),
             cpuid_signatures: if cpu_hypervisor_flag {
@@ -369,18 +373,98 @@ pub fn classify_container(s: &ContainerSignals) -> (Option<String>, Option<Strin
             ),
         );
     }
+    if let Some(signal) = parse::container_mounts(&s.mounts) {
+        return (
+            Some("unknown".into()),
+            Some(format!("{signal}, but no runtime left a signature")),
+        );
+    }
+    // An overlay root alone is no container: NixOS, Incus and live images boot VMs
+    // from overlay roots too.
     if let Some(root) = parse::mount_containing(&s.mounts, "/")
         && (root.fstype == "overlay" || root.fstype.ends_with("overlayfs"))
     {
         return (
-            Some("unknown".into()),
+            None,
             Some(format!(
-                "root filesystem is {} but no runtime left a signature",
+                "root filesystem is {}, but nothing else says container (no runtime's environment, cgroup or mounts): a booted system with an overlay root",
                 root.fstype
             )),
         );
     }
     (None, None)
+}
+
+/// Whether this is virtualization inside virtualization, from evidence only, and
+/// a note saying what was and was not seen. `arch` is `uname -m`.
+///
+/// - `Some(true)`: a container inside a detected VM.
+/// - `Some(false)`: bare metal, where that can be told: on x86 every
+///   hardware-virtualized guest sees the `hypervisor` CPU flag; no hypervisor
+///   signature anywhere else either, and not in a container.
+/// - `None`: everything else. A VM cannot see whether its host is a VM (vmx/svm in
+///   its CPU flags only say it could host VMs); an arm64 guest need not show any
+///   hypervisor signal; a container cannot see whether it runs in another one.
+pub fn classify_nesting(
+    hypervisor: Option<&str>,
+    container: Option<&str>,
+    arch: &str,
+    s: &HypervisorSignals,
+) -> (Option<bool>, String) {
+    let virt_ext = if s.cpu_virt_ext {
+        "; the CPU offers vmx/svm, which says it could host VMs, not what it runs in"
+    } else {
+        ""
+    };
+    let x86 = matches!(arch, "x86_64" | "i386" | "i486" | "i586" | "i686");
+    let not_metal_for_sure = if !x86 {
+        Some(format!(
+            "on {} a guest need not show any hypervisor signal (there is no hypervisor CPU flag)",
+            if arch.is_empty() {
+                "this architecture"
+            } else {
+                arch
+            }
+        ))
+    } else if !s.cpu_flags_seen {
+        Some("the CPU flags could not be read".to_string())
+    } else {
+        None
+    };
+    match (hypervisor, container, not_metal_for_sure) {
+        (Some(hv), Some(c), _) => (
+            Some(true),
+            format!("container ({c}) inside a VM ({hv}): container-in-VM"),
+        ),
+        (Some(hv), None, _) => (
+            None,
+            format!(
+                "a VM ({hv}), not in a container; whether its host is itself a VM is not visible from inside{virt_ext}"
+            ),
+        ),
+        (None, None, Some(why)) => (
+            None,
+            format!("no hypervisor signal seen, but {why}: bare metal or a VM{virt_ext}"),
+        ),
+        (None, Some(c), Some(why)) => (
+            None,
+            format!(
+                "container ({c}); no hypervisor signal seen, but {why}: on bare metal or in a VM"
+            ),
+        ),
+        (None, None, None) => (
+            Some(false),
+            format!(
+                "bare metal: no hypervisor CPU flag (every hardware-virtualized x86 guest sees it), no hypervisor signature in CPUID, DMI, ACPI or device tree, not in a container{virt_ext}"
+            ),
+        ),
+        (None, Some(c), None) => (
+            None,
+            format!(
+                "container ({c}) on bare metal (no hypervisor CPU flag); whether it runs inside another container (a pod in a k3d node) is not visible from inside"
+            ),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -599,13 +683,116 @@ mod tests {
         let (id, note) = classify_container(&opaque_pod);
         assert_eq!(id.as_deref(), Some("unknown"));
         assert!(note.is_some());
+    }
+
+    #[test]
+    fn an_overlay_root_alone_is_no_container() {
+        // A NixOS/Incus VM or a live image: overlay root, nothing else.
         let overlay_only = ContainerSignals {
-            mounts: mounts("1 0 0:39 / / rw - overlay overlay rw\n"),
+            cgroups: vec!["0::/init.scope\n".into()],
+            mounts: mounts(
+                "1 0 0:39 / / rw - overlay overlay rw,lowerdir=/nix/.ro-store,upperdir=/rw/upper\n22 1 0:21 / /proc rw - proc proc rw\n",
+            ),
             ..Default::default()
         };
+        let (id, note) = classify_container(&overlay_only);
+        assert_eq!(id, None);
+        assert!(note.unwrap().contains("root filesystem is overlay"));
+        // The same root in a container whose runtime is not recognisable: the
+        // runtime's file bind mounts and masked paths are what say container.
+        let opaque = ContainerSignals {
+            cgroups: vec!["0::/\n".into()],
+            mounts: mounts(
+                "600 500 0:50 / / rw master:9 - fuse.fuse-overlayfs fuse-overlayfs rw\n610 600 254:0 /srv/rt/c0ffee/hostname /etc/hostname rw - ext4 /dev/vda rw\n",
+            ),
+            ..Default::default()
+        };
+        let (id, note) = classify_container(&opaque);
+        assert_eq!(id.as_deref(), Some("unknown"));
+        assert!(note.unwrap().contains("/etc/hostname"));
+        let masked = ContainerSignals {
+            mounts: mounts(
+                "600 500 0:50 / / rw - overlay overlay rw\n620 600 0:5 /null /proc/kcore rw,nosuid - tmpfs tmpfs rw\n",
+            ),
+            ..Default::default()
+        };
+        assert_eq!(classify_container(&masked).0.as_deref(), Some("unknown"));
+    }
+
+    #[test]
+    fn nesting_from_evidence_only() {
+        let x86_kvm_guest = HypervisorSignals {
+            cpu_flags_seen: true,
+            cpu_virt_ext: true, // nested virtualization offered: says nothing
+            ..this_vm()
+        };
+        let (hv, _) = classify_hypervisor(&x86_kvm_guest);
+        let (nested, note) = classify_nesting(hv.as_deref(), None, "x86_64", &x86_kvm_guest);
+        assert_eq!(nested, None, "a VM cannot see its host");
+        assert!(note.contains("a VM (firecracker)"), "{note}");
+        assert!(note.contains("vmx/svm"), "{note}");
+
+        // The incident: arm64 qemu guest (Incus under Colima on Apple Silicon), no
+        // hypervisor CPU flag, DMI says QEMU.
+        let arm64_guest = HypervisorSignals {
+            cpu_flags_seen: true,
+            dmi_sys_vendor: Some("QEMU".into()),
+            dmi_product_name: Some("KVM Virtual Machine".into()),
+            virtio_devices: true,
+            pci: true,
+            ..Default::default()
+        };
+        let (hv, _) = classify_hypervisor(&arm64_guest);
+        assert_eq!(hv.as_deref(), Some("qemu"));
         assert_eq!(
-            classify_container(&overlay_only).0.as_deref(),
-            Some("unknown")
+            classify_nesting(hv.as_deref(), None, "aarch64", &arm64_guest).0,
+            None
         );
+        // ... and k3s in that guest: a pod inside the VM is container-in-VM.
+        let (nested, note) =
+            classify_nesting(hv.as_deref(), Some("containerd"), "aarch64", &arm64_guest);
+        assert_eq!(nested, Some(true));
+        assert_eq!(
+            note,
+            "container (containerd) inside a VM (qemu): container-in-VM"
+        );
+
+        // arm64 with no signal at all: bare metal or a guest that hides, unknown.
+        let arm64_silent = HypervisorSignals {
+            cpu_flags_seen: true,
+            ..Default::default()
+        };
+        let (nested, note) = classify_nesting(None, None, "aarch64", &arm64_silent);
+        assert_eq!(nested, None);
+        assert!(note.contains("on aarch64 a guest need not show"), "{note}");
+
+        // x86 bare metal: the hypervisor flag is reliable, so nesting is ruled out.
+        let metal = HypervisorSignals {
+            cpu_flags_seen: true,
+            cpu_virt_ext: true,
+            dmi_sys_vendor: Some("Dell Inc.".into()),
+            pci: true,
+            ..Default::default()
+        };
+        assert_eq!(classify_hypervisor(&metal).0, None);
+        let (nested, note) = classify_nesting(None, None, "x86_64", &metal);
+        assert_eq!(nested, Some(false));
+        assert!(note.starts_with("bare metal"), "{note}");
+        // ... unless the flags could not be read.
+        let unread = HypervisorSignals {
+            cpu_flags_seen: false,
+            ..metal.clone()
+        };
+        assert_eq!(classify_nesting(None, None, "x86_64", &unread).0, None);
+
+        // A container on x86 bare metal: it may be a pod in a k3d node container.
+        let (nested, note) = classify_nesting(None, Some("docker"), "x86_64", &metal);
+        assert_eq!(nested, None);
+        assert!(note.contains("container (docker) on bare metal"), "{note}");
+
+        // A container in a VM (a k3d node on this Firecracker VM).
+        let (nested, _) =
+            classify_nesting(Some("firecracker"), Some("docker"), "x86_64", &this_vm());
+        assert_eq!(nested, Some(true));
     }
 }

@@ -187,6 +187,8 @@ pub fn fact_rows(facts: &Facts) -> Vec<(String, String)> {
     };
     let mut rows = vec![
         ("kernel".to_string(), facts.kernel_release.clone()),
+        ("kernel.upstream".into(), text("kernel.upstream")),
+        ("kernel.package".into(), text("kernel.package")),
         ("arch".into(), facts.arch.clone()),
         ("page_size".into(), facts.page_size.to_string()),
         ("hypervisor".into(), text("hypervisor")),
