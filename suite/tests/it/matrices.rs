@@ -1,5 +1,6 @@
 //! The matrices the repository ships must load, and say something about every check.
 
+use conformance_contract::facts::KernelPackage;
 use conformance_contract::{CATALOGUE, Facts, KernelVersion};
 use conformance_suite::env::Environment;
 use conformance_suite::matrix::{DecidedBy, ExpectedOutcome, FactPresence, Matrix};
@@ -99,10 +100,11 @@ fn scrub_is_expected_to_fail_exactly_on_unfixed_kernels() {
             );
             assert!(matches!(e.decided_by, DecidedBy::Override { .. }));
             assert!(
-                e.reason.contains("CVE-2025-37959") && e.reason.contains("uname -r"),
+                e.reason.contains("CVE-2025-37959") && e.reason.contains("kernel.upstream"),
                 "{}",
                 e.reason
             );
+            assert_eq!(e.failure.as_deref(), Some("not-scrubbed"));
         }
         for release in fixed {
             let e = m.expectation(
@@ -114,6 +116,42 @@ fn scrub_is_expected_to_fail_exactly_on_unfixed_kernels() {
                 e.outcome,
                 ExpectedOutcome::Pass,
                 "{}: {release}",
+                m.path.display()
+            );
+        }
+        // Debian kernels carry the fix at package 6.1.139-1 / 6.12.29-1 although
+        // `uname -r` says 6.1.0 / 6.12.0: the package's upstream version decides.
+        for (release, package, upstream, want) in [
+            (
+                "6.1.0-56-cloud-amd64",
+                "6.1.192-1",
+                (6, 1, 192),
+                ExpectedOutcome::Pass,
+            ),
+            (
+                "6.1.0-34-cloud-amd64",
+                "6.1.135-1",
+                (6, 1, 135),
+                ExpectedOutcome::Fail,
+            ),
+            (
+                "6.12.0-0-amd64",
+                "6.12.29-1",
+                (6, 12, 29),
+                ExpectedOutcome::Pass,
+            ),
+        ] {
+            let mut f = with_kernel(release);
+            f.kernel_package = Some(KernelPackage {
+                distribution: "Debian".into(),
+                version: package.into(),
+                upstream: Some(KernelVersion::new(upstream.0, upstream.1, upstream.2)),
+            });
+            let e = m.expectation("datapath.redirect-peer.scrub", "default", &f);
+            assert_eq!(
+                e.outcome,
+                want,
+                "{}: {release} ({package})",
                 m.path.display()
             );
         }
