@@ -39,9 +39,11 @@ fn parse_payload(buf: &[u8]) -> Option<u32> {
         .then(|| u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]))
 }
 
-/// A UDP socket bound inside a namespace.
+/// A UDP socket bound inside a namespace, once the namespace's links can carry
+/// traffic (see [`await_links_operational`]).
 pub fn bind(ns: &NetNs, ip: Ipv4Addr, port: u16) -> Result<UdpSocket> {
     ns.run(|| {
+        await_links_operational(LINK_READY_TIMEOUT)?;
         let sock = UdpSocket::bind(SocketAddrV4::new(ip, port))
             .with_context(|| format!("bind udp {ip}:{port}"))?;
         sock.set_nonblocking(true)?;
@@ -150,6 +152,7 @@ pub struct FrameSpec {
 impl FrameSender {
     pub fn open(ns: &NetNs, ifname: &str) -> Result<Self> {
         ns.run(|| {
+            await_links_operational(LINK_READY_TIMEOUT)?;
             let iface = pnet_datalink::interfaces()
                 .into_iter()
                 .find(|i| i.name == ifname)
@@ -214,9 +217,123 @@ pub fn build_frame(spec: &FrameSpec, seq: u32) -> Vec<u8> {
     frame
 }
 
+/// Upper bound for [`await_links_operational`]: only paid when the kernel never gets
+/// there; normally the wait is under a millisecond.
+pub const LINK_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits, on the calling thread's namespace, until no device is *up with carrier but
+/// not yet operational*.
+///
+/// Why: a veth whose carrier just came on transmits through the noop qdisc until the
+/// kernel's linkwatch work activates its queues (and sets operstate UP, `IFF_RUNNING`);
+/// until then every packet is dropped, `sendto` still succeeds and only the device's
+/// tx_dropped moves. Linkwatch needs the RTNL lock, so while other runs create and
+/// delete namespaces it comes late: with four concurrent runs on 2 cores, a control's
+/// whole burst vanished this way (`QDISC_DROP` in `__dev_queue_xmit`) and its witness
+/// never moved. The carrier query (`ETHTOOL_GLINK`) takes RTNL itself, so when it
+/// follows an `IFF_RUNNING` reading, that linkwatch run has finished activating.
+pub fn await_links_operational(timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    // SAFETY: plain socket(2); the fd is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket for link queries");
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    loop {
+        let dev = std::fs::read_to_string("/proc/thread-self/net/dev")
+            .context("read /proc/thread-self/net/dev")?;
+        let pending: Vec<&str> = device_names(&dev)
+            .filter(|name| link_pending(&sock, name))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(anyhow!(
+                "links {pending:?} have carrier but were not made operational within {timeout:?} (the kernel's linkwatch never ran for them)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Device names from `/proc/net/dev` (two header lines, then `name: counters`).
+fn device_names(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name.trim()))
+}
+
+/// Up and with carrier, but not yet `IFF_RUNNING`. A device that is down, has no
+/// carrier (its peer is down) or is gone is not waited for.
+fn link_pending(sock: &impl std::os::fd::AsRawFd, name: &str) -> bool {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GLINK: u32 = 0x0000_000a;
+    let Some(mut req) = ifreq(name) else {
+        return false;
+    };
+    // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags of a valid ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return false;
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
+    let flags = i32::from(unsafe { req.ifr_ifru.ifru_flags });
+    let mut link = [ETHTOOL_GLINK, 0u32];
+    let Some(mut req) = ifreq(name) else {
+        return false;
+    };
+    req.ifr_ifru.ifru_data = link.as_mut_ptr().cast();
+    // SAFETY: ETHTOOL_GLINK writes one struct ethtool_value { cmd, data } at ifr_data,
+    // which points at `link`, alive for the call.
+    let carrier = if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) } == 0 {
+        link[1] != 0
+    } else {
+        false
+    };
+    pending_from(flags, carrier)
+}
+
+fn pending_from(flags: i32, carrier: bool) -> bool {
+    flags & libc::IFF_UP != 0 && carrier && flags & libc::IFF_RUNNING == 0
+}
+
+fn ifreq(name: &str) -> Option<libc::ifreq> {
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return None;
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    Some(req)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_up_links_with_carrier_not_yet_running_are_waited_for() {
+        let (up, running) = (libc::IFF_UP, libc::IFF_RUNNING);
+        assert!(pending_from(up, true));
+        assert!(!pending_from(up | running, true));
+        assert!(
+            !pending_from(up, false),
+            "no carrier: peer down, never waited for"
+        );
+        assert!(!pending_from(0, true), "down: never waited for");
+    }
+
+    #[test]
+    fn device_names_skip_the_headers() {
+        let text = "Inter-|   Receive\n face |bytes\n    lo: 0 0\n  lxcab12a: 1 2\n";
+        assert_eq!(device_names(text).collect::<Vec<_>>(), ["lo", "lxcab12a"]);
+        assert!(ifreq("a-name-longer-than-15").is_none());
+    }
     use pnet_packet::Packet;
     use pnet_packet::ipv4::Ipv4Packet;
     use pnet_packet::udp::UdpPacket;
