@@ -85,7 +85,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "tc.attach.tcx",
         title: "TC program attached through TCX sees traffic",
-        summary: "A counting program attached as a TCX ingress link on the host side of a pod's veth counts every datagram the pod sends, and the datagrams still reach the host socket. Control: the same attach with a program that returns TC_ACT_SHOT must stop delivery.",
+        summary: "A counting program attached as a TCX ingress link on the host side of a pod's veth counts every datagram the pod sends, and the datagrams still reach the host socket; a failure names the last hop that counted them (pod A eth0 tx, the veth's rx, the hook, the host's IP/UDP counters, the socket). Control: the same attach with a program that returns TC_ACT_SHOT: the hook counts the burst and none reaches the socket.",
         variants: &["tcx"],
         requires: &[("*", "tcx")],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
@@ -94,7 +94,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "tc.attach.legacy",
         title: "TC program attached through clsact sees traffic",
-        summary: "A counting program attached with a clsact qdisc and a cls_bpf filter (netlink) on the host side of a pod's veth counts every datagram and the datagrams still reach the host socket. Control: a TC_ACT_SHOT program in the same place must stop delivery.",
+        summary: "A counting program attached with a clsact qdisc and a cls_bpf filter (netlink) on the host side of a pod's veth counts every datagram and the datagrams still reach the host socket; a failure names the last hop that counted them. Control: a TC_ACT_SHOT program in the same place: the hook counts the burst and none reaches the socket.",
         variants: &["legacy"],
         requires: &[],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
@@ -103,7 +103,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "datapath.stack-delivery",
         title: "TC ingress hands packets to the host stack (TC_ACT_OK)",
-        summary: "A program on the host-side veth's ingress records each packet's skb metadata (ifindex, ingress ifindex, mark, hash, protocol, pkt_type) and returns TC_ACT_OK, Cilium's \"-> stack\"; the datagrams must reach a socket in the host namespace. A delivery failure whose metadata shows ifindex 0, hash 0 and source 0.0.0.0 is reported as the nix-2hd signature. Control: the program returns TC_ACT_SHOT.",
+        summary: "A program on the host-side veth's ingress records each packet's skb metadata (ifindex, ingress ifindex, mark, hash, protocol, pkt_type) and returns TC_ACT_OK, Cilium's \"-> stack\"; the datagrams must reach a socket in the host namespace. Each burst is counted hop by hop (pod A eth0 tx, the veth's rx, the hook, the host's Ip InReceives/InAddrErrors/InNoRoutes, Udp InErrors/NoPorts/RcvbufErrors/InDatagrams, the socket), so a failure says where after the hook the packets went missing, which is what the nix-2hd incident lacked (its `flow 0x0, ifindex 0, orig-ip 0.0.0.0` trace is Cilium's normal \"-> stack\" line). Control: the program returns TC_ACT_SHOT: the hook counts the burst and none reaches the socket.",
         variants: ATTACH_MODES,
         requires: &[("tcx", "tcx")],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
@@ -112,7 +112,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "datapath.stack-delivery.redirect",
         title: "bpf_redirect to a host device's ingress reaches the host stack",
-        summary: "A program on the host-side veth's ingress rewrites the destination MAC and calls bpf_redirect(cilium_net, BPF_F_INGRESS), the way Cilium hands host-bound traffic to cilium_host/cilium_net; the datagrams must reach a socket in the host namespace and be seen at cilium_net's ingress hook. Control: redirect to an ifindex that does not exist.",
+        summary: "A program on the host-side veth's ingress rewrites the destination MAC and calls bpf_redirect(cilium_net, BPF_F_INGRESS), the way Cilium hands host-bound traffic to cilium_host/cilium_net; the datagrams must reach a socket in the host namespace and be seen at cilium_net's ingress hook, counted hop by hop. Control: the same traffic handed to the stack with TC_ACT_OK instead of the redirect: it is delivered, but cilium_net's ingress must not see it, so the check's redirect witness is shown able to fail.",
         variants: ATTACH_MODES,
         requires: &[
             ("tcx", "tcx"),
@@ -125,7 +125,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "datapath.redirect-peer",
         title: "bpf_redirect_peer delivers into another pod namespace",
-        summary: "A program on pod A's host-side veth ingress calls bpf_redirect_peer(pod B's host-side veth); the datagrams must reach a socket in pod B while the host namespace forwards nothing (IpForwDatagrams unchanged, forwarding off) and pod B's host-side veth transmits nothing. Control: bpf_redirect_peer to an ifindex that does not exist.",
+        summary: "A program on pod A's host-side veth ingress calls bpf_redirect_peer(pod B's host-side veth); the datagrams must reach a socket in pod B, counted hop by hop, while the host namespace forwards nothing (IpForwDatagrams unchanged, forwarding off) and pod B's host-side veth transmits nothing. Control: the same traffic with the peer flag cleared (plain bpf_redirect to pod B's host-side veth): it is delivered, but that veth transmits it, so the check's tx +0 witness is shown able to fail.",
         variants: ATTACH_MODES,
         requires: &[
             ("tcx", "tcx"),
@@ -138,7 +138,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "datapath.redirect-peer.scrub",
         title: "bpf_redirect_peer scrubs the packet (CVE-2025-37959)",
-        summary: "Pod A sends a frame with a foreign destination MAC (pkt_type OTHERHOST at the source hook); a program marks it and calls bpf_redirect_peer into pod B. On a fixed kernel the scrub resets pkt_type to HOST so the frame is delivered, while mark and tstamp are kept by design. Control: the same frame passed to the host stack instead (TC_ACT_OK) is not delivered.",
+        summary: "Pod A sends a frame with a foreign destination MAC (pkt_type OTHERHOST at the source hook; otherwise the probe reports an error, as the premise failed); a program marks it and calls bpf_redirect_peer into pod B. On a fixed kernel the scrub resets pkt_type to HOST so the frame is delivered, while mark and tstamp are kept by design. An unfixed kernel fails with not-scrubbed: OTHERHOST at pod B's eth0 ingress, not delivered. Control: the same frames by a path that does not scrub, a plain bpf_redirect to pod B's host-side veth (egress): they must reach pod B's observer as OTHERHOST and not be delivered, which is what an unfixed kernel shows on the peer path.",
         variants: &["default"],
         requires: &[("*", "helper.redirect_peer")],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN, NOT_SCRUBBED, METADATA_LOST],
@@ -147,7 +147,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "datapath.pod-to-host",
         title: "A pod reaches a host address and gets the reply",
-        summary: "A pod with a /32 address and a default route via its gateway sends to an address of the host namespace; the host answers over its /32 route via the pod's host-side veth, as Cilium routes pods. Control: the host's /32 route points at another pod's veth, so replies go astray.",
+        summary: "A pod with a /32 address and a default route via its gateway sends to an address of the host namespace; the host answers over its /32 route via the pod's host-side veth, as Cilium routes pods. Both directions are counted hop by hop (veth tx/rx, IP/UDP counters, sockets, the echo). Control: the host's /32 route points at another pod's veth: pod B's eth0 receives the replies and pod A none.",
         variants: &["default"],
         requires: &[],
         failures: &[NOT_DELIVERED],
@@ -156,7 +156,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "datapath.host-to-pod",
         title: "The host reaches a pod and gets the reply",
-        summary: "The host namespace sends to a pod's /32 address over the route via the pod's host-side veth; the pod answers via its gateway. Control: the host's /32 route points at another pod's veth.",
+        summary: "The host namespace sends to a pod's /32 address over the route via the pod's host-side veth; the pod answers via its gateway; both directions are counted hop by hop. Control: the host's /32 route points at another pod's veth: pod B's eth0 receives the requests and pod A none.",
         variants: &["default"],
         requires: &[],
         failures: &[NOT_DELIVERED],

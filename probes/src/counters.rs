@@ -44,16 +44,52 @@ fn parse_dev(text: &str, device: &str) -> Result<DevCounters> {
 /// One counter from `/proc/thread-self/net/snmp` or `netstat`, e.g. (`Ip`, `ForwDatagrams`)
 /// or (`IpExt`, ...).
 pub fn snmp(ns: &NetNs, group: &str, field: &str) -> Result<u64> {
-    let snmp = ns.read_to_string("/proc/thread-self/net/snmp")?;
-    let netstat = ns.read_to_string("/proc/thread-self/net/netstat")?;
-    parse_snmp(&snmp, group, field)
-        .or_else(|| parse_snmp(&netstat, group, field))
-        .with_context(|| {
-            format!(
-                "no {group}:{field} in /proc/net/snmp or netstat of ns {}",
-                ns.name()
-            )
+    NsCounters::read(ns)?.mib(group, field)
+}
+
+/// Everything a namespace counts, read at one moment on one thread: its devices and
+/// its IP/UDP MIBs. Hop accounting reads each namespace on a path once per snapshot.
+pub struct NsCounters {
+    ns: String,
+    dev: String,
+    snmp: String,
+    netstat: String,
+}
+
+impl NsCounters {
+    pub fn read(ns: &NetNs) -> Result<Self> {
+        let read =
+            |path: &str| std::fs::read_to_string(path).with_context(|| format!("read {path}"));
+        ns.run(|| {
+            Ok(Self {
+                ns: ns.name().to_string(),
+                dev: read("/proc/thread-self/net/dev")?,
+                snmp: read("/proc/thread-self/net/snmp")?,
+                netstat: read("/proc/thread-self/net/netstat")?,
+            })
         })
+    }
+
+    /// The namespace's name, as [`NetNs::name`] gives it.
+    pub fn ns(&self) -> &str {
+        &self.ns
+    }
+
+    pub fn device(&self, device: &str) -> Result<DevCounters> {
+        parse_dev(&self.dev, device)
+            .with_context(|| format!("counters of {device} in ns {}", self.ns))
+    }
+
+    pub fn mib(&self, group: &str, field: &str) -> Result<u64> {
+        parse_snmp(&self.snmp, group, field)
+            .or_else(|| parse_snmp(&self.netstat, group, field))
+            .with_context(|| {
+                format!(
+                    "no {group}:{field} in /proc/net/snmp or netstat of ns {}",
+                    self.ns
+                )
+            })
+    }
 }
 
 fn parse_snmp(text: &str, group: &str, field: &str) -> Option<u64> {

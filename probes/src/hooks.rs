@@ -54,13 +54,17 @@ pub enum Direction {
 pub struct HookCounters {
     pub seen: u64,
     pub matched: u64,
+    /// Matched packets the redirect helper accepted; what it then did is for the
+    /// hops after the hook to show.
+    pub redirected: u64,
+    /// Redirects the helper refused (invalid flags only; never a bad target).
     pub redirect_failed: u64,
     pub events_lost: u64,
 }
 
 impl HookCounters {
     pub fn to_json(self) -> Value {
-        json!({ "seen": self.seen, "matched": self.matched, "redirect_failed": self.redirect_failed, "events_lost": self.events_lost })
+        json!({ "seen": self.seen, "matched": self.matched, "redirected": self.redirected, "redirect_failed": self.redirect_failed, "events_lost": self.events_lost })
     }
 }
 
@@ -149,9 +153,11 @@ impl Hook {
         Ok(())
     }
 
-    pub fn counters(&mut self) -> Result<HookCounters> {
+    pub fn counters(&self) -> Result<HookCounters> {
         let map = self
-            .ebpf()
+            .ebpf
+            .as_ref()
+            .expect("hook is loaded until dropped")
             .map(names::COUNTERS_MAP)
             .ok_or_else(|| anyhow!("hook.bpf.o has no COUNTERS map"))?;
         let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
@@ -159,6 +165,7 @@ impl Hook {
         Ok(HookCounters {
             seen: sum(counter::SEEN)?,
             matched: sum(counter::MATCHED)?,
+            redirected: sum(counter::REDIRECTED)?,
             redirect_failed: sum(counter::REDIRECT_FAILED)?,
             events_lost: sum(counter::EVENTS_LOST)?,
         })

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod counters;
 pub mod facts;
 pub mod hooks;
+pub mod hops;
 pub mod netlink;
 pub mod netns;
 pub mod objects;

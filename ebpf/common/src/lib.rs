@@ -84,11 +84,17 @@ pub mod counter {
     pub const SEEN: u32 = 0;
     /// Packets that matched [`super::HookConfig::dport`].
     pub const MATCHED: u32 = 1;
-    /// Matched packets whose redirect helper returned `TC_ACT_SHOT` (bad target).
+    /// Matched packets whose redirect helper refused the call (`TC_ACT_SHOT`), which
+    /// it does only for invalid flags. A missing or wrong target is *not* seen here:
+    /// the helper only records it, and `skb_do_redirect` drops the packet after the
+    /// program returned; the hop accounting after the hook shows that loss.
     pub const REDIRECT_FAILED: u32 = 2;
     /// Events that did not fit in the ring buffer.
     pub const EVENTS_LOST: u32 = 3;
-    pub const LEN: u32 = 4;
+    /// Matched packets whose redirect helper accepted the call (`TC_ACT_REDIRECT`):
+    /// the hook's own count of what it handed on, the first hop after `MATCHED`.
+    pub const REDIRECTED: u32 = 4;
+    pub const LEN: u32 = 5;
 }
 
 /// Names of the programs and maps in each object, as the probe looks them up.

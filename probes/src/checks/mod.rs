@@ -8,14 +8,17 @@ mod routing;
 mod stack_delivery;
 
 use crate::hooks::{AttachMode, Direction, Hook};
+use crate::hops::{Accounting, Figure, Path};
 use crate::netlink::Route;
 use crate::topology::{GATEWAY_IP, Node};
+use crate::traffic::Arrival;
 use anyhow::{Result, anyhow, bail};
+use conformance_contract::catalogue::Failure;
 use conformance_contract::{CheckSpec, Control, ControlOutcome, Observation, Outcome};
 use conformance_ebpf_common::{HookConfig, PROBE_PORT, action};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::time::Instant;
 
 /// A deliberate break of the datapath, for testing the suite itself: the check it
@@ -124,94 +127,132 @@ pub struct Leg {
 }
 
 impl Leg {
-    /// A leg that passes when nothing went wrong: `problems` joined make the reason
-    /// of a failure, `ok` the reason of a pass.
-    pub fn judged(
-        problems: Vec<String>,
+    pub fn passed(reason: String, evidence: Map<String, Value>) -> Self {
+        Leg {
+            pass: true,
+            failure: None,
+            reason,
+            evidence,
+        }
+    }
+
+    pub fn failed(failure: &Failure, reason: String, evidence: Map<String, Value>) -> Self {
+        Leg {
+            pass: false,
+            failure: Some(failure.code.to_string()),
+            reason,
+            evidence,
+        }
+    }
+
+    /// Passes with `ok` when every hop counted the burst; otherwise fails with the
+    /// failure of the first hop that missed it and the hop-by-hop reason.
+    pub fn delivery(
+        hops: &Accounting,
         ok: impl FnOnce() -> String,
         evidence: Map<String, Value>,
     ) -> Self {
-        let pass = problems.is_empty();
-        Leg {
-            pass,
-            failure: (!pass).then(|| conformance_contract::catalogue::NOT_DELIVERED.code.to_string()),
-            reason: if pass { ok() } else { problems.join("; ") },
-            evidence,
+        match (hops.loss(), hops.failure()) {
+            (Some(reason), Some(failure)) => Self::failed(failure, reason, evidence),
+            _ => Self::passed(ok(), evidence),
         }
     }
 }
 
-/// The control leg of checks whose decisive step is a hook's action: reconfigure
-/// `hook` to break it, send the control burst, and listen on `rx` until the hook
-/// has counted the whole burst (the witness) plus a grace period.
-pub fn hook_control(
-    hook: &mut Hook,
-    broken: HookConfig,
-    description: &str,
-    rx: &std::net::UdpSocket,
+/// One burst sent along a metered path and what each hop counted of it.
+pub struct Burst {
+    pub sent: u32,
+    pub send_error: Option<String>,
+    pub arrivals: Vec<Arrival>,
+    pub hops: Accounting,
+}
+
+/// Snapshots `path`, sends with `send`, waits with `wait`, snapshots again: the hops
+/// are `<sender> sent`, the path's own, then `<receiver> socket`.
+pub fn send_along(
+    path: &Path,
+    sender: &str,
+    receiver: &str,
     send: impl FnOnce() -> Result<(u32, Option<String>)>,
-) -> Result<ControlLeg> {
-    hook.configure(broken)?;
-    let before = hook.counters()?.matched;
+    wait: impl FnOnce() -> Vec<Arrival>,
+) -> Result<Burst> {
+    let before = path.read()?;
     let (sent, send_error) = send()?;
-    let (leaks, witnessed) = crate::traffic::collect_leaks(rx, CONTROL_SEQS, || {
-        hook.counters()
-            .map(|c| c.matched >= before + u64::from(crate::traffic::BURST))
-            .unwrap_or(false)
-    });
-    let matched = hook.counters()?.matched - before;
-    let events: Vec<Value> = hook
-        .drain_events()
-        .iter()
-        .map(crate::hooks::meta_json)
-        .collect();
-    Ok(ControlLeg {
-        description: description.to_string(),
-        leaked: leaks.len(),
-        witnessed,
-        evidence: evidence([
-            ("sent", json!(sent)),
-            ("send_error", json!(send_error)),
-            ("delivered", seqs_json(&leaks)),
-            (
-                "hook",
-                json!({ "at": hook.label, "matched": matched, "events": events }),
-            ),
-        ]),
+    let arrivals = wait();
+    let after = path.read()?;
+    let mut hops = Accounting::new(crate::traffic::BURST);
+    hops.push(Figure::path(
+        format!("{sender} sent"),
+        sent,
+        send_error.clone(),
+    ));
+    hops.extend(path.figures(&before, &after));
+    hops.push(Figure::path(
+        format!("{receiver} socket"),
+        arrivals.len(),
+        None,
+    ));
+    Ok(Burst {
+        sent,
+        send_error,
+        arrivals,
+        hops,
     })
 }
 
-/// The result of the negative control.
+/// Waits for a control burst that must not arrive: until `hook` has matched the
+/// whole burst (the witness that it reached the broken step), then a grace period.
+pub fn wait_for_leaks(rx: &UdpSocket, hook: &Hook) -> impl FnOnce() -> Vec<Arrival> {
+    let before = hook.counters().map(|c| c.matched).unwrap_or(u64::MAX);
+    move || {
+        crate::traffic::collect_leaks(rx, CONTROL_SEQS, || {
+            hook.counters()
+                .map(|c| c.matched >= before.saturating_add(u64::from(crate::traffic::BURST)))
+                .unwrap_or(false)
+        })
+        .0
+    }
+}
+
+/// The result of the negative control: the same traffic with the decisive step
+/// broken, judged by the check's own pass test.
 pub struct ControlLeg {
     pub description: String,
-    /// Datagrams that arrived although the decisive step was broken.
-    pub leaked: usize,
-    /// The control's traffic was seen where the check breaks it (a hook counted it,
-    /// a device received it); without that, "nothing arrived" proves nothing.
+    /// The control's traffic was seen at the point where the control breaks the
+    /// path (a hook counted it, a device received it); without that, whatever the
+    /// check's test says about it proves nothing.
     pub witnessed: bool,
+    /// The check's own pass test held on the control's traffic: the check is blind.
+    pub test_held: bool,
+    /// What the control's traffic did, in the terms of the check's test, e.g.
+    /// "delivered 5/5 but lxc…b transmitted 5: the check's tx +0 witness fails on a
+    /// plain redirect".
+    pub account: String,
     pub evidence: Map<String, Value>,
 }
 
 impl ControlLeg {
-    fn into_control(self, sent: u32) -> Control {
-        let (outcome, reason) = if self.leaked > 0 {
+    fn into_control(self) -> Control {
+        let (outcome, reason) = if !self.witnessed {
+            (
+                ControlOutcome::Error,
+                format!(
+                    "{}; the control's traffic never reached the point it breaks: nothing can be concluded",
+                    self.account
+                ),
+            )
+        } else if self.test_held {
             (
                 ControlOutcome::Leaked,
                 format!(
-                    "{}/{sent} datagrams were delivered although the path was broken",
-                    self.leaked
+                    "{}: the check's own test passed on the broken path, so the check is blind",
+                    self.account
                 ),
-            )
-        } else if !self.witnessed {
-            (
-                ControlOutcome::Error,
-                "the control's traffic never reached the point it breaks; nothing can be concluded"
-                    .to_string(),
             )
         } else {
             (
                 ControlOutcome::Blocked,
-                format!("0/{sent} datagrams delivered, as a broken path must"),
+                format!("{}, as it must", self.account),
             )
         };
         Control {
@@ -230,7 +271,6 @@ pub fn observe(
     started: Instant,
     leg: Leg,
     control: ControlLeg,
-    sent: u32,
 ) -> Observation {
     Observation {
         check: check.to_string(),
@@ -244,7 +284,7 @@ pub fn observe(
         evidence: leg.evidence,
         failure: leg.failure,
         missing_facts: Vec::new(),
-        control: Some(control.into_control(sent)),
+        control: Some(control.into_control()),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     }
 }
@@ -321,4 +361,35 @@ pub fn seqs_json(arrivals: &[crate::traffic::Arrival]) -> Value {
 /// Shorthand for building evidence maps.
 pub fn evidence(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(witnessed: bool, test_held: bool) -> Control {
+        ControlLeg {
+            description: "plain redirect".into(),
+            witnessed,
+            test_held,
+            account: "delivered 5/5 but lxcXb transmitted 5".into(),
+            evidence: Map::new(),
+        }
+        .into_control()
+    }
+
+    #[test]
+    fn a_control_is_judged_by_the_checks_own_test() {
+        let c = control(true, false);
+        assert_eq!(c.outcome, ControlOutcome::Blocked);
+        assert_eq!(
+            c.reason,
+            "delivered 5/5 but lxcXb transmitted 5, as it must"
+        );
+        assert_eq!(control(true, true).outcome, ControlOutcome::Leaked);
+        assert!(control(true, true).reason.contains("check is blind"));
+        // Unwitnessed traffic proves nothing, whatever the test said.
+        assert_eq!(control(false, false).outcome, ControlOutcome::Error);
+        assert_eq!(control(false, true).outcome, ControlOutcome::Error);
+    }
 }

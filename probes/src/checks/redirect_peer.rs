@@ -1,20 +1,28 @@
 //! `datapath.redirect-peer` and `datapath.redirect-peer.scrub`: `bpf_redirect_peer`
 //! from pod A's host-side veth ingress straight into pod B's namespace, as Cilium's
 //! BPF host routing does, and what the kernel scrubs on the way (CVE-2025-37959).
+//!
+//! Both controls take the one path that differs only in the decisive step: a plain
+//! `bpf_redirect` to pod B's host-side veth (egress), so the frame enters pod B
+//! through `veth_xmit` and `eth_type_trans` instead of being handed to its peer.
 
-use super::stack_delivery::MISSING_IFINDEX;
 use super::{
-    CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, hook_control, observe, seqs_json,
+    Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, observe, send_along,
+    seqs_json,
 };
-use crate::counters::{dev_counters, snmp};
+use crate::counters::NsCounters;
 use crate::hooks::{AttachMode, Direction, Hook, meta_json};
+use crate::hops::{Accounting, Path};
 use crate::netlink::Mac;
 use crate::topology::Node;
-use crate::traffic::{self, BURST, FrameSender, FrameSpec};
-use anyhow::Result;
+use crate::traffic::{self, Arrival, BURST, FrameSender, FrameSpec};
+use anyhow::{Result, bail};
 use conformance_contract::Observation;
+use conformance_contract::catalogue::{
+    Failure, HOOK_NOT_RUN, METADATA_LOST, NOT_BYPASSED, NOT_SCRUBBED,
+};
 use conformance_ebpf_common::{HookConfig, PROBE_PORT, SkbMeta, action};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::net::UdpSocket;
 use std::time::Instant;
 
@@ -25,6 +33,26 @@ struct PodToPod {
     hook: Hook,
     observer: Hook,
     _fault: Option<Hook>,
+}
+
+/// What the check's bypass witness reads: the host forwarding, pod B's veth transmitting.
+#[derive(Debug, Clone, Copy)]
+struct Bypass {
+    forwarded: u64,
+    lxc_b_tx: u64,
+}
+
+impl Bypass {
+    fn delta(self, before: Bypass) -> Bypass {
+        Bypass {
+            forwarded: self.forwarded - before.forwarded,
+            lxc_b_tx: self.lxc_b_tx - before.lxc_b_tx,
+        }
+    }
+
+    fn none(self) -> bool {
+        self.forwarded == 0 && self.lxc_b_tx == 0
+    }
 }
 
 impl PodToPod {
@@ -55,28 +83,48 @@ impl PodToPod {
         })
     }
 
-    /// Host-namespace counters that would move if the packet were forwarded instead of redirected.
-    fn bypass_counters(&self) -> Result<(u64, u64)> {
-        let forwarded = snmp(&self.node.host, "Ip", "ForwDatagrams")?;
-        let lxc_b_tx = dev_counters(&self.node.host, &self.node.pods[1].lxc.name)?.tx_packets;
-        Ok((forwarded, lxc_b_tx))
+    fn bypass(&self) -> Result<Bypass> {
+        let host = NsCounters::read(&self.node.host)?;
+        Ok(Bypass {
+            forwarded: host.mib("Ip", "ForwDatagrams")?,
+            lxc_b_tx: host.device(&self.node.pods[1].lxc.name)?.tx_packets,
+        })
     }
 
-    /// The hook-witnessed control, plus what pod B's observer saw of it.
-    fn control(
-        &mut self,
-        broken: HookConfig,
-        description: &str,
+    /// pod A eth0 tx → lxc…a rx → the hook (matched, redirected) [→ lxc…b tx → pod B
+    /// eth0 rx, for a plain redirect] → pod B's observer → pod B's IP/UDP path.
+    fn path(&self, through_lxc_b: bool) -> Path<'_> {
+        let [a, b] = &self.node.pods;
+        let mut path = Path::new()
+            .tx(&a.ns, "eth0", "pod A eth0")
+            .rx(&self.node.host, &a.lxc.name, &a.lxc.name)
+            .hook(&self.hook)
+            .redirected(&self.hook);
+        if through_lxc_b {
+            path =
+                path.tx(&self.node.host, &b.lxc.name, &b.lxc.name)
+                    .rx(&b.ns, "eth0", "pod B eth0");
+        }
+        path.observer(&self.observer).stack(&b.ns, "pod B")
+    }
+
+    fn send(
+        &self,
+        through_lxc_b: bool,
         send: impl FnOnce() -> Result<(u32, Option<String>)>,
-    ) -> Result<ControlLeg> {
-        let mut leg = hook_control(&mut self.hook, broken, description, &self.rx_sock, send)?;
-        let events: Vec<serde_json::Value> =
-            self.observer.drain_events().iter().map(meta_json).collect();
-        leg.evidence.insert(
-            "observer".into(),
-            json!({ "at": self.observer.label, "events": events }),
-        );
-        Ok(leg)
+        wait: impl FnOnce() -> Vec<Arrival>,
+    ) -> Result<Burst> {
+        send_along(&self.path(through_lxc_b), "pod A", "pod B", send, wait)
+    }
+
+    /// Both hooks' counters and the events they recorded since the last drain.
+    fn hooks_json(&mut self) -> Result<(Value, Value)> {
+        let one = |hook: &mut Hook| -> Result<Value> {
+            let counters = hook.counters()?;
+            let events: Vec<Value> = hook.drain_events().iter().map(meta_json).collect();
+            Ok(json!({ "at": hook.label, "counters": counters.to_json(), "events": events }))
+        };
+        Ok((one(&mut self.hook)?, one(&mut self.observer)?))
     }
 }
 
@@ -100,94 +148,95 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
     p.hook.configure(redirect)?;
     let sender = udp_sender(&p.node)?;
 
-    let (fwd0, tx0) = p.bypass_counters()?;
-    let (sent, send_error) = traffic::send_burst(&sender, b_ip, POSITIVE_SEQS);
-    let arrivals = traffic::collect_expected(&p.rx_sock, POSITIVE_SEQS);
-    let (fwd1, tx1) = p.bypass_counters()?;
-    let counters = p.hook.counters()?;
-    let observer_counters = p.observer.counters()?;
-    let src_events = p.hook.drain_events();
-    let dst_events = p.observer.drain_events();
+    let before = p.bypass()?;
+    let burst = p.send(
+        false,
+        || Ok(traffic::send_burst(&sender, b_ip, POSITIVE_SEQS)),
+        || traffic::collect_expected(&p.rx_sock, POSITIVE_SEQS),
+    )?;
+    let bypass = p.bypass()?.delta(before);
+    let (hook, observer) = p.hooks_json()?;
+    let ev = evidence([
+        ("sent", json!(burst.sent)),
+        ("send_error", json!(burst.send_error)),
+        (
+            "destination",
+            json!(format!("{b_ip}:{PROBE_PORT} in ns pod-b")),
+        ),
+        ("delivered", seqs_json(&burst.arrivals)),
+        (
+            "redirect",
+            json!({ "helper": "bpf_redirect_peer", "target": lxc_b.name, "ifindex": lxc_b.index }),
+        ),
+        ("hops", burst.hops.to_json()),
+        ("host_ip_forw_datagrams_delta", json!(bypass.forwarded)),
+        ("target_veth_tx_packets_delta", json!(bypass.lxc_b_tx)),
+        ("hook", hook),
+        ("observer", observer),
+    ]);
+    let leg = if !burst.hops.complete() || bypass.none() {
+        let ok = || {
+            format!(
+                "{BURST}/{BURST} datagrams redirected into pod B's namespace; host forwarded 0, {} transmitted 0",
+                lxc_b.name
+            )
+        };
+        Leg::delivery(&burst.hops, ok, ev)
+    } else {
+        let reason = format!(
+            "delivered {BURST}/{BURST}, but the host forwarded {} and {} transmitted {}: not a peer redirect",
+            bypass.forwarded, lxc_b.name, bypass.lxc_b_tx
+        );
+        Leg::failed(&NOT_BYPASSED, reason, ev)
+    };
 
-    let forwarded = fwd1 - fwd0;
-    let lxc_b_tx = tx1 - tx0;
-    let delivered = arrivals.len() as u32;
-    let mut problems = Vec::new();
-    if delivered < BURST {
-        problems.push(format!(
-            "{delivered}/{BURST} datagrams reached {b_ip}:{PROBE_PORT} in pod B"
-        ));
-    }
-    if sent < BURST {
-        problems.push(format!(
-            "only {sent} sent ({})",
-            send_error.as_deref().unwrap_or("?")
-        ));
-    }
-    if counters.matched < u64::from(BURST) {
-        problems.push(format!(
-            "hook {} saw {}/{BURST}",
-            p.hook.label, counters.matched
-        ));
-    }
-    if counters.redirect_failed > 0 {
-        problems.push(format!(
-            "bpf_redirect_peer failed for {} packets",
-            counters.redirect_failed
-        ));
-    }
-    if forwarded > 0 {
-        problems.push(format!("the host namespace forwarded {forwarded} datagrams (IpForwDatagrams): not a peer redirect"));
-    }
-    if lxc_b_tx > 0 {
-        problems.push(format!(
-            "{} transmitted {lxc_b_tx} packets: the redirect went through the host-side veth",
-            lxc_b.name
-        ));
-    }
-    let ok = || {
+    // Control: the peer flag cleared. A plain redirect to lxc…b's egress delivers
+    // too, but through that veth: the check's "tx +0" witness must see it.
+    p.hook.configure(HookConfig {
+        action: action::REDIRECT,
+        redirect_flags: 0,
+        ..redirect
+    })?;
+    let redirected_before = p.hook.counters()?.redirected;
+    let before = p.bypass()?;
+    let control = p.send(
+        true,
+        || Ok(traffic::send_burst(&sender, b_ip, CONTROL_SEQS)),
+        || traffic::collect_expected(&p.rx_sock, CONTROL_SEQS),
+    )?;
+    let bypass = p.bypass()?.delta(before);
+    let redirected = p.hook.counters()?.redirected - redirected_before;
+    let delivered = control.arrivals.len() as u32;
+    let account = if bypass.none() {
         format!(
-            "{BURST}/{BURST} datagrams redirected into pod B's namespace; host forwarded 0, {} transmitted 0",
+            "plain bpf_redirect: delivered {delivered}/{BURST} and {} transmitted 0, host forwarded 0",
             lxc_b.name
         )
+    } else {
+        format!(
+            "plain bpf_redirect: delivered {delivered}/{BURST} but {} transmitted {} (host forwarded {}): the check's tx +0 witness fails on a plain redirect",
+            lxc_b.name, bypass.lxc_b_tx, bypass.forwarded
+        )
     };
-    let leg = Leg::judged(
-        problems,
-        ok,
-        evidence([
-            ("sent", json!(sent)),
-            ("send_error", json!(send_error)),
-            (
-                "destination",
-                json!(format!("{b_ip}:{PROBE_PORT} in ns pod-b")),
-            ),
-            ("delivered", seqs_json(&arrivals)),
-            (
-                "redirect",
-                json!({ "helper": "bpf_redirect_peer", "target": lxc_b.name, "ifindex": lxc_b.index }),
-            ),
-            ("host_ip_forw_datagrams_delta", json!(forwarded)),
-            ("target_veth_tx_packets_delta", json!(lxc_b_tx)),
-            (
-                "hook",
-                json!({ "at": p.hook.label, "counters": counters.to_json(), "events": src_events.iter().map(meta_json).collect::<Vec<_>>() }),
-            ),
-            (
-                "observer",
-                json!({ "at": p.observer.label, "counters": observer_counters.to_json(), "events": dst_events.iter().map(meta_json).collect::<Vec<_>>() }),
-            ),
+    let (hook, observer) = p.hooks_json()?;
+    let control = ControlLeg {
+        description: format!(
+            "the same traffic with the peer flag cleared: bpf_redirect to {}'s egress",
+            lxc_b.name
+        ),
+        witnessed: redirected >= u64::from(BURST) && delivered == BURST,
+        test_held: delivered == BURST && bypass.none(),
+        account,
+        evidence: evidence([
+            ("delivered", seqs_json(&control.arrivals)),
+            ("hops", control.hops.to_json()),
+            ("host_ip_forw_datagrams_delta", json!(bypass.forwarded)),
+            ("target_veth_tx_packets_delta", json!(bypass.lxc_b_tx)),
+            ("hook", hook),
+            ("observer", observer),
         ]),
-    );
-    let broken = HookConfig {
-        target_ifindex: MISSING_IFINDEX,
-        ..redirect
     };
-    let control = p.control(
-        broken,
-        "bpf_redirect_peer to an ifindex that does not exist",
-        || Ok(traffic::send_burst(&sender, b_ip, CONTROL_SEQS)),
-    )?;
-    Ok(observe(check, mode.name(), started, leg, control, BURST))
+    Ok(observe(check, mode.name(), started, leg, control))
 }
 
 /// A locally administered MAC that no device here has: frames to it are OTHERHOST.
@@ -199,6 +248,77 @@ const SCRUB_TSTAMP: u64 = 0x0123_4567_89ab_cdef;
 const PACKET_HOST: u32 = 0;
 const PACKET_OTHERHOST: u32 = 3;
 
+/// What pod B's observer saw of a burst of foreign-MAC frames.
+struct PodBView {
+    /// Frames still OTHERHOST (or any type but HOST) at pod B's eth0 ingress.
+    not_host: usize,
+    /// Frames whose mark or tstamp was not what the source hook set.
+    metadata_lost: usize,
+}
+
+impl PodBView {
+    fn of(events: &[SkbMeta]) -> Self {
+        Self {
+            not_host: events.iter().filter(|m| m.pkt_type != PACKET_HOST).count(),
+            metadata_lost: events
+                .iter()
+                .filter(|m| m.mark != SCRUB_MARK || m.tstamp != SCRUB_TSTAMP)
+                .count(),
+        }
+    }
+
+    /// The check's test on what pod B saw, given every hop counted the burst.
+    fn scrubbed(&self, burst: &Burst) -> bool {
+        burst.hops.complete() && self.not_host == 0 && self.metadata_lost == 0
+    }
+}
+
+/// The scrub check's test: `None` when it passed, else the failure and its reason.
+/// The CVE-2025-37959 signature (`not-scrubbed`) is OTHERHOST at the source hook and
+/// still OTHERHOST at pod B's ingress, undelivered; a source frame that was not
+/// OTHERHOST means the check's premise failed, which is a probe error.
+fn judge_scrub(
+    hops: &Accounting,
+    src: &[SkbMeta],
+    dst: &[SkbMeta],
+    delivered: usize,
+) -> Result<Option<(&'static Failure, String)>> {
+    if let Some(m) = src.iter().find(|m| m.pkt_type != PACKET_OTHERHOST) {
+        bail!(
+            "the check's premise failed: the source hook saw pkt_type {} (want 3, OTHERHOST) for a frame to {}, so nothing here can show a scrub",
+            m.pkt_type,
+            mac_text(&FOREIGN_MAC)
+        );
+    }
+    let view = PodBView::of(dst);
+    if hops.failure() == Some(&HOOK_NOT_RUN) {
+        return Ok(hops.loss().map(|r| (&HOOK_NOT_RUN, r)));
+    }
+    if view.not_host > 0 {
+        return Ok(Some((
+            &NOT_SCRUBBED,
+            format!(
+                "OTHERHOST at the source hook and still not HOST at pod B's eth0 ingress for {}/{} frames, {delivered}/{BURST} delivered: bpf_redirect_peer did not scrub pkt_type ({})",
+                view.not_host,
+                dst.len(),
+                hops.summary()
+            ),
+        )));
+    }
+    if view.metadata_lost > 0 {
+        return Ok(Some((
+            &METADATA_LOST,
+            format!(
+                "{}/{} frames reached pod B without the mark {SCRUB_MARK:#x} or tstamp {SCRUB_TSTAMP:#x} the source hook set; the scrub keeps both ({})",
+                view.metadata_lost,
+                dst.len(),
+                hops.summary()
+            ),
+        )));
+    }
+    Ok(hops.loss().zip(hops.failure()).map(|(r, f)| (f, r)))
+}
+
 pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
     let mode = ctx.default_mode();
     let mut p = PodToPod::setup(check, mode, ctx)?;
@@ -209,8 +329,7 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
         src_ip: a.ip,
         dst_ip: b.ip,
     };
-    let b_ip = b.ip;
-    let lxc_b = b.lxc.clone();
+    let (a_ip, b_ip, lxc_b) = (a.ip, b.ip, b.lxc.clone());
     let mut sender = FrameSender::open(&a.ns, "eth0")?;
     let redirect = HookConfig {
         dport: PROBE_PORT,
@@ -222,92 +341,130 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
     };
     p.hook.configure(redirect)?;
 
-    let sent = sender.send_burst(&spec, POSITIVE_SEQS)?;
-    let arrivals = traffic::collect_expected(&p.rx_sock, POSITIVE_SEQS);
+    let burst = p.send(
+        false,
+        || Ok(send_frames(&mut sender, &spec, POSITIVE_SEQS)),
+        || traffic::collect_expected(&p.rx_sock, POSITIVE_SEQS),
+    )?;
     let counters = p.hook.counters()?;
     let src: Vec<SkbMeta> = p.hook.drain_events();
     let dst: Vec<SkbMeta> = p.observer.drain_events();
-
-    let mut problems = Vec::new();
-    let delivered = arrivals.len() as u32;
-    if delivered < BURST {
-        problems.push(format!(
-            "{delivered}/{BURST} foreign-MAC frames reached {b_ip}:{PROBE_PORT} in pod B"
-        ));
-    }
-    if counters.matched < u64::from(BURST) {
-        problems.push(format!(
-            "hook {} saw {}/{BURST}",
-            p.hook.label, counters.matched
-        ));
-    }
-    if let Some(m) = src.iter().find(|m| m.pkt_type != PACKET_OTHERHOST) {
-        problems.push(format!(
-            "source hook saw pkt_type {} (want 3, OTHERHOST): the frame was not foreign",
-            m.pkt_type
-        ));
-    }
-    if dst.len() < BURST as usize {
-        problems.push(format!("pod B's eth0 ingress saw {}/{BURST}", dst.len()));
-    }
-    if let Some(m) = dst.iter().find(|m| m.pkt_type != PACKET_HOST) {
-        problems.push(format!(
-            "pkt_type {} in pod B (want 0, HOST): not scrubbed",
-            m.pkt_type
-        ));
-    }
-    if let Some(m) = dst.iter().find(|m| m.mark != SCRUB_MARK) {
-        problems.push(format!(
-            "mark {:#x} in pod B (want {SCRUB_MARK:#x}): the scrub must keep it",
-            m.mark
-        ));
-    }
-    if let Some(m) = dst.iter().find(|m| m.tstamp != SCRUB_TSTAMP) {
-        problems.push(format!(
-            "tstamp {:#x} in pod B (want {SCRUB_TSTAMP:#x}): the scrub must keep it",
-            m.tstamp
-        ));
-    }
-    let ok = || {
-        format!(
-            "{BURST}/{BURST} foreign-MAC frames delivered; pkt_type OTHERHOST at the source, HOST in pod B; mark and tstamp kept"
-        )
+    let ev = evidence([
+        ("sent", json!(burst.sent)),
+        (
+            "frame",
+            json!({ "dst_mac": mac_text(&FOREIGN_MAC), "src": a_ip.to_string(), "dst": format!("{b_ip}:{PROBE_PORT}") }),
+        ),
+        ("delivered", seqs_json(&burst.arrivals)),
+        ("hops", burst.hops.to_json()),
+        (
+            "set_by_source_hook",
+            json!({ "mark": format!("{SCRUB_MARK:#x}"), "tstamp": SCRUB_TSTAMP }),
+        ),
+        (
+            "source",
+            json!({ "at": p.hook.label, "counters": counters.to_json(), "events": src.iter().map(meta_json).collect::<Vec<_>>() }),
+        ),
+        (
+            "destination",
+            json!({ "at": p.observer.label, "events": dst.iter().map(meta_json).collect::<Vec<_>>() }),
+        ),
+    ]);
+    let leg = match judge_scrub(&burst.hops, &src, &dst, burst.arrivals.len())? {
+        None => Leg::passed(
+            format!(
+                "{BURST}/{BURST} foreign-MAC frames delivered; pkt_type OTHERHOST at the source, HOST in pod B; mark and tstamp kept"
+            ),
+            ev,
+        ),
+        Some((failure, reason)) => Leg::failed(failure, reason, ev),
     };
-    let leg = Leg::judged(
-        problems,
-        ok,
-        evidence([
-            ("sent", json!(sent)),
-            (
-                "frame",
-                json!({ "dst_mac": mac_text(&FOREIGN_MAC), "src": a.ip.to_string(), "dst": format!("{b_ip}:{PROBE_PORT}") }),
-            ),
-            ("delivered", seqs_json(&arrivals)),
-            (
-                "set_by_source_hook",
-                json!({ "mark": format!("{SCRUB_MARK:#x}"), "tstamp": SCRUB_TSTAMP }),
-            ),
+
+    // Control: the same frames through a path that does not scrub: a plain redirect
+    // to lxc…b's egress, so they enter pod B through veth_xmit/eth_type_trans as
+    // OTHERHOST. That is what an unfixed kernel shows on the peer path; the check's
+    // witness at pod B's ingress must see it, and the frames must not be delivered.
+    p.hook.configure(HookConfig {
+        action: action::REDIRECT,
+        redirect_flags: 0,
+        ..redirect
+    })?;
+    let seen_before = p.observer.counters()?.matched;
+    let control = {
+        let observer = &p.observer;
+        p.send(
+            true,
+            || Ok(send_frames(&mut sender, &spec, CONTROL_SEQS)),
+            || {
+                traffic::collect_leaks(&p.rx_sock, CONTROL_SEQS, || {
+                    observer
+                        .counters()
+                        .map(|c| c.matched >= seen_before + u64::from(BURST))
+                        .unwrap_or(false)
+                })
+                .0
+            },
+        )?
+    };
+    let seen = p.observer.counters()?.matched - seen_before;
+    let src: Vec<SkbMeta> = p.hook.drain_events();
+    let dst: Vec<SkbMeta> = p.observer.drain_events();
+    let view = PodBView::of(&dst);
+    let account = format!(
+        "the same frames through {}'s egress (bpf_redirect) reached pod B's eth0 {}/{BURST}, {} of them not HOST, and {}/{BURST} were delivered{}",
+        lxc_b.name,
+        dst.len(),
+        view.not_host,
+        control.arrivals.len(),
+        if view.not_host > 0 {
+            ": what an unfixed kernel shows on the peer path, seen by the check's pkt_type witness"
+        } else {
+            ""
+        }
+    );
+    let control = ControlLeg {
+        description: format!(
+            "the same frames by a path that does not scrub: bpf_redirect to {}'s egress instead of bpf_redirect_peer",
+            lxc_b.name
+        ),
+        witnessed: seen >= u64::from(BURST),
+        test_held: view.scrubbed(&control),
+        account,
+        evidence: evidence([
+            ("delivered", seqs_json(&control.arrivals)),
+            ("hops", control.hops.to_json()),
             (
                 "source",
-                json!({ "at": p.hook.label, "counters": counters.to_json(), "events": src.iter().map(meta_json).collect::<Vec<_>>() }),
+                json!({ "at": p.hook.label, "events": src.iter().map(meta_json).collect::<Vec<_>>() }),
             ),
             (
                 "destination",
                 json!({ "at": p.observer.label, "events": dst.iter().map(meta_json).collect::<Vec<_>>() }),
             ),
         ]),
-    );
-    let broken = HookConfig {
-        dport: PROBE_PORT,
-        action: action::PASS,
-        ..Default::default()
     };
-    let control = p.control(
-        broken,
-        "the same frames handed to the host stack (TC_ACT_OK) instead of bpf_redirect_peer",
-        || Ok((sender.send_burst(&spec, CONTROL_SEQS)?, None)),
-    )?;
-    Ok(observe(check, variant, started, leg, control, BURST))
+    Ok(observe(check, variant, started, leg, control))
+}
+
+/// Sends one frame per sequence number, counting what the kernel accepted: a frame
+/// dropped at pod A's eth0 egress fails its send (ENOBUFS) and is a hop short, not
+/// a probe error.
+fn send_frames(
+    sender: &mut FrameSender,
+    spec: &FrameSpec,
+    seqs: std::ops::Range<u32>,
+) -> (u32, Option<String>) {
+    let mut sent = 0;
+    let mut error = None;
+    for seq in seqs {
+        match sender.send_burst(spec, seq..seq + 1) {
+            Ok(n) => sent += n,
+            Err(e) => {
+                error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+    (sent, error)
 }
 
 fn mac_text(mac: &Mac) -> String {
@@ -315,4 +472,83 @@ fn mac_text(mac: &Mac) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hops::Figure;
+
+    fn meta(pkt_type: u32) -> SkbMeta {
+        SkbMeta {
+            pkt_type,
+            mark: SCRUB_MARK,
+            tstamp: SCRUB_TSTAMP,
+            ..Default::default()
+        }
+    }
+
+    /// sent, hook matched, redirected, observer, socket.
+    fn hops(matched: u64, observer: u64, socket: u64) -> Accounting {
+        let mut a = Accounting::new(BURST);
+        a.push(Figure::path("pod A sent", BURST, None));
+        a.push(Figure {
+            failure: &HOOK_NOT_RUN,
+            ..Figure::path("hook lxcXa ingress matched", matched, None)
+        });
+        a.push(Figure::path("hook lxcXa ingress redirected", matched, None));
+        a.push(Figure::path(
+            "observer eth0 ingress matched",
+            observer,
+            None,
+        ));
+        a.push(Figure::path("pod B socket", socket, None));
+        a
+    }
+
+    fn code(r: Result<Option<(&'static Failure, String)>>) -> Option<&'static str> {
+        r.unwrap().map(|(f, _)| f.code)
+    }
+
+    #[test]
+    fn a_fixed_kernel_passes() {
+        let (src, dst) = (vec![meta(3); 5], vec![meta(0); 5]);
+        assert_eq!(code(judge_scrub(&hops(5, 5, 5), &src, &dst, 5)), None);
+    }
+
+    #[test]
+    fn the_unfixed_signature_is_not_scrubbed() {
+        let (src, dst) = (vec![meta(3); 5], vec![meta(3); 5]);
+        let (failure, reason) = judge_scrub(&hops(5, 5, 0), &src, &dst, 0).unwrap().unwrap();
+        assert_eq!(failure.code, "not-scrubbed");
+        assert!(reason.contains("5/5 frames, 0/5 delivered"), "{reason}");
+        assert!(
+            reason.contains("lost between observer eth0 ingress matched and pod B socket"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn other_shortfalls_get_their_own_codes() {
+        let src = vec![meta(3); 5];
+        assert_eq!(
+            code(judge_scrub(&hops(0, 0, 0), &[], &[], 0)),
+            Some("hook-not-run")
+        );
+        assert_eq!(
+            code(judge_scrub(&hops(5, 0, 0), &src, &[], 0)),
+            Some("not-delivered")
+        );
+        let lost = vec![SkbMeta { mark: 0, ..meta(0) }; 5];
+        assert_eq!(
+            code(judge_scrub(&hops(5, 5, 5), &src, &lost, 5)),
+            Some("metadata-lost")
+        );
+    }
+
+    #[test]
+    fn a_source_frame_that_is_not_otherhost_is_a_probe_error() {
+        let err = judge_scrub(&hops(5, 5, 5), &[meta(0)], &[meta(0)], 5).unwrap_err();
+        assert!(err.to_string().contains("premise failed"), "{err}");
+    }
 }

@@ -3,42 +3,114 @@
 //! They separate "the routing Cilium sets up is broken" from "a BPF primitive is".
 
 use super::{CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, observe, seqs_json};
-use crate::counters::dev_counters;
+use crate::hops::{Accounting, Figure, Path};
+use crate::netns::NetNs;
 use crate::topology::{NODE_IP, Node, pod_route};
-use crate::traffic::{self, BURST};
+use crate::traffic::{self, Arrival, BURST};
 use anyhow::Result;
 use conformance_contract::Observation;
 use conformance_ebpf_common::PROBE_PORT;
 use serde_json::json;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Instant;
 
-/// Answers each request with its own sequence number, back to its sender.
-fn echo(server: &UdpSocket, requests: &[traffic::Arrival]) {
+/// Answers each request with its own sequence number, back to its sender. Returns
+/// how many replies the kernel accepted and the first send error.
+fn echo(server: &UdpSocket, requests: &[Arrival]) -> (u32, Option<String>) {
+    let mut sent = 0;
+    let mut error = None;
     for r in requests {
         if let SocketAddr::V4(to) = r.from {
-            let _ = server.send_to(&traffic::payload(r.seq), to);
+            match server.send_to(&traffic::payload(r.seq), to) {
+                Ok(_) => sent += 1,
+                Err(e) => {
+                    error.get_or_insert_with(|| e.to_string());
+                }
+            }
         }
     }
+    (sent, error)
 }
 
-/// Sends a burst from `client` to `server_ip`, echoes what arrives at `server` back
-/// to its sender, and returns (requests that arrived, replies that came back).
+/// One end of the round trip: its socket, namespace and the device its traffic
+/// to the other end leaves by.
+struct End<'a> {
+    name: &'static str,
+    sock: &'a UdpSocket,
+    ns: &'a NetNs,
+    device: &'a str,
+    ip: Ipv4Addr,
+}
+
+/// `from`'s device tx → `to`'s device rx → `to`'s IP/UDP receive path.
+fn one_way<'a>(from: &End<'a>, to: &End<'a>) -> Path<'a> {
+    Path::new()
+        .tx(
+            from.ns,
+            from.device,
+            &format!("{} {}", from.name, from.device),
+        )
+        .rx(to.ns, to.device, &format!("{} {}", to.name, to.device))
+        .stack(to.ns, to.name)
+}
+
+/// What one round trip did, hop by hop.
+struct RoundTrip {
+    requests: Vec<Arrival>,
+    replies: Vec<Arrival>,
+    send_error: Option<String>,
+    hops: Accounting,
+}
+
+/// Sends a burst from `client` to `server`, echoes what arrives back to its sender,
+/// and accounts for both directions. `wait_replies` collects at the client.
 fn round_trip(
-    client: &UdpSocket,
-    server: &UdpSocket,
-    server_ip: std::net::Ipv4Addr,
+    client: &End,
+    server: &End,
     seqs: std::ops::Range<u32>,
-) -> (Vec<traffic::Arrival>, Vec<traffic::Arrival>, Option<String>) {
-    let (_, send_error) = traffic::send_burst(client, server_ip, seqs.clone());
-    let requests = traffic::collect_expected(server, seqs.clone());
-    echo(server, &requests);
-    let replies = if requests.is_empty() {
-        Vec::new()
+    wait_requests: bool,
+    wait_replies: impl FnOnce() -> Vec<Arrival>,
+) -> Result<RoundTrip> {
+    let (request, reply) = (one_way(client, server), one_way(server, client));
+    let (request0, reply0) = (request.read()?, reply.read()?);
+    let (sent, send_error) = traffic::send_burst(client.sock, server.ip, seqs.clone());
+    let requests = if wait_requests {
+        traffic::collect_expected(server.sock, seqs)
     } else {
-        traffic::collect_expected(client, seqs)
+        Vec::new()
     };
-    (requests, replies, send_error)
+    let (echoed, echo_error) = echo(server.sock, &requests);
+    let replies = wait_replies();
+    let (request1, reply1) = (request.read()?, reply.read()?);
+    let mut hops = Accounting::new(BURST);
+    hops.push(Figure::path(
+        format!("{} sent", client.name),
+        sent,
+        send_error.clone(),
+    ))
+    .extend(request.figures(&request0, &request1))
+    .push(Figure::path(
+        format!("{} socket", server.name),
+        requests.len(),
+        None,
+    ))
+    .push(Figure::path(
+        format!("{} echoed", server.name),
+        echoed,
+        echo_error,
+    ))
+    .extend(reply.figures(&reply0, &reply1))
+    .push(Figure::path(
+        format!("{} socket", client.name),
+        replies.len(),
+        None,
+    ));
+    Ok(RoundTrip {
+        requests,
+        replies,
+        send_error,
+        hops,
+    })
 }
 
 pub fn run(
@@ -53,35 +125,39 @@ pub fn run(
     let [a, b] = &node.pods;
     let host_sock = traffic::bind(&node.host, NODE_IP, PROBE_PORT)?;
     let pod_sock = traffic::bind(&a.ns, a.ip, PROBE_PORT)?;
-    let (client, server, server_ip, direction) = if host_sends {
-        (&host_sock, &pod_sock, a.ip, "host → pod A → host")
+    let host = End {
+        name: "host",
+        sock: &host_sock,
+        ns: &node.host,
+        device: &a.lxc.name,
+        ip: NODE_IP,
+    };
+    let pod = End {
+        name: "pod A",
+        sock: &pod_sock,
+        ns: &a.ns,
+        device: "eth0",
+        ip: a.ip,
+    };
+    let (client, server, direction) = if host_sends {
+        (&host, &pod, "host → pod A → host")
     } else {
-        (&pod_sock, &host_sock, NODE_IP, "pod A → host → pod A")
+        (&pod, &host, "pod A → host → pod A")
     };
 
-    let (requests, replies, send_error) = round_trip(client, server, server_ip, POSITIVE_SEQS);
-    let pass = replies.len() as u32 == BURST;
-    let reason = if pass {
+    let trip = round_trip(client, server, POSITIVE_SEQS, true, || {
+        traffic::collect_expected(client.sock, POSITIVE_SEQS)
+    })?;
+    let ok = || {
         format!(
             "{BURST}/{BURST} round trips {direction} over the /32 route via {}",
             a.lxc.name
         )
-    } else {
-        let mut r = format!(
-            "{}/{BURST} requests arrived, {}/{BURST} replies came back ({direction})",
-            requests.len(),
-            replies.len()
-        );
-        if let Some(e) = &send_error {
-            r.push_str(&format!("; send failed: {e}"));
-        }
-        r
     };
-    let leg = Leg {
-        pass,
-        failure: (!pass).then(|| conformance_contract::catalogue::NOT_DELIVERED.code.to_string()),
-        reason,
-        evidence: evidence([
+    let leg = Leg::delivery(
+        &trip.hops,
+        ok,
+        evidence([
             ("direction", json!(direction)),
             ("pod_ip", json!(a.ip.to_string())),
             ("node_ip", json!(NODE_IP.to_string())),
@@ -89,47 +165,73 @@ pub fn run(
                 "host_route",
                 json!(format!("{}/32 dev {} scope link", a.ip, a.lxc.name)),
             ),
-            ("requests_arrived", seqs_json(&requests)),
-            ("replies_arrived", seqs_json(&replies)),
-            ("send_error", json!(send_error)),
+            ("requests_arrived", seqs_json(&trip.requests)),
+            ("replies_arrived", seqs_json(&trip.replies)),
+            ("send_error", json!(trip.send_error)),
+            ("hops", trip.hops.to_json()),
         ]),
-    };
+    );
 
-    // Control: the host's /32 route to pod A points at pod B's veth instead.
+    // Control: the host's /32 route to pod A points at pod B's veth instead, so the
+    // host's packets to pod A (requests or replies) go astray into pod B.
     let (a_ip, a_lxc, b_mac, b_lxc) = (a.ip, a.lxc.clone(), b.eth0.mac, b.lxc.clone());
-    let astray = pod_route(a_ip, &b_lxc);
-    node.host_rtnl.replace_route(&astray)?;
+    node.host_rtnl.replace_route(&pod_route(a_ip, &b_lxc))?;
     node.host_rtnl.add_neighbour(b_lxc.index, a_ip, b_mac)?;
-    let b_rx_before = dev_counters(&node.pods[1].ns, "eth0")?.rx_packets;
-    let (_, send_error) = traffic::send_burst(client, server_ip, CONTROL_SEQS);
-    let requests = if host_sends {
-        Vec::new()
-    } else {
-        traffic::collect_expected(server, CONTROL_SEQS)
-    };
-    echo(server, &requests);
-    // What must not arrive: the request at pod A (host sends) or the reply at pod A (pod sends).
     let pod_b = &node.pods[1].ns;
-    let (leaks, witnessed) = traffic::collect_leaks(&pod_sock, CONTROL_SEQS, || {
-        dev_counters(pod_b, "eth0")
-            .map(|c| c.rx_packets >= b_rx_before + u64::from(BURST))
-            .unwrap_or(false)
-    });
-    let b_rx = dev_counters(pod_b, "eth0")?.rx_packets - b_rx_before;
+    let astray = Path::new()
+        .tx(&node.host, &b_lxc.name, &b_lxc.name)
+        .rx(pod_b, "eth0", "pod B eth0")
+        .stack(pod_b, "pod B");
+    let astray0 = astray.read()?;
+    let b_rx_before = crate::counters::dev_counters(pod_b, "eth0")?.rx_packets;
+    // What must not arrive: the request at pod A (host sends) or the reply at pod A (pod sends).
+    let trip = round_trip(client, server, CONTROL_SEQS, !host_sends, || {
+        traffic::collect_leaks(&pod_sock, CONTROL_SEQS, || {
+            crate::counters::dev_counters(pod_b, "eth0")
+                .map(|c| c.rx_packets >= b_rx_before + u64::from(BURST))
+                .unwrap_or(false)
+        })
+        .0
+    })?;
+    let astray_figures = astray.figures(&astray0, &astray.read()?);
     node.host_rtnl.replace_route(&pod_route(a_ip, &a_lxc))?;
+    let b_rx = astray_figures
+        .iter()
+        .find(|f| f.at == "pod B eth0 rx")
+        .map_or(0, |f| f.count);
+    let arrived_at_a = if host_sends {
+        trip.requests.len()
+    } else {
+        trip.replies.len()
+    };
+    let round_trips = trip.replies.len();
+    let account = format!(
+        "{round_trips}/{BURST} round trips; the host's packets to pod A went out {} and pod B's eth0 received {b_rx}, pod A {arrived_at_a}/{BURST}{}",
+        b_lxc.name,
+        if round_trips < BURST as usize {
+            ": the check's round-trip test fails when the route points elsewhere"
+        } else {
+            ""
+        }
+    );
+    let mut astray_hops = Accounting::new(BURST);
+    astray_hops.extend(astray_figures);
     let control = ControlLeg {
         description: format!(
             "the host's /32 route to pod A points at {} (pod B) instead of {}",
             b_lxc.name, a_lxc.name
         ),
-        leaked: leaks.len(),
-        witnessed,
+        witnessed: b_rx >= u64::from(BURST),
+        test_held: trip.hops.complete(),
+        account,
         evidence: evidence([
-            ("requests_arrived", seqs_json(&requests)),
-            ("delivered_to_pod_a", seqs_json(&leaks)),
+            ("requests_arrived", seqs_json(&trip.requests)),
+            ("replies_arrived", seqs_json(&trip.replies)),
             ("pod_b_eth0_rx_packets_delta", json!(b_rx)),
-            ("send_error", json!(send_error)),
+            ("send_error", json!(trip.send_error)),
+            ("hops", trip.hops.to_json()),
+            ("astray_hops", astray_hops.to_json()),
         ]),
     };
-    Ok(observe(check, variant, started, leg, control, BURST))
+    Ok(observe(check, variant, started, leg, control))
 }

@@ -1,41 +1,35 @@
 //! `datapath.stack-delivery` and `datapath.stack-delivery.redirect`: a program on
 //! the host side of a pod's veth hands the pod's packets to the host stack, either by
 //! returning TC_ACT_OK or by `bpf_redirect` to a host device's ingress; the packets
-//! must reach a socket in the host namespace. The nix-2hd incident was exactly this
-//! path failing silently, so each packet's skb metadata is recorded at every hook.
+//! must reach a socket in the host namespace. The nix-2hd incident was this path
+//! failing silently after the hook, so every leg accounts for its packets hop by hop
+//! (pod A eth0 tx, the host-side veth's rx, the hooks, the host's IP/UDP counters,
+//! the socket) and a failure names where they were last seen.
 
 use super::{
-    CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, hook_control, observe, seqs_json,
+    Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, observe, send_along,
+    seqs_json, wait_for_leaks,
 };
-use crate::hooks::{AttachMode, Direction, Hook, HookCounters, meta_json};
+use crate::hooks::{AttachMode, Direction, Hook, meta_json};
+use crate::hops::Path;
 use crate::topology::{NODE_IP, Node};
 use crate::traffic::{self, Arrival, BURST};
 use anyhow::Result;
 use conformance_contract::Observation;
-use conformance_ebpf_common::{BPF_F_INGRESS, HookConfig, PROBE_PORT, SkbMeta, action};
-use serde_json::{Value, json};
+use conformance_ebpf_common::{BPF_F_INGRESS, HookConfig, PROBE_PORT, action};
+use serde_json::{Map, Value, json};
 use std::net::UdpSocket;
 use std::time::Instant;
 
-/// An ifindex no device has: the control's redirect target.
-pub(super) const MISSING_IFINDEX: u32 = 0x7fff_fff0;
-
-/// Pod A sending to the node IP through a hook on pod A's host-side veth ingress.
+/// Pod A sending to the node IP through a hook on pod A's host-side veth ingress,
+/// and, for the redirect, an observer further along at the redirect target.
 pub(super) struct HostBound {
     pub node: Node,
     pub host_sock: UdpSocket,
     pub pod_sock: UdpSocket,
     pub hook: Hook,
+    pub observer: Option<Hook>,
     _fault: Option<Hook>,
-}
-
-/// What one burst produced.
-pub(super) struct Burst {
-    pub sent: u32,
-    pub send_error: Option<String>,
-    pub arrivals: Vec<Arrival>,
-    pub counters: HookCounters,
-    pub events: Vec<SkbMeta>,
 }
 
 impl HostBound {
@@ -51,93 +45,92 @@ impl HostBound {
             host_sock,
             pod_sock,
             hook,
+            observer: None,
             _fault: fault,
         })
     }
 
+    /// pod A eth0 tx → host-side veth rx → the hook [→ redirected → observer] →
+    /// the host's IP/UDP receive path.
+    fn path(&self) -> Path<'_> {
+        let pod = &self.node.pods[0];
+        let mut path = Path::new()
+            .tx(&pod.ns, "eth0", "pod A eth0")
+            .rx(&self.node.host, &pod.lxc.name, &pod.lxc.name)
+            .hook(&self.hook);
+        if let Some(observer) = &self.observer {
+            path = path.redirected(&self.hook).observer(observer);
+        }
+        path.stack(&self.node.host, "host")
+    }
+
+    fn send(
+        &self,
+        seqs: std::ops::Range<u32>,
+        wait: impl FnOnce() -> Vec<Arrival>,
+    ) -> Result<Burst> {
+        send_along(
+            &self.path(),
+            "pod A",
+            "host",
+            || Ok(traffic::send_burst(&self.pod_sock, NODE_IP, seqs)),
+            wait,
+        )
+    }
+
     /// Sends the positive burst and waits for it at the host socket.
     pub fn positive(&mut self) -> Result<Burst> {
-        let (sent, send_error) = traffic::send_burst(&self.pod_sock, NODE_IP, POSITIVE_SEQS);
-        let arrivals = traffic::collect_expected(&self.host_sock, POSITIVE_SEQS);
-        Ok(Burst {
-            sent,
-            send_error,
-            arrivals,
-            counters: self.hook.counters()?,
-            events: self.hook.drain_events(),
+        self.send(POSITIVE_SEQS, || {
+            traffic::collect_expected(&self.host_sock, POSITIVE_SEQS)
         })
     }
 
-    /// Reconfigures the hook to break the path and sends the control burst.
-    pub fn control(&mut self, broken: HookConfig, description: &str) -> Result<ControlLeg> {
-        let pod_sock = &self.pod_sock;
-        hook_control(&mut self.hook, broken, description, &self.host_sock, || {
-            Ok(traffic::send_burst(pod_sock, NODE_IP, CONTROL_SEQS))
+    /// The hook and observer figures, counters and events of the last burst, plus
+    /// the burst itself and its hops, for evidence.
+    pub fn evidence(&mut self, burst: &Burst) -> Result<Map<String, Value>> {
+        let mut ev = evidence([
+            ("sent", json!(burst.sent)),
+            ("send_error", json!(burst.send_error)),
+            (
+                "destination",
+                json!(format!("{NODE_IP}:{PROBE_PORT} in ns host")),
+            ),
+            ("delivered", seqs_json(&burst.arrivals)),
+            (
+                "delivered_from",
+                json!(burst.arrivals.first().map(|a| a.from.to_string())),
+            ),
+            ("hops", burst.hops.to_json()),
+            ("hook", hook_json(&mut self.hook)?),
+        ]);
+        if let Some(observer) = &mut self.observer {
+            ev.insert("observer".into(), hook_json(observer)?);
+        }
+        Ok(ev)
+    }
+
+    /// A control whose broken hook drops the burst: the hook must count it (the
+    /// witness) and the check's test, every hop counting the burst, must fail.
+    pub fn drop_control(&mut self, broken: HookConfig, description: &str) -> Result<ControlLeg> {
+        self.hook.configure(broken)?;
+        let before = self.hook.counters()?.matched;
+        let burst = self.send(CONTROL_SEQS, wait_for_leaks(&self.host_sock, &self.hook))?;
+        let matched = self.hook.counters()?.matched - before;
+        Ok(ControlLeg {
+            description: description.to_string(),
+            witnessed: matched >= u64::from(BURST),
+            test_held: burst.hops.complete(),
+            account: burst.hops.summary(),
+            evidence: self.evidence(&burst)?,
         })
     }
 }
 
-/// The pattern of Cilium's `flow 0x0, ifindex 0, orig-ip 0.0.0.0` trace: no hash,
-/// no interface, no source address. On its own it can be benign; next to a delivery
-/// failure it is the incident's signature.
-pub(super) fn nix_2hd_signature(m: &SkbMeta) -> bool {
-    m.hash == 0 && m.ifindex == 0 && m.saddr == 0
-}
-
-/// Why a host-bound burst did not pass, in one line; `None` when it passed.
-pub(super) fn failure_reason(burst: &Burst, hooks: &[(&str, &[SkbMeta], u64)]) -> Option<String> {
-    let want = u64::from(BURST);
-    if burst.arrivals.len() as u32 == BURST && hooks.iter().all(|(_, _, matched)| *matched >= want)
-    {
-        return None;
-    }
-    let mut parts = vec![format!(
-        "{}/{BURST} datagrams reached {NODE_IP}:{PROBE_PORT} in the host namespace",
-        burst.arrivals.len()
-    )];
-    if burst.sent < BURST {
-        parts.push(format!(
-            "only {} sent ({})",
-            burst.sent,
-            burst.send_error.as_deref().unwrap_or("?")
-        ));
-    }
-    for (at, events, matched) in hooks {
-        if *matched < want {
-            parts.push(format!("hook {at} saw {matched}/{BURST}"));
-        }
-        if events.iter().any(nix_2hd_signature) {
-            parts.push(format!(
-                "nix-2hd signature at {at}: ifindex 0, hash 0x0, source 0.0.0.0"
-            ));
-        }
-    }
-    Some(parts.join("; "))
-}
-
-pub(super) fn burst_evidence(burst: &Burst, hook_label: &str) -> serde_json::Map<String, Value> {
-    evidence([
-        ("sent", json!(burst.sent)),
-        ("send_error", json!(burst.send_error)),
-        (
-            "destination",
-            json!(format!("{NODE_IP}:{PROBE_PORT} in ns host")),
-        ),
-        ("delivered", seqs_json(&burst.arrivals)),
-        (
-            "delivered_from",
-            json!(burst.arrivals.first().map(|a| a.from.to_string())),
-        ),
-        (
-            "hook",
-            json!({
-                "at": hook_label,
-                "counters": burst.counters.to_json(),
-                "events": burst.events.iter().map(meta_json).collect::<Vec<_>>(),
-                "nix_2hd_signature": burst.events.iter().any(nix_2hd_signature),
-            }),
-        ),
-    ])
+/// A hook's place, counters and the events it recorded since the last drain.
+fn hook_json(hook: &mut Hook) -> Result<Value> {
+    let counters = hook.counters()?;
+    let events: Vec<Value> = hook.drain_events().iter().map(meta_json).collect();
+    Ok(json!({ "at": hook.label, "counters": counters.to_json(), "events": events }))
 }
 
 fn pass_config(act: u32) -> HookConfig {
@@ -152,25 +145,15 @@ fn pass_config(act: u32) -> HookConfig {
 pub fn run_pass(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result<Observation> {
     let mut path = HostBound::setup(check, mode, ctx, pass_config(action::PASS))?;
     let burst = path.positive()?;
-    let mut ev = burst_evidence(&burst, &path.hook.label);
-    let reason = failure_reason(
-        &burst,
-        &[(&path.hook.label, &burst.events, burst.counters.matched)],
-    );
-    ev.insert(
-        "nix_2hd_signature".into(),
-        json!(burst.events.iter().any(nix_2hd_signature)),
-    );
-    let leg = Leg {
-        pass: reason.is_none(),
-        failure: reason
-            .is_some()
-            .then(|| conformance_contract::catalogue::NOT_DELIVERED.code.to_string()),
-        reason: reason.unwrap_or_else(|| format!("{BURST}/{BURST} datagrams passed the hook with TC_ACT_OK and reached the host socket")),
-        evidence: ev,
+    let ok = || {
+        format!(
+            "{BURST}/{BURST} datagrams passed the hook with TC_ACT_OK and reached the host socket ({})",
+            burst.hops.summary()
+        )
     };
-    let control = path.control(pass_config(action::DROP), "the hook returns TC_ACT_SHOT")?;
-    Ok(observe(check, mode.name(), started, leg, control, BURST))
+    let leg = Leg::delivery(&burst.hops, ok, path.evidence(&burst)?);
+    let control = path.drop_control(pass_config(action::DROP), "the hook returns TC_ACT_SHOT")?;
+    Ok(observe(check, mode.name(), started, leg, control))
 }
 
 /// `bpf_redirect(cilium_net, BPF_F_INGRESS)` with the destination MAC rewritten, as
@@ -195,113 +178,61 @@ pub fn run_redirect(
         ..Default::default()
     };
     path.hook.configure(redirect)?;
-    let mut observer = Hook::attach(
+    path.observer = Some(Hook::attach(
         &path.node.host,
         &target.name,
         Direction::Ingress,
         mode,
         pass_config(action::PASS),
-    )?;
+    )?);
 
     let burst = path.positive()?;
-    let observer_counters = observer.counters()?;
-    let observer_events = observer.drain_events();
-    let reason = failure_reason(
-        &burst,
-        &[
-            (&path.hook.label, &burst.events, burst.counters.matched),
-            (&observer.label, &observer_events, observer_counters.matched),
-        ],
-    );
-    let mut ev = burst_evidence(&burst, &path.hook.label);
+    let mut ev = path.evidence(&burst)?;
     ev.insert(
         "redirect".into(),
         json!({ "target": target.name, "ifindex": target.index, "flags": "BPF_F_INGRESS" }),
     );
-    ev.insert(
-        "observer".into(),
-        json!({ "at": observer.label, "counters": observer_counters.to_json(), "events": observer_events.iter().map(meta_json).collect::<Vec<_>>() }),
-    );
-    let leg = Leg {
-        pass: reason.is_none(),
-        failure: reason
-            .is_some()
-            .then(|| conformance_contract::catalogue::NOT_DELIVERED.code.to_string()),
-        reason: reason.unwrap_or_else(|| {
-            format!("{BURST}/{BURST} datagrams redirected to {}'s ingress, seen there, and delivered to the host socket", target.name)
-        }),
-        evidence: ev,
-    };
-    let broken = HookConfig {
-        target_ifindex: MISSING_IFINDEX,
-        ..redirect
-    };
-    let control = path.control(broken, "bpf_redirect to an ifindex that does not exist")?;
-    Ok(observe(check, mode.name(), started, leg, control, BURST))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::hooks::HookCounters;
-
-    fn burst(arrived: u32, events: Vec<SkbMeta>) -> Burst {
-        let from = "10.42.0.11:47474".parse().unwrap();
-        Burst {
-            sent: BURST,
-            send_error: None,
-            arrivals: (0..arrived).map(|seq| Arrival { seq, from }).collect(),
-            counters: HookCounters {
-                matched: events.len() as u64,
-                ..Default::default()
-            },
-            events,
-        }
-    }
-
-    fn healthy() -> SkbMeta {
-        SkbMeta {
-            ifindex: 7,
-            ingress_ifindex: 7,
-            hash: 0,
-            saddr: u32::from_ne_bytes([10, 42, 0, 11]),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn a_delivered_burst_passes_even_with_hash_zero() {
-        // A fresh skb often has no hash yet: hash 0 alone is not the signature.
-        let b = burst(BURST, vec![healthy(); BURST as usize]);
-        assert_eq!(
-            failure_reason(&b, &[("lxc ingress", &b.events, b.counters.matched)]),
-            None
-        );
-    }
-
-    #[test]
-    fn the_nix_2hd_signature_is_its_own_failure_reason() {
-        let b = burst(0, vec![SkbMeta::default(); BURST as usize]);
-        let reason = failure_reason(&b, &[("lxc ingress", &b.events, b.counters.matched)]).unwrap();
-        assert!(reason.starts_with("0/5 datagrams reached"), "{reason}");
-        assert!(
-            reason
-                .contains("nix-2hd signature at lxc ingress: ifindex 0, hash 0x0, source 0.0.0.0"),
-            "{reason}"
-        );
-        let plain = burst(0, vec![healthy(); BURST as usize]);
-        let reason = failure_reason(
-            &plain,
-            &[("lxc ingress", &plain.events, plain.counters.matched)],
+    let ok = || {
+        format!(
+            "{BURST}/{BURST} datagrams redirected to {}'s ingress, seen there, and delivered to the host socket",
+            target.name
         )
-        .unwrap();
-        assert!(!reason.contains("nix-2hd"), "{reason}");
-    }
+    };
+    let leg = Leg::delivery(&burst.hops, ok, ev);
 
-    #[test]
-    fn a_hook_that_saw_nothing_is_named() {
-        let b = burst(0, vec![]);
-        let reason = failure_reason(&b, &[("lxc ingress", &b.events, 0)]).unwrap();
-        assert!(reason.contains("hook lxc ingress saw 0/5"), "{reason}");
-    }
+    // Control: the same traffic and hook with the redirect skipped (TC_ACT_OK). It
+    // reaches the same socket by the plain "-> stack" path, so only the check's
+    // witness at cilium_net's ingress can tell it apart, and must.
+    path.hook.configure(HookConfig {
+        action: action::PASS,
+        ..redirect
+    })?;
+    let observer = path.observer.as_ref().expect("attached above");
+    let seen_before = observer.counters()?.matched;
+    let control = path.send(CONTROL_SEQS, || {
+        traffic::collect_expected(&path.host_sock, CONTROL_SEQS)
+    })?;
+    let seen = observer.counters()?.matched - seen_before;
+    let delivered = control.arrivals.len() as u32;
+    let test_held = delivered == BURST && seen >= u64::from(BURST);
+    let account = format!(
+        "passed up without the redirect: delivered {delivered}/{BURST}, {}'s ingress saw {seen}{}",
+        target.name,
+        if delivered == BURST && !test_held {
+            ": the check's redirect witness fails when the redirect is skipped"
+        } else {
+            ""
+        }
+    );
+    let control = ControlLeg {
+        description: format!(
+            "the same traffic handed to the stack with TC_ACT_OK instead of bpf_redirect to {}",
+            target.name
+        ),
+        witnessed: delivered == BURST,
+        test_held,
+        account,
+        evidence: path.evidence(&control)?,
+    };
+    Ok(observe(check, mode.name(), started, leg, control))
 }

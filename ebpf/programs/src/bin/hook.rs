@@ -5,7 +5,8 @@
 //! passed untouched with `TC_ACT_OK`, and so is everything while `dport` is 0
 //! (the array entry exists from the start, zeroed: "not configured").
 //!
-//! For a matching packet it bumps `COUNTERS[MATCHED]`, snapshots the skb metadata
+//! For a matching packet it bumps `COUNTERS[MATCHED]` (and, after a redirect
+//! helper, `REDIRECTED` or `REDIRECT_FAILED` by what the helper returned), snapshots the skb metadata
 //! (before touching anything, so the source hook shows the original `pkt_type` and
 //! `mark`), applies the configured writes (mark, tstamp, destination MAC), performs
 //! the configured action and pushes the snapshot with the action's result to
@@ -20,7 +21,7 @@
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::{
-    bindings::{__sk_buff, TC_ACT_OK, TC_ACT_SHOT},
+    bindings::{__sk_buff, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
     helpers::{bpf_redirect, bpf_redirect_peer},
     macros::{classifier, map},
     maps::{Array, PerCpuArray, RingBuf},
@@ -117,13 +118,13 @@ pub fn hook(ctx: TcContext) -> i32 {
         action::REDIRECT => {
             // SAFETY: plain helper call; it only records the target for after return.
             let ret = unsafe { bpf_redirect(cfg.target_ifindex, cfg.redirect_flags) };
-            count_redirect_failure(ret);
+            count_redirect(ret);
             ret
         }
         action::REDIRECT_PEER => {
             // SAFETY: as above.
             let ret = unsafe { bpf_redirect_peer(cfg.target_ifindex, 0) };
-            count_redirect_failure(ret);
+            count_redirect(ret);
             ret
         }
         // PASS, and any value this object does not know: hand the packet on.
@@ -145,9 +146,13 @@ fn bump(slot: u32) {
     }
 }
 
+/// Counts what the redirect helper said: accepted (`TC_ACT_REDIRECT`) or refused
+/// (`TC_ACT_SHOT`, invalid flags only; a bad target fails after the program returns).
 #[inline(always)]
-fn count_redirect_failure(ret: i64) {
-    if ret == i64::from(TC_ACT_SHOT) {
+fn count_redirect(ret: i64) {
+    if ret == i64::from(TC_ACT_REDIRECT) {
+        bump(counter::REDIRECTED);
+    } else if ret == i64::from(TC_ACT_SHOT) {
         bump(counter::REDIRECT_FAILED);
     }
 }
