@@ -265,14 +265,6 @@ impl Accounting {
         self.first_missing().map(|i| self.figures[i].failure)
     }
 
-    /// The count at the named hop (its first figure whose label starts with `at`).
-    pub fn count(&self, at: &str) -> Option<u64> {
-        self.figures
-            .iter()
-            .find(|f| f.at.starts_with(at))
-            .map(|f| f.count)
-    }
-
     /// Drop counters that moved, e.g. "pod B Udp NoPorts +5".
     fn moved_losses(&self) -> Vec<String> {
         self.figures

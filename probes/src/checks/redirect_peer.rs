@@ -91,30 +91,27 @@ impl PodToPod {
         })
     }
 
-    /// pod A eth0 tx → lxc…a rx → the hook (matched, redirected) [→ lxc…b tx → pod B
-    /// eth0 rx, for a plain redirect] → pod B's observer → pod B's IP/UDP path.
-    fn path(&self, through_lxc_b: bool) -> Path<'_> {
+    /// pod A eth0 tx → lxc…a rx → the hook (matched, redirected) → pod B's observer →
+    /// pod B's IP/UDP path. pod B's eth0 rx is not on it: a veth counts its rx from
+    /// its peer's tx, which a peer redirect bypasses. Controls use the same path, so
+    /// the check's own test is what judges them.
+    fn path(&self) -> Path<'_> {
         let [a, b] = &self.node.pods;
-        let mut path = Path::new()
+        Path::new()
             .tx(&a.ns, "eth0", "pod A eth0")
             .rx(&self.node.host, &a.lxc.name, &a.lxc.name)
             .hook(&self.hook)
-            .redirected(&self.hook);
-        if through_lxc_b {
-            path =
-                path.tx(&self.node.host, &b.lxc.name, &b.lxc.name)
-                    .rx(&b.ns, "eth0", "pod B eth0");
-        }
-        path.observer(&self.observer).stack(&b.ns, "pod B")
+            .redirected(&self.hook)
+            .observer(&self.observer)
+            .stack(&b.ns, "pod B")
     }
 
     fn send(
         &self,
-        through_lxc_b: bool,
         send: impl FnOnce() -> Result<(u32, Option<String>)>,
         wait: impl FnOnce() -> Vec<Arrival>,
     ) -> Result<Burst> {
-        send_along(&self.path(through_lxc_b), "pod A", "pod B", send, wait)
+        send_along(&self.path(), "pod A", "pod B", send, wait)
     }
 
     /// Both hooks' counters and the events they recorded since the last drain.
@@ -150,7 +147,6 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
 
     let before = p.bypass()?;
     let burst = p.send(
-        false,
         || Ok(traffic::send_burst(&sender, b_ip, POSITIVE_SEQS)),
         || traffic::collect_expected(&p.rx_sock, POSITIVE_SEQS),
     )?;
@@ -174,20 +170,15 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
         ("hook", hook),
         ("observer", observer),
     ]);
-    let leg = if !burst.hops.complete() || bypass.none() {
-        let ok = || {
+    let leg = match judge_peer(&burst.hops, bypass, &lxc_b.name) {
+        None => Leg::passed(
             format!(
                 "{BURST}/{BURST} datagrams redirected into pod B's namespace; host forwarded 0, {} transmitted 0",
                 lxc_b.name
-            )
-        };
-        Leg::delivery(&burst.hops, ok, ev)
-    } else {
-        let reason = format!(
-            "delivered {BURST}/{BURST}, but the host forwarded {} and {} transmitted {}: not a peer redirect",
-            bypass.forwarded, lxc_b.name, bypass.lxc_b_tx
-        );
-        Leg::failed(&NOT_BYPASSED, reason, ev)
+            ),
+            ev,
+        ),
+        Some((failure, reason)) => Leg::failed(failure, reason, ev),
     };
 
     // Control: the peer flag cleared. A plain redirect to lxc…b's egress delivers
@@ -200,7 +191,6 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
     let redirected_before = p.hook.counters()?.redirected;
     let before = p.bypass()?;
     let control = p.send(
-        true,
         || Ok(traffic::send_burst(&sender, b_ip, CONTROL_SEQS)),
         || traffic::collect_expected(&p.rx_sock, CONTROL_SEQS),
     )?;
@@ -225,7 +215,7 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
             lxc_b.name
         ),
         witnessed: redirected >= u64::from(BURST) && delivered == BURST,
-        test_held: delivered == BURST && bypass.none(),
+        test_held: judge_peer(&control.hops, bypass, &lxc_b.name).is_none(),
         account,
         evidence: evidence([
             ("delivered", seqs_json(&control.arrivals)),
@@ -237,6 +227,27 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
         ]),
     };
     Ok(observe(check, mode.name(), started, leg, control))
+}
+
+/// The redirect-peer check's test: `None` when every hop counted the burst and
+/// nothing went through the host (forwarding, or out of lxc…b).
+fn judge_peer(
+    hops: &Accounting,
+    bypass: Bypass,
+    lxc_b: &str,
+) -> Option<(&'static Failure, String)> {
+    if let Some(loss) = hops.loss().zip(hops.failure()) {
+        return Some((loss.1, loss.0));
+    }
+    (!bypass.none()).then(|| {
+        (
+            &NOT_BYPASSED,
+            format!(
+                "delivered {BURST}/{BURST}, but the host forwarded {} and {lxc_b} transmitted {}: not a peer redirect",
+                bypass.forwarded, bypass.lxc_b_tx
+            ),
+        )
+    })
 }
 
 /// A locally administered MAC that no device here has: frames to it are OTHERHOST.
@@ -265,11 +276,6 @@ impl PodBView {
                 .filter(|m| m.mark != SCRUB_MARK || m.tstamp != SCRUB_TSTAMP)
                 .count(),
         }
-    }
-
-    /// The check's test on what pod B saw, given every hop counted the burst.
-    fn scrubbed(&self, burst: &Burst) -> bool {
-        burst.hops.complete() && self.not_host == 0 && self.metadata_lost == 0
     }
 }
 
@@ -342,7 +348,6 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
     p.hook.configure(redirect)?;
 
     let burst = p.send(
-        false,
         || Ok(send_frames(&mut sender, &spec, POSITIVE_SEQS)),
         || traffic::collect_expected(&p.rx_sock, POSITIVE_SEQS),
     )?;
@@ -393,7 +398,6 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
     let control = {
         let observer = &p.observer;
         p.send(
-            true,
             || Ok(send_frames(&mut sender, &spec, CONTROL_SEQS)),
             || {
                 traffic::collect_leaks(&p.rx_sock, CONTROL_SEQS, || {
@@ -410,6 +414,7 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
     let src: Vec<SkbMeta> = p.hook.drain_events();
     let dst: Vec<SkbMeta> = p.observer.drain_events();
     let view = PodBView::of(&dst);
+    let test_held = judge_scrub(&control.hops, &src, &dst, control.arrivals.len())?.is_none();
     let account = format!(
         "the same frames through {}'s egress (bpf_redirect) reached pod B's eth0 {}/{BURST}, {} of them not HOST, and {}/{BURST} were delivered{}",
         lxc_b.name,
@@ -427,8 +432,11 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
             "the same frames by a path that does not scrub: bpf_redirect to {}'s egress instead of bpf_redirect_peer",
             lxc_b.name
         ),
-        witnessed: seen >= u64::from(BURST),
-        test_held: view.scrubbed(&control),
+        // Seen by the observer, and decided by what the check decides on: pkt_type
+        // not HOST (the check's test fails, as it must) or HOST and delivered (blind).
+        // HOST yet undelivered would fail the test for another reason: no proof.
+        witnessed: seen >= u64::from(BURST) && (view.not_host > 0 || test_held),
+        test_held,
         account,
         evidence: evidence([
             ("delivered", seqs_json(&control.arrivals)),
@@ -544,6 +552,25 @@ mod tests {
             code(judge_scrub(&hops(5, 5, 5), &src, &lost, 5)),
             Some("metadata-lost")
         );
+    }
+
+    #[test]
+    fn a_peer_redirect_through_the_host_is_not_bypassed() {
+        let through = Bypass {
+            forwarded: 0,
+            lxc_b_tx: 5,
+        };
+        let none = Bypass {
+            forwarded: 0,
+            lxc_b_tx: 0,
+        };
+        let (failure, reason) = judge_peer(&hops(5, 5, 5), through, "lxcXb").unwrap();
+        assert_eq!(failure.code, "not-bypassed");
+        assert!(reason.contains("lxcXb transmitted 5"), "{reason}");
+        assert!(judge_peer(&hops(5, 5, 5), none, "lxcXb").is_none());
+        // A loss on the path is named before the bypass.
+        let (failure, _) = judge_peer(&hops(0, 0, 0), through, "lxcXb").unwrap();
+        assert_eq!(failure.code, "hook-not-run");
     }
 
     #[test]

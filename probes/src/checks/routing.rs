@@ -195,10 +195,7 @@ pub fn run(
     })?;
     let astray_figures = astray.figures(&astray0, &astray.read()?);
     node.host_rtnl.replace_route(&pod_route(a_ip, &a_lxc))?;
-    let b_rx = astray_figures
-        .iter()
-        .find(|f| f.at == "pod B eth0 rx")
-        .map_or(0, |f| f.count);
+    let b_rx = crate::counters::dev_counters(pod_b, "eth0")?.rx_packets - b_rx_before;
     let arrived_at_a = if host_sends {
         trip.requests.len()
     } else {
