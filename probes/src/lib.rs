@@ -7,6 +7,7 @@ pub mod counters;
 pub mod facts;
 pub mod hooks;
 pub mod hops;
+pub mod kernel_support;
 pub mod netlink;
 pub mod netns;
 pub mod objects;
