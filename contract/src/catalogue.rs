@@ -107,7 +107,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         variants: ATTACH_MODES,
         requires: &[("tcx", "tcx")],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
-        reference: "https://github.com/cilium/cilium/issues (nix-2hd: flow 0x0, ifindex 0, orig-ip 0.0.0.0)",
+        reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/",
     },
     CheckSpec {
         id: "datapath.stack-delivery.redirect",
@@ -127,9 +127,11 @@ pub const CATALOGUE: &[CheckSpec] = &[
         title: "bpf_redirect_peer delivers into another pod namespace",
         summary: "A program on pod A's host-side veth ingress calls bpf_redirect_peer(pod B's host-side veth); the datagrams must reach a socket in pod B, counted hop by hop, while the host namespace forwards nothing (IpForwDatagrams unchanged, forwarding off) and pod B's host-side veth transmits nothing. Control: the same traffic with the peer flag cleared (plain bpf_redirect to pod B's host-side veth): it is delivered, but that veth transmits it, so the check's tx +0 witness is shown able to fail.",
         variants: ATTACH_MODES,
+        // The control's plain bpf_redirect needs `helper.redirect` too.
         requires: &[
             ("tcx", "tcx"),
             ("*", "helper.redirect_peer"),
+            ("*", "helper.redirect"),
             ("*", "helper.skb_store_bytes"),
         ],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN, NOT_BYPASSED],
@@ -140,7 +142,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         title: "bpf_redirect_peer scrubs the packet (CVE-2025-37959)",
         summary: "Pod A sends a frame with a foreign destination MAC (pkt_type OTHERHOST at the source hook; otherwise the probe reports an error, as the premise failed); a program marks it and calls bpf_redirect_peer into pod B. On a fixed kernel the scrub resets pkt_type to HOST so the frame is delivered, while mark and tstamp are kept by design. An unfixed kernel fails with not-scrubbed: OTHERHOST at pod B's eth0 ingress, not delivered. Control: the same frames by a path that does not scrub, a plain bpf_redirect to pod B's host-side veth (egress): they must reach pod B's observer as OTHERHOST and not be delivered, which is what an unfixed kernel shows on the peer path.",
         variants: &["default"],
-        requires: &[("*", "helper.redirect_peer")],
+        requires: &[("*", "helper.redirect_peer"), ("*", "helper.redirect")],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN, NOT_SCRUBBED, METADATA_LOST],
         reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503)",
     },
