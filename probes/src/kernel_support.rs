@@ -45,12 +45,15 @@ pub fn lab_missing() -> Option<&'static str> {
     ANSWER.get_or_init(ask).as_deref()
 }
 
+/// One question to the kernel: `Err(why)` when the answer is no.
+type Step<'a> = dyn Fn() -> Result<(), String> + 'a;
+
 /// Asks the kernel, in [`Need`] order, stopping at the first thing missing.
 fn ask() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let steps: [(Need, &dyn Fn() -> Result<(), String>); 5] = [
+    let steps: [(Need, &Step<'_>); 5] = [
         (Need::Root, &|| root(euid)),
         (Need::Capabilities, &|| capabilities(cap_eff(&status))),
         (Need::BpfLoad, &load_trivial_program),

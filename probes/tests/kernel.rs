@@ -17,20 +17,11 @@ use std::net::{Ipv4Addr, UdpSocket};
 type TestResult = Result<(), String>;
 type Test = fn() -> TestResult;
 
-fn missing_privileges() -> Option<&'static str> {
-    if !nix::unistd::geteuid().is_root() {
-        return Some("not root (needs CAP_SYS_ADMIN and CAP_NET_ADMIN)");
-    }
-    if !std::path::Path::new("/proc/sys/net/core/bpf_jit_enable").exists() {
-        return Some("no BPF in this kernel");
-    }
-    None
-}
-
 fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    let missing = missing_privileges();
+    // Asked of the kernel (a BPF load, a namespace, a veth), not read from a sysctl.
+    let missing = conformance_probes::kernel_support::lab_missing();
     if let Some(why) = missing {
         eprintln!("kernel tests are ignored here: {why}");
     }

@@ -48,16 +48,11 @@ fn tool_exists(name: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// `Some(why)` when this machine cannot run the privileged tests.
+/// `Some(why)` when this machine cannot run the privileged tests: asked of the
+/// kernel once (root, capabilities, a BPF load, a namespace with a veth pair), the
+/// same helper `probes/tests/kernel.rs` uses.
 pub fn missing_privileges() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not running as root (needs CAP_SYS_ADMIN and CAP_NET_ADMIN)".into());
-    }
-    if !std::path::Path::new("/proc/sys/net/core/bpf_jit_enable").exists() {
-        return Some("this kernel has no BPF (no /proc/sys/net/core/bpf_jit_enable)".into());
-    }
-    None
+    conformance_probes::kernel_support::lab_missing().map(str::to_string)
 }
 
 pub fn repo_root() -> PathBuf {
@@ -89,6 +84,10 @@ pub fn binaries() -> Result<&'static (PathBuf, PathBuf), String> {
                 "--bin",
                 "probe",
                 "-p",
+                "xtask",
+                // `--bin` filters every selected package: without this only `probe`
+                // is built and `xtask` exists only if something else built it.
+                "--bin",
                 "xtask",
             ])
             .output()
@@ -165,6 +164,56 @@ pub fn run_xtask(args: &[&str]) -> Result<Output, String> {
         .arg(probe)
         .output()
         .map_err(|e| format!("run xtask: {e}"))
+}
+
+/// Observations (and verdicts) a full run yields: one per check and variant.
+pub fn expected_observations() -> usize {
+    conformance_contract::CATALOGUE
+        .iter()
+        .map(|c| c.variants.len())
+        .sum()
+}
+
+/// Variants of one check in the catalogue (0 for an unknown id).
+pub fn variants_of(check: &str) -> usize {
+    conformance_contract::find_check(check).map_or(0, |c| c.variants.len())
+}
+
+/// `xtask <args>` with reports written into `dir`: (exit code, stdout, stderr).
+pub fn xtask(
+    args: &[&str],
+    dir: &std::path::Path,
+) -> Result<(Option<i32>, String, String), String> {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend(report_args(dir));
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = run_xtask(&refs)?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// (check, variant, verdict) of every verdict in `dir/run.json`.
+pub fn verdicts(dir: &std::path::Path) -> Result<Vec<(String, String, String)>, String> {
+    let text =
+        std::fs::read_to_string(dir.join("run.json")).map_err(|e| format!("read run.json: {e}"))?;
+    let run: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("parse run.json: {e}"))?;
+    let list = run["verdicts"]
+        .as_array()
+        .ok_or("run.json has no verdicts")?;
+    Ok(list
+        .iter()
+        .map(|v| {
+            (
+                v["check"].as_str().unwrap_or_default().to_string(),
+                v["variant"].as_str().unwrap_or_default().to_string(),
+                v["verdict"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
 }
 
 pub fn ensure(cond: bool, msg: impl FnOnce() -> String) -> TestResult {
