@@ -200,12 +200,22 @@ fn failed_run_leaves_nothing() -> TestResult {
         "--check",
         "datapath.stack-delivery",
     ])?;
-    ensure(
-        run.observations()
-            .iter()
-            .all(|o| o.outcome == conformance_contract::Outcome::Fail),
-        || "the fault did not fail the check".into(),
-    )?;
+    ensure(run.code == Some(0), || {
+        format!("probe exit {:?}: {}", run.code, run.stderr)
+    })?;
+    let observations = run.observations();
+    let want = crate::support::variants_of("datapath.stack-delivery");
+    ensure(want > 0 && observations.len() == want, || {
+        format!("{} observations, want {want}", observations.len())
+    })?;
+    for o in observations {
+        ensure(o.outcome == conformance_contract::Outcome::Fail, || {
+            format!(
+                "{}[{}] {:?} with the fault: {}",
+                o.check, o.variant, o.outcome, o.reason
+            )
+        })?;
+    }
     settles_to(&before)
 }
 

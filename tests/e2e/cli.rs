@@ -3,9 +3,9 @@
 //! 2 with one line naming what is wrong.
 
 use crate::support::{
-    Needs, Test, TestResult, binaries, ensure, repo_root, report_args, run_xtask,
+    Needs, Test, TestResult, binaries, ensure, expected_observations, repo_root, variants_of,
+    verdicts, xtask,
 };
-use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
@@ -42,37 +42,6 @@ pub const TESTS: &[(&str, Needs, Test)] = &[
     ),
 ];
 
-fn xtask(args: &[&str], dir: &Path) -> Result<(Option<i32>, String, String), String> {
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    all.extend(report_args(dir));
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let out = run_xtask(&refs)?;
-    Ok((
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-fn verdicts(dir: &Path) -> Result<Vec<(String, String, String)>, String> {
-    let text =
-        std::fs::read_to_string(dir.join("run.json")).map_err(|e| format!("read run.json: {e}"))?;
-    let run: Value = serde_json::from_str(&text).map_err(|e| format!("parse run.json: {e}"))?;
-    let list = run["verdicts"]
-        .as_array()
-        .ok_or("run.json has no verdicts")?;
-    Ok(list
-        .iter()
-        .map(|v| {
-            (
-                v["check"].as_str().unwrap_or_default().to_string(),
-                v["variant"].as_str().unwrap_or_default().to_string(),
-                v["verdict"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect())
-}
-
 /// Validates JUnit against ../shared/schemas/junit-10.xsd with xmllint. Where the
 /// tool or schema is missing this says so and goes on: schema validation has its own
 /// test (suite/tests/xsd.rs), which is counted as ignored there.
@@ -107,7 +76,9 @@ fn full_run_writes_valid_reports() -> TestResult {
         format!("exit {code:?}\n{stdout}\n{stderr}")
     })?;
     let v = verdicts(dir.path())?;
-    ensure(v.len() == 11, || format!("{} verdicts", v.len()))?;
+    ensure(v.len() == expected_observations(), || {
+        format!("{} verdicts, want {}", v.len(), expected_observations())
+    })?;
     for (check, variant, verdict) in &v {
         ensure(verdict == "pass", || {
             format!("{check}[{variant}]: {verdict}")
@@ -138,7 +109,11 @@ fn broken_datapath_is_a_regression() -> TestResult {
     ensure(code == Some(1), || {
         format!("exit {code:?}\n{stdout}\n{stderr}")
     })?;
-    for (check, variant, verdict) in verdicts(dir.path())? {
+    let v = verdicts(dir.path())?;
+    ensure(v.len() == expected_observations(), || {
+        format!("{} verdicts, want {}", v.len(), expected_observations())
+    })?;
+    for (check, variant, verdict) in v {
         let want = if check == "datapath.redirect-peer" {
             "regression"
         } else {
@@ -149,8 +124,9 @@ fn broken_datapath_is_a_regression() -> TestResult {
         })?;
     }
     let junit = std::fs::read_to_string(dir.path().join("junit.xml")).map_err(|e| e.to_string())?;
-    ensure(junit.matches("<failure").count() == 2, || {
-        format!("want 2 failures in JUnit:\n{junit}")
+    let failures = variants_of("datapath.redirect-peer");
+    ensure(junit.matches("<failure").count() == failures, || {
+        format!("want {failures} failures in JUnit:\n{junit}")
     })?;
     validate_junit(&dir.path().join("junit.xml"))
 }
