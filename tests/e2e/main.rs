@@ -7,6 +7,8 @@
 
 mod cleanup;
 mod cli;
+mod concurrency;
+mod faults;
 mod lab;
 mod privilege;
 mod support;
@@ -23,6 +25,8 @@ fn main() {
     let all = lab::TESTS
         .iter()
         .chain(cli::TESTS)
+        .chain(faults::TESTS)
+        .chain(concurrency::TESTS)
         .chain(privilege::TESTS)
         .chain(cleanup::TESTS);
     for (name, needs, test) in all {
