@@ -1,10 +1,16 @@
-//! Runs do not disturb each other: four full runs at once on a small machine, a few
+//! Runs do not disturb each other: four full runs at once on a busy machine, a few
 //! times over, give the same verdicts as one run alone (every check `pass`). A
 //! control whose traffic is lost before the point it breaks turns into `error` and
 //! a leg that loses its traffic into `regression`, so any starvation shows here.
+//!
+//! The CPUs are kept busy meanwhile (one spinning thread per CPU), as a developer's
+//! build does: what starved runs was kernel work (linkwatch) deferred under load,
+//! and four runs alone on an idle machine rarely show it.
 
 use crate::support::{Needs, Test, TestResult, ensure, expected_observations, verdicts};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub const TESTS: &[(&str, Needs, Test)] = &[(
     "concurrency::four_concurrent_runs_agree_with_one",
@@ -47,6 +53,39 @@ fn finish(child: std::process::Child, dir: &std::path::Path) -> Result<Verdicts,
     v
 }
 
+/// One spinning thread per CPU until dropped.
+struct BusyCpus {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyCpus {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..cpus)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for BusyCpus {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 fn four_concurrent_runs_agree_with_one() -> TestResult {
     let alone_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let alone = finish(start(alone_dir.path())?, alone_dir.path())?;
@@ -57,6 +96,7 @@ fn four_concurrent_runs_agree_with_one() -> TestResult {
         format!("alone: {alone:?}")
     })?;
     let mut differ = Vec::new();
+    let _busy = BusyCpus::start();
     for round in 0..ROUNDS {
         let dirs: Vec<tempfile::TempDir> = (0..PARALLEL)
             .map(|_| tempfile::tempdir().map_err(|e| e.to_string()))
