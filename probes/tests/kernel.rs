@@ -68,6 +68,7 @@ fn netns_is_isolated() -> TestResult {
 fn every_helper_probe_passes_the_verifier() -> TestResult {
     let mut ebpf = aya::Ebpf::load(objects::HELPER_PROBE).map_err(|e| e.to_string())?;
     let mut rejected = Vec::new();
+    check(!HELPERS.is_empty(), || "no helpers to probe".into())?;
     for helper in HELPERS {
         let name = format!("{}{helper}", names::HELPER_PROGRAM_PREFIX);
         let prog: &mut aya::programs::SchedClassifier = ebpf

@@ -1,6 +1,8 @@
 //! The lab target when the suite is not root: without sudo rights it says which
 //! privilege is missing (exit 2); with passwordless sudo it runs only the probe
-//! through `sudo -n` and the run passes.
+//! through `sudo -n` and the run passes. The test harness itself, started without
+//! root or without the capabilities, counts its privileged tests as ignored and says
+//! which one is missing.
 
 use crate::support::{Needs, Test, TestResult, binaries, ensure, repo_root, report_args};
 use std::path::{Path, PathBuf};
@@ -11,6 +13,11 @@ pub const TESTS: &[(&str, Needs, Test)] = &[
         "privilege::not_root_says_what_is_missing",
         Needs::Root,
         not_root_says_what_is_missing,
+    ),
+    (
+        "privilege::harness_without_privilege_ignores_with_the_reason",
+        Needs::Root,
+        harness_without_privilege_ignores_with_the_reason,
     ),
     (
         "privilege::not_root_with_sudo_runs_the_probe_through_sudo",
@@ -163,4 +170,66 @@ fn not_root_with_sudo_runs_the_probe_through_sudo() -> TestResult {
             && run["counts"]["total"] == crate::support::expected_observations(),
         || format!("counts: {}", run["counts"]),
     )
+}
+
+/// Runs a copy of this test binary through `setpriv <how>` on one privileged test and
+/// returns (exit code, stdout, stderr).
+fn harness_as(how: &[&str]) -> Result<(Option<i32>, String, String), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let copy = dir.path().join("e2e");
+    std::fs::copy(&exe, &copy).map_err(|e| format!("copy {}: {e}", exe.display()))?;
+    let status = Command::new("chmod")
+        .arg("-R")
+        .arg("a+rx")
+        .arg(dir.path())
+        .status()
+        .map_err(|e| e.to_string())?;
+    ensure(status.success(), || "chmod failed".into())?;
+    let out = Command::new("setpriv")
+        .args(how)
+        .arg("--")
+        .arg(&copy)
+        .args(["lab::stream_is_complete_and_ordered", "--exact"])
+        .current_dir(dir.path())
+        .output()
+        .map_err(|e| format!("setpriv: {e}"))?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Not root, and root without CAP_SYS_ADMIN: the privileged test is ignored (never
+/// passed, never failed) and one line names what is missing.
+fn harness_without_privilege_ignores_with_the_reason() -> TestResult {
+    let cases: [(&[&str], &[&str]); 2] = [
+        (
+            &["--reuid=65534", "--regid=65534", "--clear-groups"],
+            &["not root", "65534"],
+        ),
+        (
+            &["--bounding-set=-sys_admin", "--inh-caps=-all"],
+            &["without the capabilities", "CAP_SYS_ADMIN"],
+        ),
+    ];
+    for (how, needles) in cases {
+        let (code, stdout, stderr) = harness_as(how)?;
+        ensure(code == Some(0), || {
+            format!("{how:?}: exit {code:?}\n{stdout}\n{stderr}")
+        })?;
+        ensure(stdout.contains("0 passed; 0 failed; 1 ignored"), || {
+            format!("{how:?}: the privileged test was not ignored:\n{stdout}")
+        })?;
+        let said: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("ignored here"))
+            .collect();
+        ensure(
+            said.len() == 1 && needles.iter().all(|n| said[0].contains(n)),
+            || format!("{how:?}: want one line naming {needles:?}, got:\n{stderr}"),
+        )?;
+    }
+    Ok(())
 }
