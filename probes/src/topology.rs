@@ -156,6 +156,14 @@ impl Node {
             .try_into()
             .map_err(|_| anyhow::anyhow!("two pods"))
             .context("build pods")?;
+        // A veth whose carrier just came on drops everything (noop qdisc) until
+        // linkwatch activates it; under load that is late enough to eat a burst.
+        // Wait here for every namespace, not only those a socket is bound in: the
+        // redirect-peer control transmits from the host side of pod B's veth.
+        for ns in [&host, &pods[0].ns, &pods[1].ns] {
+            ns.run(|| crate::traffic::await_links_operational(crate::traffic::LINK_READY_TIMEOUT))
+                .with_context(|| format!("links of ns {} not operational", ns.name()))?;
+        }
         Ok(Self {
             host,
             host_rtnl,

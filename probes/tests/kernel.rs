@@ -139,7 +139,8 @@ fn hook_counts_records_and_acts() -> TestResult {
         format!("DROP: leaked {leaked:?}, witnessed {witnessed}")
     })?;
 
-    // Flags the helper refuses: TC_ACT_SHOT, counted as a failed redirect.
+    // Flags the helper refuses: TC_ACT_SHOT, counted as a failed redirect and
+    // never as a redirect.
     hook.configure(HookConfig {
         action: action::REDIRECT,
         target_ifindex: 1,
@@ -156,7 +157,7 @@ fn hook_counts_records_and_acts() -> TestResult {
     })?;
     let c = hook.counters().map_err(e)?;
     check(
-        c.matched == 3 && c.redirect_failed == 1 && c.events_lost == 0,
+        c.matched == 3 && c.redirect_failed == 1 && c.redirected == 0 && c.events_lost == 0,
         || format!("{c:?}"),
     )
 }

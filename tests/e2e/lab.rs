@@ -18,6 +18,11 @@ pub const TESTS: &[(&str, Needs, Test)] = &[
         every_negative_control_blocks,
     ),
     (
+        "lab::controls_break_only_the_decisive_step",
+        Needs::Root,
+        controls_break_only_the_decisive_step,
+    ),
+    (
         "lab::stream_is_complete_and_ordered",
         Needs::Root,
         stream_is_complete_and_ordered,
@@ -110,6 +115,11 @@ fn every_check_passes_with_evidence() -> TestResult {
         ensure(evidence_of(rp)["target_veth_tx_packets_delta"] == 0, || {
             format!("veth transmitted: {:?}", rp.evidence)
         })?;
+        // The hook counts what the helper really redirected (TC_ACT_REDIRECT).
+        ensure(
+            evidence_of(rp)["hook"]["counters"]["redirected"].as_u64() >= Some(5),
+            || format!("hook redirected: {:?}", rp.evidence),
+        )?;
         let red = run.observation("datapath.stack-delivery.redirect", variant)?;
         ensure(
             evidence_of(red)["observer"]["counters"]["matched"].as_u64() >= Some(5),
@@ -159,6 +169,68 @@ fn every_negative_control_blocks() -> TestResult {
             format!("{}[{}]: control without evidence", o.check, o.variant)
         })?;
     }
+    Ok(())
+}
+
+/// A control differs from its check only in the decisive step, so the witness the
+/// check relies on must visibly move on the control's traffic: the bypass witness
+/// on a plain redirect, the pkt_type witness on a path that does not scrub, the
+/// redirect witness when the redirect is skipped.
+fn controls_break_only_the_decisive_step() -> TestResult {
+    let run = run_probe(&[
+        "--check",
+        "datapath.redirect-peer",
+        "--check",
+        "datapath.redirect-peer.scrub",
+        "--check",
+        "datapath.stack-delivery.redirect",
+    ])?;
+    ensure(run.code == Some(0) && run.observations().len() == 5, || {
+        format!(
+            "exit {:?}, {} observations",
+            run.code,
+            run.observations().len()
+        )
+    })?;
+    let control = |check: &str, variant: &str| -> Result<Value, String> {
+        let o = run.observation(check, variant)?;
+        let c = o
+            .control
+            .as_ref()
+            .ok_or_else(|| format!("{check}[{variant}] ran no control"))?;
+        ensure(c.outcome == ControlOutcome::Blocked, || {
+            format!("{check}[{variant}] control {:?}: {}", c.outcome, c.reason)
+        })?;
+        Ok(Value::Object(c.evidence.clone()))
+    };
+    for variant in ["tcx", "legacy"] {
+        // Peer flag cleared: delivered, and pod B's host-side veth transmits it.
+        let c = control("datapath.redirect-peer", variant)?;
+        ensure(
+            array_len(c.get("delivered")) == 5
+                && c["target_veth_tx_packets_delta"].as_u64() >= Some(5),
+            || format!("redirect-peer[{variant}] control: {c}"),
+        )?;
+        // Redirect skipped: delivered, and cilium_net's ingress sees none of it.
+        let c = control("datapath.stack-delivery.redirect", variant)?;
+        ensure(
+            array_len(c.get("delivered")) == 5 && array_len(c["observer"].get("events")) == 0,
+            || format!("stack-delivery.redirect[{variant}] control: {c}"),
+        )?;
+    }
+    // No scrub on the way: pod B's observer sees the frames as OTHERHOST, and
+    // none is delivered, which is what an unfixed kernel shows on the peer path.
+    let c = control("datapath.redirect-peer.scrub", "default")?;
+    let events = c["destination"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure(
+        events.len() == 5
+            && events.iter().all(|e| e["pkt_type"] == 3)
+            && array_len(c.get("delivered")) == 0,
+        || format!("scrub control: {c}"),
+    )?;
     Ok(())
 }
 
