@@ -145,6 +145,19 @@ impl Leg {
         }
     }
 
+    /// A leg from a check's own judgement: `None` passes with `ok`, `Some` fails
+    /// with the named failure and its reason.
+    pub fn judged(
+        judgement: Option<(&Failure, String)>,
+        ok: impl FnOnce() -> String,
+        evidence: Map<String, Value>,
+    ) -> Self {
+        match judgement {
+            None => Self::passed(ok(), evidence),
+            Some((failure, reason)) => Self::failed(failure, reason, evidence),
+        }
+    }
+
     /// Passes with `ok` when every hop counted the burst; otherwise fails with the
     /// failure of the first hop that missed it and the hop-by-hop reason.
     pub fn delivery(

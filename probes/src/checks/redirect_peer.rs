@@ -170,16 +170,16 @@ pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result
         ("hook", hook),
         ("observer", observer),
     ]);
-    let leg = match judge_peer(&burst.hops, bypass, &lxc_b.name) {
-        None => Leg::passed(
+    let leg = Leg::judged(
+        judge_peer(&burst.hops, bypass, &lxc_b.name),
+        || {
             format!(
                 "{BURST}/{BURST} datagrams redirected into pod B's namespace; host forwarded 0, {} transmitted 0",
                 lxc_b.name
-            ),
-            ev,
-        ),
-        Some((failure, reason)) => Leg::failed(failure, reason, ev),
-    };
+            )
+        },
+        ev,
+    );
 
     // Control: the peer flag cleared. A plain redirect to lxc…b's egress delivers
     // too, but through that veth: the check's "tx +0" witness must see it.
@@ -375,15 +375,15 @@ pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
             json!({ "at": p.observer.label, "events": dst.iter().map(meta_json).collect::<Vec<_>>() }),
         ),
     ]);
-    let leg = match judge_scrub(&burst.hops, &src, &dst, burst.arrivals.len())? {
-        None => Leg::passed(
+    let leg = Leg::judged(
+        judge_scrub(&burst.hops, &src, &dst, burst.arrivals.len())?,
+        || {
             format!(
                 "{BURST}/{BURST} foreign-MAC frames delivered; pkt_type OTHERHOST at the source, HOST in pod B; mark and tstamp kept"
-            ),
-            ev,
-        ),
-        Some((failure, reason)) => Leg::failed(failure, reason, ev),
-    };
+            )
+        },
+        ev,
+    );
 
     // Control: the same frames through a path that does not scrub: a plain redirect
     // to lxc…b's egress, so they enter pod B through veth_xmit/eth_type_trans as
