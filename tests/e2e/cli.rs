@@ -21,6 +21,11 @@ pub const TESTS: &[(&str, Needs, Test)] = &[
         broken_datapath_is_a_regression,
     ),
     (
+        "cli::an_expected_failure_accepts_only_its_own_failure",
+        Needs::Root,
+        an_expected_failure_accepts_only_its_own_failure,
+    ),
+    (
         "cli::malformed_matrix_is_rejected_with_its_line",
         Needs::Nothing,
         malformed_matrix_is_rejected_with_its_line,
@@ -129,6 +134,72 @@ fn broken_datapath_is_a_regression() -> TestResult {
         format!("want {failures} failures in JUnit:\n{junit}")
     })?;
     validate_junit(&dir.path().join("junit.xml"))
+}
+
+/// A matrix that expects the scrub check to fail here the CVE-2025-37959 way
+/// (`not-scrubbed`): the check failing any other way is a regression that names
+/// both failures, and the check passing is an unexpected pass.
+fn an_expected_failure_accepts_only_its_own_failure() -> TestResult {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let matrix = dir.path().join("expects-unfixed.toml");
+    std::fs::write(
+        &matrix,
+        "schema = 1\nenvironment = \"vm\"\n\n[[expect]]\ncheck = \"datapath.redirect-peer.scrub\"\noutcome = \"fail\"\nfailure = \"not-scrubbed\"\nreason = \"test: pretend this kernel lacks the fix\"\nreference = \"https://nvd.nist.gov/vuln/detail/CVE-2025-37959\"\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let matrix = matrix.display().to_string();
+    let base = [
+        "conformance",
+        "--env",
+        "vm",
+        "--matrix",
+        &matrix,
+        "--test",
+        "redirect-peer\\.scrub",
+    ];
+    let reason_of = |dir: &Path| -> Result<String, String> {
+        let text = std::fs::read_to_string(dir.join("run.json")).map_err(|e| e.to_string())?;
+        let run: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        Ok(run["verdicts"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    };
+
+    // Dropped before the hook: a failure, but not the one expected.
+    let out = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut args = base.to_vec();
+    args.extend(["--fault", "datapath.redirect-peer.scrub=drop"]);
+    let (code, stdout, stderr) = xtask(&args, out.path())?;
+    ensure(code == Some(1), || {
+        format!("exit {code:?}\n{stdout}\n{stderr}")
+    })?;
+    let v = verdicts(out.path())?;
+    ensure(
+        v == [(
+            "datapath.redirect-peer.scrub".to_string(),
+            "default".to_string(),
+            "regression".to_string(),
+        )],
+        || format!("{v:?}"),
+    )?;
+    let reason = reason_of(out.path())?;
+    ensure(
+        reason.contains("expects failure `not-scrubbed`")
+            && reason.contains("but the probe saw `not-delivered`"),
+        || format!("reason: {reason}"),
+    )?;
+
+    // This kernel scrubs: the check passes, which the matrix did not expect.
+    let out = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (code, stdout, stderr) = xtask(&base, out.path())?;
+    ensure(code == Some(0), || {
+        format!("exit {code:?}\n{stdout}\n{stderr}")
+    })?;
+    let v = verdicts(out.path())?;
+    ensure(v.len() == 1 && v[0].2 == "unexpected-pass", || {
+        format!("{v:?}")
+    })
 }
 
 /// Exit 2 with exactly one line on stderr containing each of `needles`, and no report.
