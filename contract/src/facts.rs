@@ -87,6 +87,12 @@ pub struct Virtualization {
     /// never sees whether its host is itself a VM). `notes["nested"]` says what was
     /// and was not seen. Lines before this was optional carry a guessed boolean.
     pub nested: Option<bool>,
+    /// How the target that started this probe's container ran it
+    /// (`privileged`, `near-privileged`): the container target tries privileged
+    /// first and falls back where that cannot start, and says which through
+    /// `CONFORMANCE_CONTAINER_MODE`. `None` outside such a container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_mode: Option<String>,
 }
 
 /// A distribution kernel package as the running kernel names it.
@@ -167,6 +173,7 @@ pub const FACT_KEYS: &[(&str, FactKind)] = &[
     ("netkit", FactKind::Bool),
     ("cilium", FactKind::Version),
     ("k3s", FactKind::Text),
+    ("container.mode", FactKind::Text),
     ("system_vendor", FactKind::Text),
 ];
 
@@ -227,6 +234,12 @@ impl Facts {
                 self.cilium_version.as_deref()?.trim_start_matches('v'),
             )?),
             "k3s" => FactValue::Text(self.k3s_version.clone()?),
+            "container.mode" => FactValue::Text(
+                self.virtualization
+                    .container_mode
+                    .clone()
+                    .unwrap_or_default(),
+            ),
             "system_vendor" => FactValue::Text(self.system_vendor.clone().unwrap_or_default()),
             _ => return None,
         })
@@ -255,6 +268,7 @@ impl Facts {
                 hypervisor: Some("kvm".into()),
                 container: None,
                 nested: Some(false),
+                container_mode: None,
             },
             btf: true,
             jit: Some(1),

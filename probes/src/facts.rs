@@ -371,12 +371,69 @@ fn virtualization(
     let (nested, n_note) =
         virt::classify_nesting(hypervisor.as_deref(), container.as_deref(), arch, &hv);
     notes.push(("nested", n_note));
+    let (container_mode, m_note) = container_mode(
+        std::env::var(CONTAINER_MODE_VAR).ok().as_deref(),
+        container.as_deref(),
+    );
+    if let Some(n) = m_note {
+        notes.push(("container.mode", n));
+    }
     (
         Virtualization {
             hypervisor,
             container,
             nested,
+            container_mode,
         },
         notes,
     )
+}
+
+/// Set by the container target: how it started this probe's container. The
+/// probe cannot see that itself (a near-privileged container looks privileged
+/// from most angles), so it records what it was told, and only known words.
+pub const CONTAINER_MODE_VAR: &str = "CONFORMANCE_CONTAINER_MODE";
+
+/// The `container.mode` fact from what the target said, with a note where the
+/// word is unknown or no container was detected to go with it.
+fn container_mode(told: Option<&str>, container: Option<&str>) -> (Option<String>, Option<String>) {
+    match told {
+        None | Some("") => (None, None),
+        Some(mode @ ("privileged" | "near-privileged")) => {
+            let note = match container {
+                Some(runtime) => {
+                    format!("{mode}, as the container target started this {runtime} container")
+                }
+                None => format!(
+                    "{mode}, as the container target said, although no container runtime was detected here"
+                ),
+            };
+            (Some(mode.to_string()), Some(note))
+        }
+        Some(other) => (
+            None,
+            Some(format!(
+                "{CONTAINER_MODE_VAR}={other:?} is not a mode this probe knows (privileged, near-privileged): not recorded"
+            )),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod container_mode_tests {
+    use super::container_mode;
+
+    #[test]
+    fn records_only_known_modes_the_target_announced() {
+        assert_eq!(container_mode(None, Some("docker")), (None, None));
+        let (mode, note) = container_mode(Some("near-privileged"), Some("docker"));
+        assert_eq!(mode.as_deref(), Some("near-privileged"));
+        assert!(note.unwrap().contains("docker container"));
+        let (mode, note) = container_mode(Some("privileged"), None);
+        assert_eq!(mode.as_deref(), Some("privileged"));
+        assert!(note.unwrap().contains("no container runtime was detected"));
+        let (mode, note) = container_mode(Some("root"), Some("docker"));
+        assert_eq!(mode, None);
+        assert!(note.unwrap().contains("not a mode this probe knows"));
+    }
 }
