@@ -7,7 +7,7 @@
 use conformance_contract::{Control, ControlOutcome, Observation, Outcome, PlannedCheck};
 use conformance_suite::env::Environment;
 use conformance_suite::matrix::Matrix;
-use conformance_suite::report::{Run, render_junit, render_markdown};
+use conformance_suite::report::{InstanceRun, Run, render_junit, render_markdown};
 use conformance_suite::verdict::{Verdict, evaluate};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use std::path::PathBuf;
@@ -80,7 +80,8 @@ fn bench(c: &mut Criterion) {
 
     let verdicts = judge_all(&matrix, &observations, &plan);
     assert_eq!(verdicts.len(), OBSERVATIONS);
-    let run = Run::new(fixture::meta(false), fixture::facts(), verdicts, vec![]);
+    let instance = InstanceRun::new(fixture::instance_meta(), fixture::facts(), verdicts, vec![]);
+    let run = Run::new(fixture::meta(false), vec![instance]);
     c.bench_function("report: render JUnit for 200 verdicts", |b| {
         b.iter(|| black_box(render_junit(&run)))
     });

@@ -1,85 +1,116 @@
-//! Progress while the probe runs: an indicatif bar on a terminal, one plain
-//! line per check otherwise (CI logs keep every line; a bar would be noise).
-//! Feed it [`StreamEvent`]s from [`crate::stream::read_stream`]; it writes to
-//! stderr so stdout stays free for the final table.
+//! Progress while the probes run: an indicatif bar per instance on a terminal,
+//! one plain line per check otherwise (CI logs keep every line; a bar would be
+//! noise). Feed it each instance's [`StreamEvent`]s as the runner sees them; it
+//! writes to stderr so stdout stays free for the final table. With several
+//! instances every line names its instance.
 
 use crate::stream::StreamEvent;
 use crate::verdict::outcome_word;
 use conformance_contract::Observation;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
 pub struct Progress {
-    bar: Option<ProgressBar>,
-    seen: usize,
-    total: usize,
+    bars: Option<(MultiProgress, Vec<ProgressBar>)>,
+    /// One per instance: its label (empty with a single instance), seen and planned.
+    instances: Vec<(String, usize, usize)>,
 }
 
 impl Progress {
-    /// A bar if stderr is a terminal, plain lines otherwise.
-    pub fn new() -> Progress {
-        Progress::with_bar(std::io::stderr().is_terminal())
+    /// A bar per instance if stderr is a terminal, plain lines otherwise.
+    pub fn new(labels: &[String]) -> Progress {
+        Progress::with_bar(labels, std::io::stderr().is_terminal())
     }
 
-    pub fn with_bar(bar: bool) -> Progress {
-        let bar = bar.then(|| {
-            let b = ProgressBar::new(0);
-            if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {wide_msg}") {
-                b.set_style(style);
+    pub fn with_bar(labels: &[String], bar: bool) -> Progress {
+        let prefix = |l: &String| {
+            if labels.len() > 1 {
+                l.clone()
+            } else {
+                String::new()
             }
-            b
+        };
+        let bars = bar.then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let bars = labels
+                .iter()
+                .map(|l| {
+                    let b = multi.add(ProgressBar::new(0));
+                    let template = if labels.len() > 1 {
+                        "{prefix:20} {bar:30} {pos}/{len} {wide_msg}"
+                    } else {
+                        "{bar:30} {pos}/{len} {wide_msg}"
+                    };
+                    if let Ok(style) = ProgressStyle::with_template(template) {
+                        b.set_style(style);
+                    }
+                    b.set_prefix(prefix(l));
+                    b
+                })
+                .collect();
+            (multi, bars)
         });
         Progress {
-            bar,
-            seen: 0,
-            total: 0,
+            bars,
+            instances: labels.iter().map(|l| (prefix(l), 0, 0)).collect(),
         }
     }
 
-    pub fn on_event(&mut self, event: StreamEvent<'_>) {
+    pub fn on_event(&mut self, instance: usize, event: StreamEvent<'_>) {
+        let Some((label, seen, total)) = self.instances.get_mut(instance) else {
+            return;
+        };
+        let bar = self.bars.as_ref().and_then(|(_, b)| b.get(instance));
+        let named = |line: String| {
+            if label.is_empty() {
+                line
+            } else {
+                format!("{label}: {line}")
+            }
+        };
         match event {
-            StreamEvent::Facts(f) => self.say(format!(
-                "probe facts: kernel {} ({})",
-                f.kernel_release, f.arch
-            )),
+            StreamEvent::Facts(f) => {
+                let line = named(format!(
+                    "probe facts: kernel {} ({})",
+                    f.kernel_release, f.arch
+                ));
+                match bar {
+                    Some(b) => b.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
             StreamEvent::Plan(checks) => {
-                self.total = checks.len();
-                if let Some(b) = &self.bar {
+                *total = checks.len();
+                if let Some(b) = bar {
                     b.set_length(checks.len() as u64);
                 }
             }
             StreamEvent::Observation(o) => {
-                self.seen += 1;
-                let line = progress_line(self.seen, self.total, o);
-                match &self.bar {
+                *seen += 1;
+                let line = progress_line(*seen, *total, o);
+                match bar {
                     Some(b) => {
                         b.inc(1);
                         b.set_message(line);
                     }
-                    None => eprintln!("{line}"),
+                    None => eprintln!("{}", named(line)),
                 }
             }
-            StreamEvent::Done(_) => self.finish(),
+            StreamEvent::Done(_) => {
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+            }
         }
     }
 
     pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
+        if let Some((multi, bars)) = &self.bars {
+            for b in bars {
+                b.finish_and_clear();
+            }
+            let _ = multi.clear();
         }
-    }
-
-    fn say(&self, line: String) {
-        match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Progress::new()
     }
 }
 

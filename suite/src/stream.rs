@@ -17,6 +17,9 @@ pub struct ProbeStream {
     pub probe_version: String,
     pub run_id: String,
     pub facts: Facts,
+    /// Transport output skipped before the facts line (the last
+    /// [`PREAMBLE_KEPT`] lines), where the target said to skip it.
+    pub preamble: Vec<String>,
     /// `None` when the stream ended (or broke) before the plan line.
     pub plan: Option<Vec<PlannedCheck>>,
     pub observations: Vec<Observation>,
@@ -62,6 +65,10 @@ pub enum StreamError {
     },
     #[error("probe stream line {line}: malformed facts line: {message}")]
     BadFacts { line: usize, message: String },
+    #[error(
+        "probe stream: no facts line after {skipped} line(s) of transport output (did the probe start?)"
+    )]
+    NoFactsAfterPreamble { skipped: usize },
     #[error("reading the probe stream: {0}")]
     Read(#[source] std::io::Error),
 }
@@ -93,57 +100,155 @@ pub enum StreamProblem {
     Read { line: usize, message: String },
 }
 
-/// Reads a whole probe stream, calling `on_event` for each line as it arrives
-/// (so a progress bar moves while the probe runs).
-pub fn read_stream<R: BufRead>(
-    reader: R,
-    mut on_event: impl FnMut(StreamEvent<'_>),
-) -> Result<ProbeStream, StreamError> {
-    let mut lines = reader.lines().enumerate().map(|(i, l)| (i + 1, l));
-    let (first_no, first) = loop {
-        match lines.next() {
-            None => return Err(StreamError::Empty),
-            Some((_, Err(e))) => return Err(StreamError::Read(e)),
-            Some((no, Ok(text))) if !text.trim().is_empty() => break (no, text),
-            Some(_) => continue,
-        }
-    };
-    let (probe_version, run_id, facts) = parse_facts(first_no, first.trim_end_matches('\r'))?;
-    on_event(StreamEvent::Facts(&facts));
-    let mut stream = ProbeStream {
-        probe_version,
-        run_id,
-        facts,
-        plan: None,
-        observations: Vec::new(),
-        done: None,
-        problems: Vec::new(),
-    };
+/// How many skipped preamble lines a [`ProbeStream`] keeps (the last ones).
+pub const PREAMBLE_KEPT: usize = 20;
 
-    for (no, text) in lines {
-        let text = match text {
-            Ok(t) => t,
-            Err(e) => {
-                stream.problems.push(StreamProblem::Read {
-                    line: no - 1,
-                    message: e.to_string(),
-                });
-                break;
-            }
-        };
+/// Reads a probe stream a line at a time, as an instance's lines arrive, so
+/// progress shows per instance and a truncated stream is still detected when it
+/// ends ([`StreamReader::finish`]).
+#[derive(Debug)]
+pub struct StreamReader {
+    skip_preamble: bool,
+    /// Lines fed so far (1-based numbers in problems count every line).
+    line_no: usize,
+    /// Skipped transport lines before the facts line (the last [`PREAMBLE_KEPT`]).
+    preamble: Vec<String>,
+    skipped: usize,
+    stream: Option<ProbeStream>,
+    /// A fatal problem before or at the facts line; later lines are ignored.
+    fatal: Option<StreamError>,
+}
+
+impl StreamReader {
+    /// A reader whose first non-blank line must be the facts line.
+    pub fn new() -> StreamReader {
+        StreamReader {
+            skip_preamble: false,
+            line_no: 0,
+            preamble: Vec::new(),
+            skipped: 0,
+            stream: None,
+            fatal: None,
+        }
+    }
+
+    /// A reader that skips transport output (serial console, container logs)
+    /// until the first facts line, keeping it as a note.
+    pub fn skipping_preamble() -> StreamReader {
+        StreamReader {
+            skip_preamble: true,
+            ..StreamReader::new()
+        }
+    }
+
+    /// Feeds one line (without its newline), calling `on_event` for what it completes.
+    pub fn feed(&mut self, text: &str, mut on_event: impl FnMut(StreamEvent<'_>)) {
+        self.line_no += 1;
+        let no = self.line_no;
+        if self.fatal.is_some() {
+            return;
+        }
         // Lines from a guest's serial port end in \r\n.
         let text = text.trim_end_matches('\r');
+        let Some(stream) = self.stream.as_mut() else {
+            if text.trim().is_empty() {
+                return;
+            }
+            if self.skip_preamble && !looks_like_facts(text) {
+                self.skipped += 1;
+                if self.preamble.len() == PREAMBLE_KEPT {
+                    self.preamble.remove(0);
+                }
+                self.preamble.push(text.to_string());
+                return;
+            }
+            match parse_facts(no, text) {
+                Ok((probe_version, run_id, facts)) => {
+                    let stream = self.stream.insert(ProbeStream {
+                        probe_version,
+                        run_id,
+                        facts,
+                        preamble: std::mem::take(&mut self.preamble),
+                        plan: None,
+                        observations: Vec::new(),
+                        done: None,
+                        problems: Vec::new(),
+                    });
+                    on_event(StreamEvent::Facts(&stream.facts));
+                }
+                Err(e) => self.fatal = Some(e),
+            }
+            return;
+        };
         if text.trim().is_empty() {
-            continue;
+            return;
         }
+        stream.feed(no, text, on_event);
+    }
+
+    /// Records that reading the transport failed; nothing after it is read.
+    pub fn read_error(&mut self, error: std::io::Error) {
+        if self.fatal.is_some() {
+            return;
+        }
+        match self.stream.as_mut() {
+            None => self.fatal = Some(StreamError::Read(error)),
+            Some(stream) => {
+                stream.problems.push(StreamProblem::Read {
+                    line: self.line_no,
+                    message: error.to_string(),
+                });
+                // What arrived before the error is still judged; nothing after it is read.
+                self.fatal = Some(StreamError::Read(error));
+            }
+        }
+    }
+
+    /// Whether a facts line arrived (a stream the suite can judge).
+    pub fn has_facts(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// The stream as it ended: damage after the facts line is in its problems.
+    pub fn finish(self) -> Result<ProbeStream, StreamError> {
+        let Some(mut stream) = self.stream else {
+            return Err(match self.fatal {
+                Some(e) => e,
+                None if self.skipped > 0 => StreamError::NoFactsAfterPreamble {
+                    skipped: self.skipped,
+                },
+                None => StreamError::Empty,
+            });
+        };
+        stream.close();
+        Ok(stream)
+    }
+}
+
+impl Default for StreamReader {
+    fn default() -> Self {
+        StreamReader::new()
+    }
+}
+
+/// A preamble ends at a JSON object whose kind is `facts`.
+fn looks_like_facts(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+        && serde_json::from_str::<serde_json::Value>(text)
+            .is_ok_and(|v| v.get("kind").and_then(|k| k.as_str()) == Some("facts"))
+}
+
+impl ProbeStream {
+    /// One line after the facts line.
+    fn feed(&mut self, no: usize, text: &str, mut on_event: impl FnMut(StreamEvent<'_>)) {
         let line = match serde_json::from_str::<Line>(text) {
             Ok(l) => l,
             Err(e) => {
-                stream.problems.push(StreamProblem::Malformed {
+                self.problems.push(StreamProblem::Malformed {
                     line: no,
                     message: e.to_string(),
                 });
-                continue;
+                return;
             }
         };
         let out_of_order = |kind: &str, why: &str| StreamProblem::OutOfOrder {
@@ -152,85 +257,102 @@ pub fn read_stream<R: BufRead>(
             why: why.into(),
         };
         match line {
-            Line::Facts { .. } => stream.problems.push(out_of_order(
+            Line::Facts { .. } => self.problems.push(out_of_order(
                 "facts",
                 "a second facts line; the first is kept",
             )),
             Line::Plan(plan) => {
-                if stream.plan.is_some() {
-                    stream.problems.push(out_of_order(
+                if self.plan.is_some() {
+                    self.problems.push(out_of_order(
                         "plan",
                         "a second plan line; the first is kept",
                     ));
-                    continue;
+                    return;
                 }
-                if !stream.observations.is_empty() {
-                    stream
-                        .problems
+                if !self.observations.is_empty() {
+                    self.problems
                         .push(out_of_order("plan", "after observations"));
                 }
                 on_event(StreamEvent::Plan(&plan.checks));
-                stream.plan = Some(plan.checks);
+                self.plan = Some(plan.checks);
             }
             Line::Observation(o) => {
-                if stream.done.is_some() {
-                    stream
-                        .problems
+                if self.done.is_some() {
+                    self.problems
                         .push(out_of_order("observation", "after the done line"));
-                } else if stream.plan.is_none() && stream.observations.is_empty() {
-                    stream
-                        .problems
+                } else if self.plan.is_none() && self.observations.is_empty() {
+                    self.problems
                         .push(out_of_order("observation", "before the plan line"));
                 }
                 on_event(StreamEvent::Observation(&o));
-                stream.observations.push(o);
+                self.observations.push(o);
             }
             Line::Done(done) => {
-                if stream.done.is_some() {
-                    stream.problems.push(out_of_order(
+                if self.done.is_some() {
+                    self.problems.push(out_of_order(
                         "done",
                         "a second done line; the first is kept",
                     ));
-                    continue;
+                    return;
                 }
                 on_event(StreamEvent::Done(&done));
-                stream.done = Some(done);
+                self.done = Some(done);
             }
         }
     }
 
-    let seen = stream.observations.len();
-    if stream.plan.is_none() {
-        stream.problems.push(StreamProblem::NoPlan);
-    }
-    match &stream.done {
-        None => stream
-            .problems
-            .push(StreamProblem::NoDone { observations: seen }),
-        Some(d) if d.observations != seen => stream.problems.push(StreamProblem::CountMismatch {
-            said: d.observations,
-            seen,
-        }),
-        Some(_) => {}
-    }
-    if let Some(plan) = &stream.plan {
-        let arrived = plan
-            .iter()
-            .filter(|p| {
-                stream
-                    .observations
-                    .iter()
-                    .any(|o| o.check == p.check && o.variant == p.variant)
-            })
-            .count();
-        if arrived < plan.len() {
-            stream.problems.push(StreamProblem::Missing {
-                planned: plan.len(),
-                seen: arrived,
-            });
+    /// The end of the stream: what is missing becomes a problem.
+    fn close(&mut self) {
+        let seen = self.observations.len();
+        if self.plan.is_none() {
+            self.problems.push(StreamProblem::NoPlan);
+        }
+        match &self.done {
+            None => self
+                .problems
+                .push(StreamProblem::NoDone { observations: seen }),
+            Some(d) if d.observations != seen => self.problems.push(StreamProblem::CountMismatch {
+                said: d.observations,
+                seen,
+            }),
+            Some(_) => {}
+        }
+        if let Some(plan) = &self.plan {
+            let arrived = plan
+                .iter()
+                .filter(|p| {
+                    self.observations
+                        .iter()
+                        .any(|o| o.check == p.check && o.variant == p.variant)
+                })
+                .count();
+            if arrived < plan.len() {
+                self.problems.push(StreamProblem::Missing {
+                    planned: plan.len(),
+                    seen: arrived,
+                });
+            }
         }
     }
-    Ok(stream)
+}
+
+/// Reads a whole probe stream, calling `on_event` for each line as it arrives
+/// (so a progress bar moves while the probe runs); [`StreamReader`] line by line.
+pub fn read_stream<R: BufRead>(
+    reader: R,
+    mut on_event: impl FnMut(StreamEvent<'_>),
+) -> Result<ProbeStream, StreamError> {
+    let mut r = StreamReader::new();
+    for line in reader.lines() {
+        match line {
+            Ok(text) => r.feed(&text, &mut on_event),
+            Err(e) => {
+                r.read_error(e);
+                break;
+            }
+        }
+    }
+    r.finish()
 }
 
 fn parse_facts(no: usize, text: &str) -> Result<(String, String, Facts), StreamError> {
@@ -276,12 +398,12 @@ fn parse_facts(no: usize, text: &str) -> Result<(String, String, Facts), StreamE
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use conformance_contract::{Control, ControlOutcome, Outcome, Plan};
     use serde_json::Map;
 
-    fn facts_line() -> String {
+    pub(crate) fn facts_line() -> String {
         Line::Facts {
             schema: SCHEMA,
             probe_version: "0.1.0".into(),
@@ -291,7 +413,7 @@ mod tests {
         .to_json()
     }
 
-    fn plan_line(checks: &[&str]) -> String {
+    pub(crate) fn plan_line(checks: &[&str]) -> String {
         Line::Plan(Plan {
             checks: checks
                 .iter()
@@ -304,7 +426,7 @@ mod tests {
         .to_json()
     }
 
-    fn obs_line(check: &str) -> String {
+    pub(crate) fn obs_line(check: &str) -> String {
         Line::Observation(Observation {
             check: check.into(),
             variant: "default".into(),
@@ -324,7 +446,7 @@ mod tests {
         .to_json()
     }
 
-    fn done_line(n: usize) -> String {
+    pub(crate) fn done_line(n: usize) -> String {
         Line::Done(Done {
             observations: n,
             duration_ms: 10.0,
@@ -498,5 +620,66 @@ mod tests {
             read(&[broken.into()]),
             Err(StreamError::BadFacts { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn incremental_reader_matches_whole_reads_and_detects_truncation() {
+        let mut r = StreamReader::new();
+        let mut events = 0;
+        for l in [facts_line(), plan_line(&[A, B]), obs_line(A)] {
+            r.feed(&l, |_| events += 1);
+        }
+        assert_eq!(events, 3);
+        assert!(r.has_facts());
+        let s = r.finish().unwrap();
+        assert_eq!(
+            s.problems,
+            vec![
+                StreamProblem::NoDone { observations: 1 },
+                StreamProblem::Missing {
+                    planned: 2,
+                    seen: 1
+                }
+            ]
+        );
+        assert!(matches!(
+            StreamReader::new().finish(),
+            Err(StreamError::Empty)
+        ));
+    }
+
+    #[test]
+    fn preamble_is_skipped_only_where_the_target_says_so() {
+        let lines = [
+            "Booting Linux on physical CPU 0x0".to_string(),
+            "{\"not\":\"facts\"}".to_string(),
+            facts_line(),
+            plan_line(&[A]),
+            obs_line(A),
+            done_line(1),
+        ];
+        let mut r = StreamReader::skipping_preamble();
+        for l in &lines {
+            r.feed(l, |_| {});
+        }
+        let s = r.finish().unwrap();
+        assert!(s.is_complete(), "{:?}", s.problems);
+        assert_eq!(s.preamble, lines[..2].to_vec());
+
+        let mut r = StreamReader::new();
+        for l in &lines {
+            r.feed(l, |_| {});
+        }
+        assert!(matches!(
+            r.finish(),
+            Err(StreamError::NoFacts { line: 1, .. })
+        ));
+
+        let mut r = StreamReader::skipping_preamble();
+        r.feed("console noise", |_| {});
+        assert_eq!(
+            r.finish().unwrap_err().to_string(),
+            "probe stream: no facts line after 1 line(s) of transport output (did the probe start?)"
+        );
     }
 }

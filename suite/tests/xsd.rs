@@ -1,4 +1,4 @@
-//! The JUnit report of the fixed run validates against the Jenkins JUnit schema
+//! The JUnit reports of the fixed runs (one instance, and two side by side) validate against the Jenkins JUnit schema
 //! (`../shared/schemas/junit-10.xsd`) with `xmllint`, hostile text included.
 //!
 //! Its own test binary so that it can be counted as ignored, with the reason
@@ -7,7 +7,7 @@
 #[path = "it/fixture.rs"]
 mod fixture;
 
-use conformance_suite::report::{Run, render_junit};
+use conformance_suite::report::{InstanceRun, Run, render_junit};
 use libtest_mimic::{Arguments, Trial};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,18 +51,36 @@ fn validate(name: &str, xml: &str) -> Result<(), String> {
 fn junit_validates_against_the_jenkins_schema() -> Result<(), String> {
     let mut hostile = fixture::run(true);
     // Characters XML cannot carry, markup, quotes and newlines in every field.
-    hostile.verdicts[0].reason = "nul\u{0} <tag> & \"quote\" 'apos'\nnext line ]]>".into();
-    hostile.verdicts[0].check = "x<y>&\"z\"".into();
-    hostile
-        .facts
-        .notes
-        .insert("odd".into(), "\u{7}bell <b>".into());
+    let lab = &mut hostile.instances[0];
+    lab.verdicts[0].reason = "nul\u{0} <tag> & \"quote\" 'apos'\nnext line ]]>".into();
+    lab.verdicts[0].check = "x<y>&\"z\"".into();
+    lab.facts.notes.insert("odd".into(), "\u{7}bell <b>".into());
+    lab.meta.instance.name = "a \"host\" <named> & odd\u{1}".into();
+    lab.preamble = vec!["\u{1b}[0m console <noise> & ]]>".into()];
     hostile.meta.run_id = "id with \"quotes\" & <angles>".into();
-    let empty = Run::new(fixture::meta(false), fixture::facts(), vec![], vec![]);
+    let empty = Run::new(
+        fixture::meta(false),
+        vec![InstanceRun::new(
+            fixture::instance_meta(),
+            fixture::facts(),
+            vec![],
+            vec![],
+        )],
+    );
+    let no_instance = Run::new(fixture::meta(false), vec![]);
     validate("lax", &render_junit(&fixture::run(false)))?;
     validate("strict", &render_junit(&fixture::run(true)))?;
     validate("hostile", &render_junit(&hostile))?;
-    validate("empty", &render_junit(&empty))
+    validate("empty", &render_junit(&empty))?;
+    validate("no-instance", &render_junit(&no_instance))?;
+    validate(
+        "two-instances",
+        &render_junit(&fixture::two_instance_run(false)),
+    )?;
+    validate(
+        "two-instances-strict",
+        &render_junit(&fixture::two_instance_run(true)),
+    )
 }
 
 fn main() {

@@ -45,6 +45,11 @@ pub const TESTS: &[(&str, Needs, Test)] = &[
         Needs::Nothing,
         unbuilt_target_is_rejected,
     ),
+    (
+        "cli::target_lists_are_checked_before_anything_runs",
+        Needs::Nothing,
+        target_lists_are_checked_before_anything_runs,
+    ),
 ];
 
 /// Validates JUnit against ../shared/schemas/junit-10.xsd with xmllint. Where the
@@ -274,4 +279,17 @@ fn unwritable_report_path_is_rejected() -> TestResult {
 
 fn unbuilt_target_is_rejected() -> TestResult {
     rejected(&["conformance", "--target", "cluster"], &["cluster"])
+}
+
+/// `--target a,b`: every name is checked, in one line with exit 2, before a build or a probe.
+fn target_lists_are_checked_before_anything_runs() -> TestResult {
+    rejected(
+        &["conformance", "--target", "lab,container"],
+        &["container", "not built yet", "available now: lab"],
+    )?;
+    rejected(&["conformance", "--target", "lab,lab"], &["`lab` twice"])?;
+    rejected(
+        &["conformance", "--target", "lab,nope"],
+        &["unknown target `nope`"],
+    )
 }

@@ -4,8 +4,9 @@
 //! replaces the lab section of BENCHMARKS.md.
 
 use crate::conformance::{Failure, build_probe_path, workspace_root};
-use conformance_contract::Line;
+use conformance_suite::stream::StreamEvent;
 use conformance_suite::target::lab::Lab;
+use conformance_suite::target::runner::{self, Planned};
 use conformance_suite::target::{ProbeArgs, ProbeBinary, RunControl, Target};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -54,9 +55,16 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         Some(p) => p,
         None => build_probe_path(false)?,
     };
-    let target = Lab {
+    let target = Lab::new();
+    let instance = target
+        .preflight()
+        .map_err(|e| fail(2, e.to_string()))?
+        .remove(0);
+    let planned = [Planned {
+        target: &target,
+        instance,
         probe: ProbeBinary { path: probe },
-    };
+    }];
     let control = RunControl {
         timeout: Duration::from_secs(120),
         interrupted: Arc::new(AtomicBool::new(false)),
@@ -71,11 +79,24 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
             ..Default::default()
         };
         let started = Instant::now();
-        let mut lines = Vec::new();
-        let exit = target
-            .run_probe(&args, &control, &mut |l| lines.push(l.to_string()))
-            .map_err(|e| fail(3, e.to_string()))?;
+        let finished = runner::run(&planned, &args, &control, &mut |_, event| match event {
+            StreamEvent::Observation(o) => per_check
+                .entry(format!("{}[{}]", o.check, o.variant))
+                .or_default()
+                .push(o.duration_ms),
+            StreamEvent::Facts(facts) if facts_line.is_empty() => {
+                facts_line = format!(
+                    "kernel {} ({}), {} CPUs",
+                    facts.kernel_release,
+                    facts.arch,
+                    num_cpus()
+                );
+            }
+            _ => {}
+        })
+        .map_err(|e| fail(3, e.to_string()))?;
         let wall = started.elapsed().as_secs_f64() * 1000.0;
+        let exit = &finished[0].exit;
         if exit.code != Some(0) {
             return Err(fail(
                 3,
@@ -85,25 +106,6 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
                     exit.stderr_tail.join(" | ")
                 ),
             ));
-        }
-        for l in &lines {
-            match serde_json::from_str::<Line>(l) {
-                Ok(Line::Observation(o)) => {
-                    per_check
-                        .entry(format!("{}[{}]", o.check, o.variant))
-                        .or_default()
-                        .push(o.duration_ms);
-                }
-                Ok(Line::Facts { facts, .. }) if facts_line.is_empty() => {
-                    facts_line = format!(
-                        "kernel {} ({}), {} CPUs",
-                        facts.kernel_release,
-                        facts.arch,
-                        num_cpus()
-                    );
-                }
-                _ => {}
-            }
         }
         eprintln!("run {}/{}: {wall:.0} ms", i + 1, opts.runs);
         walls.push(wall);

@@ -12,21 +12,31 @@ use conformance_suite::env::{Environment, EnvironmentSource, detect};
 use conformance_suite::matrix::Matrix;
 use conformance_suite::progress::Progress;
 use conformance_suite::report::{
-    ProbeInfo, ReportPaths, Run, RunMeta, color_wanted, render_table, rfc3339_utc, write_reports,
+    InstanceMeta, InstanceRun, ProbeInfo, ReportPaths, Run, RunMeta, color_wanted, render_table,
+    rfc3339_utc, write_reports,
 };
 use conformance_suite::select::Selection;
-use conformance_suite::stream::read_stream;
 use conformance_suite::target::lab::Lab;
+use conformance_suite::target::runner::{self, Finished, Planned, RunnerError};
 use conformance_suite::target::{
-    ProbeArgs, ProbeBinary, RunControl, Target, TargetError, TargetKind,
+    InstanceId, ProbeArgs, ProbeBinary, RunControl, Target, TargetError, TargetKind,
 };
 use conformance_suite::verdict::evaluate;
-use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime};
+
+/// Makes a target from the options; cheap ([`Target::preflight`] does the checking).
+type MakeTarget = fn(&Options) -> Box<dyn Target>;
+
+/// The targets this build can run, one line each.
+const TARGETS: &[(TargetKind, MakeTarget)] = &[(TargetKind::Lab, lab)];
+
+fn lab(_: &Options) -> Box<dyn Target> {
+    Box::new(Lab::new())
+}
 
 #[derive(clap::Args)]
 #[command(
@@ -34,12 +44,13 @@ use std::time::{Duration, Instant, SystemTime};
 2 bad usage or input file, 3 infrastructure error, 130 interrupted."
 )]
 pub struct Options {
-    /// Where the probe runs: `lab` (network namespaces on this host; needs root or passwordless sudo).
+    /// Where the probe runs, comma-separated to run several side by side (`lab,container`):
+    /// `lab` (network namespaces on this host; needs root or passwordless sudo).
     /// `container`, `vm` and `cluster` are planned, not built yet.
-    #[arg(long, default_value = "lab", value_name = "TARGET")]
+    #[arg(long, default_value = "lab", value_name = "TARGET,...")]
     target: String,
-    /// Environment whose matrix judges the run: `container`, `vm` or `hetzner`.
-    /// Default: detected from the probe's facts (container runtime, DMI vendor, hypervisor).
+    /// Environment whose matrix judges every instance: `container`, `vm` or `hetzner`.
+    /// Default: detected per instance from its facts (container runtime, DMI vendor, hypervisor).
     #[arg(long, value_name = "ENV")]
     env: Option<String>,
     /// Judge against this matrix file instead of fixtures/matrix/<env>.toml.
@@ -65,7 +76,7 @@ pub struct Options {
     /// Echo the probe's stderr and the build's output.
     #[arg(short, long)]
     verbose: bool,
-    /// Stop the probe after this many seconds (exit 3).
+    /// Stop the probes still running after this many seconds (exit 3).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     timeout: u64,
     /// Use this probe binary instead of building one (`cargo build --release -p conformance-probes`).
@@ -201,21 +212,52 @@ fn new_run_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `--target lab,container`: each kind once, each one built in this version.
+fn parse_targets(list: &str) -> Result<Vec<TargetKind>, Failure> {
+    let mut kinds: Vec<TargetKind> = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        let kind: TargetKind = name.parse().map_err(|e: String| fail(USAGE, e))?;
+        if kinds.contains(&kind) {
+            return Err(fail(USAGE, format!("--target names `{name}` twice")));
+        }
+        kinds.push(kind);
+    }
+    Ok(kinds)
+}
+
+fn make_target(kind: TargetKind, opts: &Options) -> Result<Box<dyn Target>, Failure> {
+    match TARGETS.iter().find(|(k, _)| *k == kind) {
+        Some((_, make)) => Ok(make(opts)),
+        None => {
+            let built: Vec<&str> = TARGETS.iter().map(|(k, _)| k.name()).collect();
+            Err(fail(
+                USAGE,
+                format!(
+                    "target `{kind}` is not built yet; available now: {} (see README, Targets)",
+                    built.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+fn target_failure(e: TargetError) -> Failure {
+    match e {
+        TargetError::Usage(_) => fail(USAGE, e),
+        TargetError::Infrastructure(_) => fail(INFRA, e),
+    }
+}
+
 pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     let started = Instant::now();
     let started_at = rfc3339_utc(SystemTime::now());
 
-    // 1. Everything the user can get wrong, before anything runs.
-    let target_kind: TargetKind = opts.target.parse().map_err(|e: String| fail(USAGE, e))?;
-    if target_kind != TargetKind::Lab {
-        return Err(fail(
-            USAGE,
-            format!(
-                "target `{}` is not built yet; available now: lab (see README, Targets)",
-                target_kind.name()
-            ),
-        ));
-    }
+    // 1. Everything the user can get wrong, before anything is built or runs.
+    let kinds = parse_targets(&opts.target)?;
+    let targets = kinds
+        .iter()
+        .map(|k| make_target(*k, &opts))
+        .collect::<Result<Vec<_>, _>>()?;
     let selection = Selection::parse(&opts.tests).map_err(|e| fail(USAGE, e))?;
     let planned = selection.plan(CATALOGUE);
     if planned.is_empty() {
@@ -236,15 +278,34 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         markdown: Some(report(&opts.markdown_file, "summary.md")),
     };
     paths.preflight().map_err(|e| fail(e.exit_code(), e))?;
+    let mut instances: Vec<(&dyn Target, InstanceId)> = Vec::new();
+    for target in &targets {
+        for id in target.preflight().map_err(target_failure)? {
+            if instances.iter().any(|(_, i)| i.label() == id.label()) {
+                return Err(fail(
+                    INFRA,
+                    format!("two instances are named {}", id.label()),
+                ));
+            }
+            instances.push((target.as_ref(), id));
+        }
+    }
 
     // 2. The probe.
-    let probe = match &opts.probe {
-        Some(p) => p.clone(),
-        None => build_probe_path(opts.verbose)?,
+    let probe = ProbeBinary {
+        path: match &opts.probe {
+            Some(p) => p.clone(),
+            None => build_probe_path(opts.verbose)?,
+        },
     };
-    let target = Lab {
-        probe: ProbeBinary { path: probe },
-    };
+    let planned_instances: Vec<Planned<'_>> = instances
+        .into_iter()
+        .map(|(target, instance)| Planned {
+            target,
+            instance,
+            probe: probe.clone(),
+        })
+        .collect();
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, interrupted.clone())
@@ -264,81 +325,50 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         faults: opts.fault.clone(),
     };
 
-    // 3. Run it: the target writes lines into a pipe, the stream reader judges nothing yet.
-    let (reader, mut writer) =
-        std::io::pipe().map_err(|e| fail(INFRA, format!("create pipe: {e}")))?;
-    let worker = std::thread::spawn(move || {
-        target.run_probe(&args, &control, &mut |line| {
-            let _ = writeln!(writer, "{line}");
-        })
+    // 3. Run them: the runner reads each instance's lines; nothing is judged yet.
+    let labels: Vec<String> = planned_instances
+        .iter()
+        .map(|p| p.instance.label())
+        .collect();
+    let mut progress = Progress::new(&labels);
+    let finished = runner::run(&planned_instances, &args, &control, &mut |i, event| {
+        progress.on_event(i, event)
     });
-    let mut progress = Progress::new();
-    let stream = read_stream(BufReader::new(reader), |event| progress.on_event(event));
     progress.finish();
-    let exit = match worker.join() {
-        Ok(result) => result,
-        Err(_) => return Err(fail(INFRA, "the target thread panicked")),
-    };
-    let exit = match exit {
-        Ok(exit) => exit,
-        Err(TargetError::Interrupted) => {
-            return Err(fail(
-                INTERRUPTED,
-                "interrupted: the probe was stopped (its namespaces and programs die with it); no report written",
-            ));
-        }
-        Err(e @ TargetError::Usage(_)) => return Err(fail(USAGE, e)),
-        Err(e) => return Err(fail(INFRA, e)),
-    };
-    let stream = stream.map_err(|e| {
-        let why = exit.stderr_tail.last().cloned().unwrap_or_default();
-        fail(
-            INFRA,
-            format!(
-                "{e} (probe exit {:?}{}{why})",
-                exit.code,
-                if why.is_empty() { "" } else { ": " }
-            ),
-        )
+    let finished = finished.map_err(|e| match e {
+        RunnerError::Interrupted => fail(
+            INTERRUPTED,
+            "interrupted: every probe was stopped (its namespaces and programs die with it); no report written",
+        ),
+        e => fail(e.exit_code(), e),
     })?;
 
-    // 4. Judge.
-    let (matrix, environment_source) = match matrix_choice {
-        MatrixChoice::Fixed(m, source) => (m, source),
-        MatrixChoice::ByEnvironment(all) => {
-            let (env, why) = detect(&stream.facts);
-            let m = all
-                .into_iter()
-                .find(|m| m.environment == env)
-                .expect("a matrix per environment");
-            (m, EnvironmentSource::Detected { why })
-        }
-    };
-    let verdicts = evaluate(&matrix, &stream.facts, &planned, &stream.observations);
+    // 4. Judge each instance by its environment's matrix.
+    let several = finished.len() > 1;
+    let judged = finished
+        .into_iter()
+        .map(|f| judge(f, &matrix_choice, &planned, several))
+        .collect::<Result<Vec<_>, _>>()?;
     let meta = RunMeta {
-        run_id: stream.run_id.clone(),
+        run_id: args.run_id.clone(),
         started_at,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-        target: target_kind.name().to_string(),
-        environment: matrix.environment,
-        environment_source,
-        matrix: matrix.path.display().to_string(),
+        target: kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
         strict: opts.strict,
         selection: selection.patterns(),
-        probe: probe_info(&stream.probe_version, &exit.privilege),
     };
-    let run = Run::new(
-        meta,
-        stream.facts.clone(),
-        verdicts,
-        stream.problems.clone(),
-    );
+    let run = Run::new(meta, judged);
 
     // 5. Report.
     write_reports(&run, &paths).map_err(|e| fail(e.exit_code(), e))?;
     print!("{}", render_table(&run, color_wanted()));
-    for problem in &run.stream_problems {
-        eprintln!("probe stream: {problem}");
+    for instance in &run.instances {
+        for problem in &instance.stream_problems {
+            match several {
+                true => eprintln!("probe stream ({}): {problem}", instance.label()),
+                false => eprintln!("probe stream: {problem}"),
+            }
+        }
     }
     let shown: Vec<String> = [&paths.junit, &paths.json, &paths.markdown]
         .into_iter()
@@ -347,4 +377,52 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         .collect();
     eprintln!("{} — reports: {}", run.outcome_phrase(), shown.join(", "));
     Ok(ExitCode::from(run.exit_code()))
+}
+
+/// One instance's verdicts against its matrix (given, or detected from its facts).
+fn judge(
+    f: Finished,
+    choice: &MatrixChoice,
+    planned: &[conformance_contract::PlannedCheck],
+    several: bool,
+) -> Result<InstanceRun, Failure> {
+    let stream = f.stream.map_err(|e| {
+        let why = f.exit.stderr_tail.last().cloned().unwrap_or_default();
+        let on = if several {
+            format!("{}: ", f.instance.label())
+        } else {
+            String::new()
+        };
+        fail(
+            INFRA,
+            format!(
+                "{on}{e} (probe exit {:?}{}{why})",
+                f.exit.code,
+                if why.is_empty() { "" } else { ": " }
+            ),
+        )
+    })?;
+    let (matrix, environment_source) = match choice {
+        MatrixChoice::Fixed(m, source) => (m, source.clone()),
+        MatrixChoice::ByEnvironment(all) => {
+            let (env, why) = detect(&stream.facts);
+            let m = all
+                .iter()
+                .find(|m| m.environment == env)
+                .expect("a matrix per environment");
+            (m, EnvironmentSource::Detected { why })
+        }
+    };
+    let verdicts = evaluate(matrix, &stream.facts, planned, &stream.observations);
+    let meta = InstanceMeta {
+        instance: f.instance,
+        environment: matrix.environment,
+        environment_source,
+        matrix: matrix.path.display().to_string(),
+        probe: probe_info(&stream.probe_version, &f.exit.privilege),
+        duration_ms: f.duration.as_secs_f64() * 1000.0,
+    };
+    let mut instance = InstanceRun::new(meta, stream.facts, verdicts, stream.problems);
+    instance.preamble = stream.preamble;
+    Ok(instance)
 }

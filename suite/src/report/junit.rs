@@ -14,29 +14,23 @@
 //! | unexpected-pass | passing + `<system-out>` note; `<failure type="unexpected-pass">` when strict |
 //! | error | `<error type="error">` + evidence |
 //!
-//! Facts go in the testsuite's `<properties>` (the XSD allows none on a
-//! testcase, and no `skipped` attribute on `<testsuites>`). Written by hand
+//! One `<testsuite>` per probe instance (`cilium-conformance lab/this host`), so
+//! CI tabs show the same check side by side per place. Each instance's facts go
+//! in its testsuite's `<properties>` (the XSD allows none on a testcase, and no
+//! `skipped` attribute on `<testsuites>`). Written by hand
 //! rather than with a crate: the format is small, and escaping (including
 //! characters XML 1.0 cannot carry at all) must be exactly right.
 
-use super::{Run, evidence_json, fact_rows};
+use super::{Counts, InstanceRun, Run, evidence_json, fact_rows};
 use crate::verdict::{Verdict, VerdictKind};
 use std::fmt::Write;
 
 const SUITE_NAME: &str = "cilium-conformance";
 
-/// The run as a JUnit XML document.
+/// The run as a JUnit XML document: one `<testsuite>` per instance, named after it.
 pub fn render_junit(run: &Run) -> String {
     let strict = run.meta.strict;
-    let failures = run.counts.regression
-        + if strict {
-            run.counts.unexpected_pass
-        } else {
-            0
-        };
-    let errors = run.counts.error;
-    let skipped = run.counts.expected_fail + run.counts.unsupported;
-    let tests = run.counts.total;
+    let (tests, failures, errors, _) = totals(&run.counts, strict);
     let time = seconds(run.meta.duration_ms);
 
     let mut x = String::new();
@@ -45,15 +39,34 @@ pub fn render_junit(run: &Run) -> String {
         x,
         "<testsuites name=\"{SUITE_NAME}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time}\">"
     );
+    for instance in &run.instances {
+        testsuite(&mut x, run, instance);
+    }
+    x.push_str("</testsuites>\n");
+    x
+}
+
+/// (tests, failures, errors, skipped) as JUnit counts them.
+fn totals(c: &Counts, strict: bool) -> (usize, usize, usize, usize) {
+    let failures = c.regression + if strict { c.unexpected_pass } else { 0 };
+    (c.total, failures, c.error, c.expected_fail + c.unsupported)
+}
+
+fn testsuite(x: &mut String, run: &Run, instance: &InstanceRun) {
+    let strict = run.meta.strict;
+    let (tests, failures, errors, skipped) = totals(&instance.counts, strict);
     let _ = writeln!(
         x,
-        "  <testsuite name=\"{SUITE_NAME}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time}\" timestamp=\"{}\" id=\"{}\" version=\"{}\">",
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{}\" timestamp=\"{}\" hostname=\"{}\" id=\"{}\" version=\"{}\">",
+        attr(&format!("{SUITE_NAME} {}", instance.label())),
+        seconds(instance.meta.duration_ms),
         attr(&run.meta.started_at),
+        attr(&instance.meta.instance.name),
         attr(&run.meta.run_id),
         attr(&run.suite_version),
     );
     x.push_str("    <properties>\n");
-    for (name, value) in properties(run) {
+    for (name, value) in properties(run, instance) {
         let _ = writeln!(
             x,
             "      <property name=\"{}\" value=\"{}\"/>",
@@ -62,34 +75,48 @@ pub fn render_junit(run: &Run) -> String {
         );
     }
     x.push_str("    </properties>\n");
-    for v in &run.verdicts {
-        testcase(&mut x, v, strict);
+    for v in &instance.verdicts {
+        testcase(x, v, strict);
     }
-    if !run.stream_problems.is_empty() {
-        let lines: Vec<String> = run.stream_problems.iter().map(|p| p.to_string()).collect();
+    if !instance.preamble.is_empty() {
+        let _ = writeln!(
+            x,
+            "    <system-out>transport output before the probe's facts line (skipped):\n{}</system-out>",
+            text(&instance.preamble.join("\n"))
+        );
+    }
+    if !instance.stream_problems.is_empty() {
+        let lines: Vec<String> = instance
+            .stream_problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         let _ = writeln!(
             x,
             "    <system-err>probe stream damaged:\n{}</system-err>",
             text(&lines.join("\n"))
         );
     }
-    x.push_str("  </testsuite>\n</testsuites>\n");
-    x
+    x.push_str("  </testsuite>\n");
 }
 
-fn properties(run: &Run) -> Vec<(String, String)> {
+fn properties(run: &Run, instance: &InstanceRun) -> Vec<(String, String)> {
     let m = &run.meta;
+    let i = &instance.meta;
     let mut props = vec![
         ("run.id".to_string(), m.run_id.clone()),
         ("run.target".into(), m.target.clone()),
-        ("run.environment".into(), m.environment.to_string()),
-        ("run.matrix".into(), m.matrix.clone()),
+        ("instance.kind".into(), i.instance.kind.to_string()),
+        ("instance.name".into(), i.instance.name.clone()),
+        ("instance.arch".into(), i.instance.arch.clone()),
+        ("run.environment".into(), i.environment.to_string()),
+        ("run.matrix".into(), i.matrix.clone()),
         ("run.strict".into(), m.strict.to_string()),
-        ("probe.version".into(), m.probe.version.clone()),
-        ("probe.ebpf_objects".into(), m.probe.ebpf_objects.clone()),
+        ("probe.version".into(), i.probe.version.clone()),
+        ("probe.ebpf_objects".into(), i.probe.ebpf_objects.clone()),
     ];
     props.extend(
-        fact_rows(&run.facts)
+        fact_rows(&instance.facts)
             .into_iter()
             .map(|(k, v)| (format!("fact.{k}"), v)),
     );

@@ -2,60 +2,59 @@
 //! attached to an incident. Counts first, then facts, one row per verdict, and
 //! for every verdict that is not a plain pass the evidence of both legs and the
 //! matrix entry that decided it, so nobody has to rerun to understand it.
+//!
+//! With several instances, a check × instance table and a fact × instance table
+//! put them side by side above each instance's own details.
 
-use super::{Run, evidence_json, fact_rows};
+use super::{InstanceRun, Run, evidence_json, fact_rows};
+use crate::env::EnvironmentSource;
 use crate::verdict::{Verdict, VerdictKind};
 use std::fmt::Write;
 
 pub fn render_markdown(run: &Run) -> String {
+    match run.instances.as_slice() {
+        [one] => single(run, one),
+        _ => several(run),
+    }
+}
+
+fn single(run: &Run, instance: &InstanceRun) -> String {
     let m = &run.meta;
+    let i = &instance.meta;
     let mut md = String::new();
     let _ = writeln!(
         md,
         "## cilium-conformance on {}: {}\n",
-        m.environment,
+        i.environment,
         run.outcome_phrase()
     );
     let _ = writeln!(md, "{}\n", inline(&run.counts.summary()));
-    let env_source = match &m.environment_source {
-        crate::env::EnvironmentSource::Given => "given".to_string(),
-        crate::env::EnvironmentSource::Detected { why } => format!("detected: {}", inline(why)),
-    };
     let _ = writeln!(
         md,
-        "Run `{}` started {} ({:.1} s) · target `{}` · environment **{}** ({env_source}) · matrix `{}`{} · probe {} · eBPF objects: {}\n",
+        "Run `{}` started {} ({:.1} s) · target `{}` · instance {} · environment **{}** ({}) · matrix `{}`{} · probe {} · eBPF objects: {}\n",
         m.run_id,
         m.started_at,
         m.duration_ms / 1000.0,
         m.target,
-        m.environment,
-        m.matrix,
+        inline(&i.instance.to_string()),
+        i.environment,
+        env_source(&i.environment_source),
+        i.matrix,
         if m.strict { " · strict" } else { "" },
-        inline(&m.probe.version),
-        inline(&m.probe.ebpf_objects),
+        inline(&i.probe.version),
+        inline(&i.probe.ebpf_objects),
     );
-    if !m.selection.is_empty() {
-        let _ = writeln!(md, "Selection: `{}`\n", m.selection.join(","));
-    }
-
-    if !run.stream_problems.is_empty() {
-        md.push_str(
-            "> **The probe's stream was damaged**; checks it did not report are errors below.\n",
-        );
-        for p in &run.stream_problems {
-            let _ = writeln!(md, "> - {}", inline(&p.to_string()));
-        }
-        md.push('\n');
-    }
+    selection(&mut md, run);
+    transport_notes(&mut md, instance);
 
     md.push_str("| fact | value |\n|---|---|\n");
-    for (name, value) in fact_rows(&run.facts) {
+    for (name, value) in fact_rows(&instance.facts) {
         let _ = writeln!(md, "| {} | {} |", cell(&name), cell(&value));
     }
     md.push('\n');
 
     md.push_str("| verdict | check | variant | reason |\n|---|---|---|---|\n");
-    for v in &run.verdicts {
+    for v in &instance.verdicts {
         let _ = writeln!(
             md,
             "| {} | `{}` | {} | {} |",
@@ -66,11 +65,7 @@ pub fn render_markdown(run: &Run) -> String {
         );
     }
 
-    let notable: Vec<&Verdict> = run
-        .verdicts
-        .iter()
-        .filter(|v| v.verdict != VerdictKind::Pass)
-        .collect();
+    let notable = notable(instance);
     if !notable.is_empty() {
         md.push_str("\n### Details\n");
         for v in notable {
@@ -78,6 +73,189 @@ pub fn render_markdown(run: &Run) -> String {
         }
     }
     md
+}
+
+fn several(run: &Run) -> String {
+    let m = &run.meta;
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "## cilium-conformance on {} instances: {}\n",
+        run.instances.len(),
+        run.outcome_phrase()
+    );
+    let _ = writeln!(md, "{}\n", inline(&run.counts.summary()));
+    let _ = writeln!(
+        md,
+        "Run `{}` started {} ({:.1} s) · targets `{}`{}\n",
+        m.run_id,
+        m.started_at,
+        m.duration_ms / 1000.0,
+        m.target,
+        if m.strict { " · strict" } else { "" },
+    );
+    selection(&mut md, run);
+
+    md.push_str("| instance | arch | environment | matrix | probe | verdicts |\n|---|---|---|---|---|---|\n");
+    for instance in &run.instances {
+        let i = &instance.meta;
+        let _ = writeln!(
+            md,
+            "| {} | {} | **{}** ({}) | `{}` | {} · eBPF objects: {} | {} ({}) |",
+            cell(&instance.label()),
+            cell(&i.instance.arch),
+            i.environment,
+            cell(&env_source(&i.environment_source)),
+            cell(&i.matrix),
+            cell(&i.probe.version),
+            cell(&i.probe.ebpf_objects),
+            cell(&instance.counts.summary()),
+            exit_word(instance.exit_code(m.strict)),
+        );
+    }
+    md.push('\n');
+
+    let header: Vec<String> = run.instances.iter().map(|i| cell(&i.label())).collect();
+    let rule = "|---".repeat(header.len());
+    let _ = writeln!(
+        md,
+        "| check | variant | {} |\n|---|---{rule}|",
+        header.join(" | ")
+    );
+    for (check, variant) in check_rows(run) {
+        let cells: Vec<String> = run
+            .instances
+            .iter()
+            .map(|i| {
+                i.verdicts
+                    .iter()
+                    .find(|v| v.check == check && v.variant == variant)
+                    .map_or("—".to_string(), |v| v.verdict.label())
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| `{check}` | {} | {} |",
+            cell(&variant),
+            cells.join(" | ")
+        );
+    }
+    md.push('\n');
+
+    let _ = writeln!(md, "| fact | {} |\n|---{rule}|", header.join(" | "));
+    let facts: Vec<Vec<(String, String)>> =
+        run.instances.iter().map(|i| fact_rows(&i.facts)).collect();
+    let mut names: Vec<&str> = Vec::new();
+    for rows in &facts {
+        for (name, _) in rows {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    for name in names {
+        let values: Vec<String> = facts
+            .iter()
+            .map(|rows| {
+                rows.iter()
+                    .find(|(n, _)| n == name)
+                    .map_or("—".to_string(), |(_, v)| cell(v))
+            })
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", cell(name), values.join(" | "));
+    }
+
+    for instance in &run.instances {
+        let _ = writeln!(
+            md,
+            "\n### {}: {}",
+            inline(&instance.meta.instance.to_string()),
+            inline(&instance.counts.summary())
+        );
+        let mut notes = String::new();
+        transport_notes(&mut notes, instance);
+        if !notes.is_empty() {
+            let _ = writeln!(md, "\n{}", notes.trim_end());
+        }
+        let notable = notable(instance);
+        if notable.is_empty() {
+            md.push_str("\nEvery verdict is a plain pass.\n");
+        }
+        for v in notable {
+            details(&mut md, v);
+        }
+    }
+    md
+}
+
+/// (check, variant) of every instance's verdicts, in first-seen order.
+fn check_rows(run: &Run) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for v in run.verdicts() {
+        if !rows
+            .iter()
+            .any(|(c, var)| *c == v.check && *var == v.variant)
+        {
+            rows.push((v.check.clone(), v.variant.clone()));
+        }
+    }
+    rows
+}
+
+fn exit_word(code: u8) -> &'static str {
+    match code {
+        0 => "as expected",
+        1 => "regression",
+        _ => "infrastructure error",
+    }
+}
+
+fn env_source(source: &EnvironmentSource) -> String {
+    match source {
+        EnvironmentSource::Given => "given".to_string(),
+        EnvironmentSource::Detected { why } => format!("detected: {}", inline(why)),
+    }
+}
+
+fn selection(md: &mut String, run: &Run) {
+    if !run.meta.selection.is_empty() {
+        let _ = writeln!(md, "Selection: `{}`\n", run.meta.selection.join(","));
+    }
+}
+
+/// Stream damage and skipped transport output, before the instance's tables.
+fn transport_notes(md: &mut String, instance: &InstanceRun) {
+    if !instance.stream_problems.is_empty() {
+        md.push_str(
+            "> **The probe's stream was damaged**; checks it did not report are errors below.\n",
+        );
+        for p in &instance.stream_problems {
+            let _ = writeln!(md, "> - {}", inline(&p.to_string()));
+        }
+        md.push('\n');
+    }
+    if !instance.preamble.is_empty() {
+        let _ = writeln!(
+            md,
+            "Skipped {} line(s) of transport output before the probe's facts line (last: {}).\n",
+            instance.preamble.len(),
+            inline(
+                instance
+                    .preamble
+                    .last()
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            )
+        );
+    }
+}
+
+fn notable(instance: &InstanceRun) -> Vec<&Verdict> {
+    instance
+        .verdicts
+        .iter()
+        .filter(|v| v.verdict != VerdictKind::Pass)
+        .collect()
 }
 
 fn details(md: &mut String, v: &Verdict) {

@@ -4,6 +4,7 @@
 //! Renderers are pure functions of a [`Run`]; only [`write_reports`] touches
 //! the file system, atomically.
 
+mod json;
 mod junit;
 mod markdown;
 mod table;
@@ -19,51 +20,108 @@ pub use write::{ReportError, ReportPaths, write_reports};
 use crate::env::{Environment, EnvironmentSource};
 use crate::error::{EXIT_INFRA, EXIT_OK, exit_code_for};
 use crate::stream::StreamProblem;
+use crate::target::InstanceId;
 use crate::verdict::{Verdict, VerdictKind};
 use conformance_contract::{FactValue, Facts};
 use serde::{Deserialize, Serialize};
 
 /// Version of the run report's JSON shape; bump on incompatible changes so
-/// runs of different suite versions can be compared knowingly.
-pub const REPORT_SCHEMA: u32 = 1;
+/// runs of different suite versions can be compared knowingly. 2: instances.
+pub const REPORT_SCHEMA: u32 = 2;
 
 /// This crate's version, recorded in every report.
 pub const SUITE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// One run: who ran what where, what the probe measured, and the verdicts.
+/// One run: who ran what, and for each probe instance where it ran, what the
+/// probe measured there, the matrix it was judged by and the verdicts.
+/// Serialized through [`json`]'s document shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "json::RunDoc", try_from = "json::RunDoc")]
 pub struct Run {
     pub schema: u32,
     pub suite_version: String,
-    #[serde(flatten)]
     pub meta: RunMeta,
-    pub facts: Facts,
-    /// Damage in the probe's stream (truncation, garbled lines).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stream_problems: Vec<StreamProblem>,
-    pub verdicts: Vec<Verdict>,
+    pub instances: Vec<InstanceRun>,
+    /// Over every instance.
     pub counts: Counts,
 }
 
-/// What the caller knows about the run, as opposed to what the probe reported.
+/// What the caller knows about the run as a whole.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
     pub run_id: String,
     /// RFC 3339, UTC (`2025-06-01T12:00:00Z`); see [`rfc3339_utc`].
     pub started_at: String,
     pub duration_ms: f64,
-    /// `lab`, `container`, `vm`, `cluster`.
+    /// `--target` as given: `lab`, `lab,container`.
     pub target: String,
-    pub environment: Environment,
-    pub environment_source: EnvironmentSource,
-    /// The matrix file as given.
-    pub matrix: String,
     /// Whether an unexpected pass fails the run.
     pub strict: bool,
     /// `--test` patterns; empty means every check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub selection: Vec<String>,
+}
+
+/// What the caller knows about one instance: where it ran and how it was judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceMeta {
+    pub instance: InstanceId,
+    pub environment: Environment,
+    pub environment_source: EnvironmentSource,
+    /// The matrix file as given.
+    pub matrix: String,
     pub probe: ProbeInfo,
+    /// From the probe's start to its exit.
+    pub duration_ms: f64,
+}
+
+/// One probe instance's part of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRun {
+    #[serde(flatten)]
+    pub meta: InstanceMeta,
+    pub facts: Facts,
+    /// Transport output skipped before the facts line (a note, not an error).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preamble: Vec<String>,
+    /// Damage in the probe's stream (truncation, garbled lines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stream_problems: Vec<StreamProblem>,
+    #[serde(skip)]
+    pub verdicts: Vec<Verdict>,
+    pub counts: Counts,
+}
+
+impl InstanceRun {
+    /// Assembles an instance's part, filling its counts.
+    pub fn new(
+        meta: InstanceMeta,
+        facts: Facts,
+        verdicts: Vec<Verdict>,
+        stream_problems: Vec<StreamProblem>,
+    ) -> InstanceRun {
+        InstanceRun {
+            meta,
+            facts,
+            preamble: Vec::new(),
+            stream_problems,
+            counts: Counts::of(&verdicts),
+            verdicts,
+        }
+    }
+
+    /// `lab/this host`.
+    pub fn label(&self) -> String {
+        self.meta.instance.label()
+    }
+
+    /// [`exit_code_for`] this instance alone (see [`Run::exit_code`]).
+    pub fn exit_code(&self, strict: bool) -> u8 {
+        match exit_code_for(&self.verdicts, strict) {
+            EXIT_OK if !self.stream_problems.is_empty() => EXIT_INFRA,
+            code => code,
+        }
+    }
 }
 
 /// Which probe build and eBPF objects produced the observations.
@@ -109,6 +167,14 @@ impl Counts {
         }
     }
 
+    /// Adds another instance's counts.
+    pub fn add(&mut self, other: &Counts) {
+        self.total += other.total;
+        for k in VerdictKind::ALL {
+            *self.slot(k) += other.get(k);
+        }
+    }
+
     fn slot(&mut self, kind: VerdictKind) -> &mut usize {
         match kind {
             VerdictKind::Pass => &mut self.pass,
@@ -138,28 +204,32 @@ impl Counts {
 
 impl Run {
     /// Assembles a run, filling the schema, suite version and counts.
-    pub fn new(
-        meta: RunMeta,
-        facts: Facts,
-        verdicts: Vec<Verdict>,
-        stream_problems: Vec<StreamProblem>,
-    ) -> Run {
+    pub fn new(meta: RunMeta, instances: Vec<InstanceRun>) -> Run {
+        let mut counts = Counts::default();
+        for i in &instances {
+            counts.add(&i.counts);
+        }
         Run {
             schema: REPORT_SCHEMA,
             suite_version: SUITE_VERSION.to_string(),
             meta,
-            facts,
-            stream_problems,
-            counts: Counts::of(&verdicts),
-            verdicts,
+            instances,
+            counts,
         }
     }
 
-    /// [`exit_code_for`] the verdicts; a damaged stream makes an otherwise
-    /// clean run an infrastructure error (3), never hiding a regression (1).
+    /// Every instance's verdicts, in instance order.
+    pub fn verdicts(&self) -> impl Iterator<Item = &Verdict> {
+        self.instances.iter().flat_map(|i| &i.verdicts)
+    }
+
+    /// The run's exit code over every instance: [`exit_code_for`] all verdicts; a
+    /// damaged stream anywhere makes an otherwise clean run an infrastructure
+    /// error (3), never hiding a regression (1).
     pub fn exit_code(&self) -> u8 {
-        match exit_code_for(&self.verdicts, self.meta.strict) {
-            EXIT_OK if !self.stream_problems.is_empty() => EXIT_INFRA,
+        let verdicts: Vec<Verdict> = self.verdicts().cloned().collect();
+        match exit_code_for(&verdicts, self.meta.strict) {
+            EXIT_OK if self.instances.iter().any(|i| !i.stream_problems.is_empty()) => EXIT_INFRA,
             code => code,
         }
     }

@@ -4,19 +4,50 @@
 //! Built here: `lab` (network namespaces on this host). Designed for, not yet built:
 //! `container` (a near-privileged Docker container like a k3d node), `vm` (a kernel
 //! booted under qemu, x86_64 and arm64), `cluster` (pods of a Kubernetes cluster).
-//! Each will implement [`Target`] the same way: ship the static probe, start it with
-//! [`ProbeArgs`], stream its stdout lines, and clean up on success, failure, timeout
-//! and interrupt.
+//!
+//! # The contract a target implements
+//!
+//! A target says only how to start and stop its probe and where its lines come
+//! from; [`runner`] owns the clock, Ctrl-C and stopping, the same for every target.
+//!
+//! 1. [`Target::preflight`] runs before anything is built and must be cheap
+//!    (privilege for `lab`, the Docker daemon reachable for `container`, kernel
+//!    images present for `vm`). It returns the [`InstanceId`]s the target will run,
+//!    one per place (one host, one container, one kernel, one node), so bad input
+//!    fails in one line before a two-minute build.
+//! 2. [`Target::start`] starts one instance's probe and returns a
+//!    [`StartedInstance`]: a [`Receiver`] of stdout lines that the target's own
+//!    thread or async runtime pushes into (the sender dropping means the stream
+//!    ended), and an [`InstanceHandle`]. It returns promptly; it does not wait for
+//!    the probe.
+//! 3. [`InstanceHandle::stop`] stops the probe and removes what the target made
+//!    for it (a container, a VM); it is idempotent, callable from any thread while
+//!    another thread is in [`InstanceHandle::wait`], and returns once the probe is
+//!    gone. The runner calls it on timeout and interrupt; `wait` must then return.
+//! 4. [`InstanceHandle::wait`] blocks until the probe has exited, after its line
+//!    stream closed, and says how it ended ([`ProbeExit`]). A probe that failed
+//!    (non-zero exit, a truncated stream) is not an error here: the stream reader
+//!    and the report show it. Errors are the target's own (it could not run the probe).
+//! 5. [`StartedInstance::preamble`] says whether lines before the first
+//!    `{"kind":"facts",...}` line are transport output to skip (a serial console,
+//!    container logs). Skipped lines are kept in the report as a note, never parsed.
+//!
+//! Traits are object-safe; targets are `Send + Sync` so instances start concurrently.
 
 pub mod lab;
+pub mod runner;
 
+use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 /// The kinds of target, as `--target` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TargetKind {
     Lab,
     Container,
@@ -37,6 +68,12 @@ impl TargetKind {
     }
 }
 
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl std::str::FromStr for TargetKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -44,6 +81,38 @@ impl std::str::FromStr for TargetKind {
             .into_iter()
             .find(|t| t.name() == s)
             .ok_or_else(|| format!("unknown target `{s}` (known: lab, container, vm, cluster)"))
+    }
+}
+
+/// Which probe instance of a run: the target kind, a name unique within the run
+/// (`this host`, `cc-<run>`, `6.1.192 arm64 16k`) and the architecture it runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InstanceId {
+    pub kind: TargetKind,
+    pub name: String,
+    /// `uname -m` of where the probe runs (`x86_64`, `aarch64`).
+    pub arch: String,
+}
+
+impl InstanceId {
+    pub fn new(kind: TargetKind, name: impl Into<String>, arch: impl Into<String>) -> InstanceId {
+        InstanceId {
+            kind,
+            name: name.into(),
+            arch: arch.into(),
+        }
+    }
+
+    /// `lab/this host`: how reports and progress lines name the instance.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+}
+
+impl fmt::Display for InstanceId {
+    /// `lab/this host (x86_64)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{} ({})", self.kind, self.name, self.arch)
     }
 }
 
@@ -95,33 +164,57 @@ pub enum TargetError {
     /// The target could not run the probe (exit 3).
     #[error("{0}")]
     Infrastructure(String),
-    /// The user interrupted the run; everything started was stopped.
-    #[error("interrupted")]
-    Interrupted,
-    /// The probe ran past the timeout and was killed.
-    #[error("probe timed out after {0:?} and was stopped")]
-    Timeout(Duration),
 }
 
-/// Run-wide settings every target honours.
+/// Run-wide settings every instance honours.
 #[derive(Debug, Clone)]
 pub struct RunControl {
     pub timeout: Duration,
-    /// Set by the CLI's signal handler; the target stops the probe when it turns true.
+    /// Set by the CLI's signal handler; the runner stops every instance when it turns true.
     pub interrupted: Arc<AtomicBool>,
     /// Echo the probe's stderr as it comes.
     pub verbose: bool,
 }
 
-pub trait Target {
+/// Whether a stream starts with transport output before the probe's first line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preamble {
+    /// The first non-blank line must be the facts line (a pipe from the probe).
+    #[default]
+    None,
+    /// Skip lines until the first facts line (serial console, container logs).
+    SkipToFacts,
+}
+
+/// A running probe, as [`Target::start`] hands it over.
+pub struct StartedInstance {
+    /// The probe's stdout, one line per message; closed when the stream ended.
+    pub lines: Receiver<String>,
+    pub handle: Box<dyn InstanceHandle>,
+    pub preamble: Preamble,
+}
+
+/// Stops and reaps one started probe (see the module doc for the contract).
+pub trait InstanceHandle: Send + Sync {
+    /// Stops the probe and removes what was made for it; idempotent.
+    fn stop(&self);
+    /// Blocks until the probe exited; called once, after its line stream closed.
+    fn wait(&self) -> Result<ProbeExit, TargetError>;
+}
+
+/// A place probes run (see the module doc for the contract).
+pub trait Target: Send + Sync {
     fn kind(&self) -> TargetKind;
-    /// Runs the probe and calls `on_line` for each stdout line, in order.
-    fn run_probe(
+    /// Cheap checks before anything is built; the instances this target will run.
+    fn preflight(&self) -> Result<Vec<InstanceId>, TargetError>;
+    /// Starts one instance [`Target::preflight`] returned, with the probe built for its arch.
+    fn start(
         &self,
+        instance: &InstanceId,
+        probe: &ProbeBinary,
         args: &ProbeArgs,
         control: &RunControl,
-        on_line: &mut dyn FnMut(&str),
-    ) -> Result<ProbeExit, TargetError>;
+    ) -> Result<StartedInstance, TargetError>;
 }
 
 /// The probe binary a target ships or starts.

@@ -9,9 +9,10 @@ use conformance_contract::{
 };
 use conformance_suite::env::{Environment, EnvironmentSource};
 use conformance_suite::matrix::Matrix;
-use conformance_suite::report::{ProbeInfo, Run, RunMeta};
+use conformance_suite::report::{InstanceMeta, InstanceRun, ProbeInfo, Run, RunMeta};
 use conformance_suite::select::Selection;
 use conformance_suite::stream::StreamProblem;
+use conformance_suite::target::{InstanceId, TargetKind};
 use conformance_suite::verdict::evaluate;
 use serde_json::{Map, Value, json};
 use std::path::Path;
@@ -207,19 +208,28 @@ pub fn meta(strict: bool) -> RunMeta {
         started_at: "2025-06-01T12:00:00Z".into(),
         duration_ms: 12_345.6,
         target: "lab".into(),
+        strict,
+        selection: vec![],
+    }
+}
+
+/// The lab host's instance, judged by the fixture matrix as `vm`.
+pub fn instance_meta() -> InstanceMeta {
+    InstanceMeta {
+        instance: InstanceId::new(TargetKind::Lab, "this host", "x86_64"),
         environment: Environment::Vm,
         environment_source: EnvironmentSource::Given,
         matrix: "fixtures/matrix/vm.toml".into(),
-        strict,
-        selection: vec![],
         probe: ProbeInfo {
             version: "0.1.0".into(),
             ebpf_objects: "committed objects, sha256 0123abcd".into(),
         },
+        duration_ms: 11_800.0,
     }
 }
 
-pub fn run(strict: bool) -> Run {
+/// The lab host: every verdict kind, and a stream cut short.
+pub fn lab_instance() -> InstanceRun {
     let facts = facts();
     let verdicts = evaluate(&matrix(), &facts, &plan(), &observations());
     let problems = vec![
@@ -229,5 +239,67 @@ pub fn run(strict: bool) -> Run {
             seen: 10,
         },
     ];
-    Run::new(meta(strict), facts, verdicts, problems)
+    InstanceRun::new(instance_meta(), facts, verdicts, problems)
+}
+
+pub fn run(strict: bool) -> Run {
+    Run::new(meta(strict), vec![lab_instance()])
+}
+
+/// A node container on an arm64 6.12 kernel with the scrub fix, judged as
+/// `container` (detected), whose stream started after two lines of container logs.
+pub fn container_instance() -> InstanceRun {
+    let matrix = Matrix::parse(
+        Path::new("fixtures/matrix/container.toml"),
+        &MATRIX.replace("environment = \"vm\"", "environment = \"container\""),
+    )
+    .expect("fixture matrix is valid");
+    let mut facts = facts();
+    facts.kernel_release = "6.12.30-orbstack".into();
+    facts.kernel = Some(KernelVersion::new(6, 12, 30));
+    facts.arch = "aarch64".into();
+    facts.page_size = 16384;
+    facts.virtualization.container = Some("docker".into());
+    facts.helpers.insert("skb_store_bytes".into(), true);
+    let observations: Vec<Observation> = plan()
+        .iter()
+        .map(|p| {
+            obs(
+                &p.check,
+                &p.variant,
+                Outcome::Pass,
+                "5/5 datagrams reached 10.42.0.1:47474 in ns host",
+                json!({"sent": 5, "received": 5}),
+                blocked("program returns TC_ACT_SHOT"),
+                20.0,
+            )
+        })
+        .collect();
+    let verdicts = evaluate(&matrix, &facts, &plan(), &observations);
+    let meta = InstanceMeta {
+        instance: InstanceId::new(TargetKind::Container, "cc-abc123", "aarch64"),
+        environment: Environment::Container,
+        environment_source: EnvironmentSource::Detected {
+            why: "running inside a container (runtime: docker)".into(),
+        },
+        matrix: "fixtures/matrix/container.toml".into(),
+        probe: ProbeInfo {
+            version: "0.1.0, started docker".into(),
+            ebpf_objects: "committed objects, sha256 0123abcd".into(),
+        },
+        duration_ms: 2_100.0,
+    };
+    let mut instance = InstanceRun::new(meta, facts, verdicts, vec![]);
+    instance.preamble = vec![
+        "time=\"2025-06-01T12:00:01Z\" level=info msg=\"starting node\"".into(),
+        "mounting bpffs at /sys/fs/bpf".into(),
+    ];
+    instance
+}
+
+/// `--target lab,container`: the lab host and a node container side by side.
+pub fn two_instance_run(strict: bool) -> Run {
+    let mut meta = meta(strict);
+    meta.target = "lab,container".into();
+    Run::new(meta, vec![lab_instance(), container_instance()])
 }

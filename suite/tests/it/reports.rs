@@ -67,11 +67,92 @@ fn json_round_trips() {
     let back: Run = serde_json::from_str(&json).unwrap();
     assert_eq!(back, run);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["schema"], 2);
     assert_eq!(v["verdicts"][2]["verdict"], "regression");
+    assert_eq!(v["verdicts"][2]["instance"], "lab/this host");
     assert_eq!(v["verdicts"][2]["expected"]["decided_by"]["by"], "entry");
     assert_eq!(v["verdicts"][8]["expected"]["decided_by"]["by"], "override");
-    assert_eq!(v["environment_source"]["source"], "given");
-    assert_eq!(v["stream_problems"][0]["problem"], "no-done");
+    assert_eq!(v["counts"]["total"], 11);
+    assert_eq!(v["probe"]["version"], "0.1.0");
+    let lab = &v["instances"][0];
+    assert_eq!(lab["instance"]["name"], "this host");
+    assert_eq!(lab["environment_source"]["source"], "given");
+    assert_eq!(lab["stream_problems"][0]["problem"], "no-done");
+    assert_eq!(lab["facts"]["kernel_release"], "6.6.80-example");
+}
+
+#[test]
+fn two_instance_json_round_trips_with_every_instance() {
+    let run = fixture::two_instance_run(false);
+    let json = render_json(&run);
+    let back: Run = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, run);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["counts"]["total"], 22);
+    assert_eq!(v["verdicts"].as_array().unwrap().len(), 22);
+    assert_eq!(v["verdicts"][11]["instance"], "container/cc-abc123");
+    let container = &v["instances"][1];
+    assert_eq!(container["instance"]["arch"], "aarch64");
+    assert_eq!(container["environment"], "container");
+    assert_eq!(container["facts"]["page_size"], 16384);
+    assert_eq!(container["counts"]["total"], 11);
+    assert_eq!(
+        container["preamble"][1], "mounting bpffs at /sys/fs/bpf",
+        "skipped transport lines are kept as a note"
+    );
+    assert!(
+        v["probe"]["version"]
+            .as_str()
+            .unwrap()
+            .contains("0.1.0; 0.1.0, started docker"),
+        "{}",
+        v["probe"]
+    );
+    let orphan = json.replace(
+        "\"instance\": \"lab/this host\"",
+        "\"instance\": \"lab/elsewhere\"",
+    );
+    let e = serde_json::from_str::<Run>(&orphan).unwrap_err();
+    assert!(e.to_string().contains("lab/elsewhere"), "{e}");
+}
+
+#[test]
+fn exit_code_is_over_every_instance() {
+    let run = fixture::two_instance_run(false);
+    assert_eq!(run.exit_code(), 1, "the lab's regression decides");
+    assert_eq!(run.instances[1].exit_code(false), 0);
+    let mut clean = run.clone();
+    clean.instances.remove(0);
+    let clean = Run::new(clean.meta, clean.instances);
+    assert_eq!(clean.exit_code(), 0);
+}
+
+#[test]
+fn two_instance_junit_snapshot() {
+    let junit = render_junit(&fixture::two_instance_run(false));
+    assert_eq!(junit.matches("<testsuite ").count(), 2);
+    insta::assert_snapshot!("junit_two_instances", junit);
+}
+
+#[test]
+fn two_instance_markdown_snapshot() {
+    insta::assert_snapshot!(
+        "markdown_two_instances",
+        render_markdown(&fixture::two_instance_run(false))
+    );
+}
+
+#[test]
+fn two_instance_table_snapshot_fits_100_columns() {
+    let table = render_table(&fixture::two_instance_run(false), false);
+    let grid: Vec<&str> = table
+        .lines()
+        .take_while(|l| !l.starts_with("lab/this host REGRESSION"))
+        .collect();
+    for l in &grid {
+        assert!(l.chars().count() <= 100, "wider than 100 columns: {l}");
+    }
+    insta::assert_snapshot!("table_two_instances", table);
 }
 
 #[test]
