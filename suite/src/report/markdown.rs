@@ -145,11 +145,17 @@ fn several(run: &Run) -> String {
     let _ = writeln!(md, "| fact | {} |\n|---{rule}|", header.join(" | "));
     let facts: Vec<Vec<(String, String)>> =
         run.instances.iter().map(|i| fact_rows(&i.facts)).collect();
+    // Every instance's fact names, a name only one has next to its predecessor there.
     let mut names: Vec<&str> = Vec::new();
     for rows in &facts {
+        let mut at = 0;
         for (name, _) in rows {
-            if !names.contains(&name.as_str()) {
-                names.push(name);
+            match names.iter().position(|n| n == name) {
+                Some(i) => at = i + 1,
+                None => {
+                    names.insert(at, name);
+                    at += 1;
+                }
             }
         }
     }

@@ -286,6 +286,14 @@ pub fn fact_rows(facts: &Facts) -> Vec<(String, String)> {
             facts.cgroup2.clone().unwrap_or_else(|| "none".into()),
         ),
     ];
+    // Only a container target's instance has a mode: no row (no noise) elsewhere.
+    if let Some(mode) = &facts.virtualization.container_mode {
+        let at = rows
+            .iter()
+            .position(|(k, _)| k == "container")
+            .map_or(rows.len(), |i| i + 1);
+        rows.insert(at, ("container.mode".into(), mode.clone()));
+    }
     let missing: Vec<&str> = facts
         .helpers
         .iter()

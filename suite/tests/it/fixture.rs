@@ -260,6 +260,7 @@ pub fn container_instance() -> InstanceRun {
     facts.arch = "aarch64".into();
     facts.page_size = 16384;
     facts.virtualization.container = Some("docker".into());
+    facts.virtualization.container_mode = Some("privileged".into());
     facts.helpers.insert("skb_store_bytes".into(), true);
     let observations: Vec<Observation> = plan()
         .iter()
