@@ -31,12 +31,9 @@ use std::time::{Duration, Instant, SystemTime};
 /// Makes a target from the options; cheap ([`Target::preflight`] does the checking).
 type MakeTarget = fn(&Options) -> Box<dyn Target>;
 
-/// The targets this build can run, one line each.
-const TARGETS: &[(TargetKind, MakeTarget)] = &[(TargetKind::Lab, lab)];
-
-fn lab(_: &Options) -> Box<dyn Target> {
-    Box::new(Lab::new())
-}
+/// The targets this build can run, one line each; a target missing here is
+/// reported as not built yet, before anything is built.
+const TARGETS: &[(TargetKind, MakeTarget)] = &[(TargetKind::Lab, |_| Box::new(Lab::new()))];
 
 #[derive(clap::Args)]
 #[command(
@@ -425,4 +422,28 @@ fn judge(
     let mut instance = InstanceRun::new(meta, stream.facts, verdicts, stream.problems);
     instance.preamble = stream.preamble;
     Ok(instance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_lists_name_each_kind_once() {
+        let kinds = parse_targets("lab, container")
+            .map_err(|f| f.message)
+            .unwrap();
+        assert_eq!(kinds, [TargetKind::Lab, TargetKind::Container]);
+        let twice = parse_targets("lab,lab").err().unwrap();
+        assert_eq!(
+            (twice.code, twice.message.as_str()),
+            (USAGE, "--target names `lab` twice")
+        );
+        let unknown = parse_targets("lab,kvm").err().unwrap();
+        assert!(
+            unknown.message.starts_with("unknown target `kvm`"),
+            "{}",
+            unknown.message
+        );
+    }
 }
