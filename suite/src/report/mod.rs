@@ -87,6 +87,8 @@ pub struct InstanceRun {
     /// Damage in the probe's stream (truncation, garbled lines).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stream_problems: Vec<StreamProblem>,
+    /// In `run.json` these sit in the run's one flat list, each naming its
+    /// instance (see `json.rs`); a [`Run`] round-trips, an instance alone does not.
     #[serde(skip)]
     pub verdicts: Vec<Verdict>,
     pub counts: Counts,
