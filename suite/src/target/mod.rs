@@ -34,6 +34,7 @@
 //!
 //! Traits are object-safe; targets are `Send + Sync` so instances start concurrently.
 
+pub mod docker;
 pub mod lab;
 pub mod runner;
 
