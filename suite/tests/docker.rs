@@ -632,7 +632,8 @@ fn setup() -> Result<Fixture, Setup> {
         )));
     }
     let probe = static_probe().map_err(Setup::Fail)?;
-    let image = format!("cilium-conformance-docker-test:{}", std::process::id());
+    remove_stale_images().map_err(Setup::Fail)?;
+    let image = format!("{IMAGE_REPO}:{}", std::process::id());
     let t0 = Instant::now();
     build_image(&probe, &image).map_err(Setup::Fail)?;
     eprintln!("test image {image} built in {:.0} ms", ms(t0.elapsed()));
@@ -684,6 +685,41 @@ fn static_probe() -> Result<PathBuf, String> {
     }
     eprintln!("static probe built in {:.1} s", t0.elapsed().as_secs_f64());
     Ok(target_dir.join(triple).join("release").join("probe"))
+}
+
+/// The test image's repository; the tag is the pid of the test process that built it.
+const IMAGE_REPO: &str = "cilium-conformance-docker-test";
+
+/// Test images of test processes that were killed before their teardown.
+fn remove_stale_images() -> Result<(), String> {
+    block(async {
+        let docker = client().await?;
+        let filters = HashMap::from([("reference", vec![IMAGE_REPO.to_string()])]);
+        let images = docker
+            .list_images(Some(
+                bollard::query_parameters::ListImagesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        for tag in images.into_iter().flat_map(|i| i.repo_tags) {
+            let pid = tag.strip_prefix(&format!("{IMAGE_REPO}:"));
+            let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let force = RemoveImageOptionsBuilder::default().force(true).build();
+            docker
+                .remove_image(&tag, Some(force), None)
+                .await
+                .map_err(|e| format!("removing stale {tag}: {e}"))?;
+            eprintln!("removed stale test image {tag}");
+        }
+        Ok(())
+    })
 }
 
 /// `FROM scratch` + `COPY` only: entrypoint and command are set at create.
