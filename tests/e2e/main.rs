@@ -9,6 +9,7 @@ mod cleanup;
 mod cli;
 mod concurrency;
 mod faults;
+mod image;
 mod lab;
 mod privilege;
 mod support;
@@ -28,10 +29,13 @@ fn main() {
         .chain(faults::TESTS)
         .chain(concurrency::TESTS)
         .chain(privilege::TESTS)
-        .chain(cleanup::TESTS);
+        .chain(cleanup::TESTS)
+        .chain(image::TESTS);
     for (name, needs, test) in all {
         let missing = needs.missing();
+        // Only tests the command line selects say why they are ignored.
         if let Some(why) = &missing
+            && selected(name, &args)
             && said.insert(why.clone())
         {
             eprintln!("e2e: tests that need {needs:?} are ignored here: {why}");
@@ -42,4 +46,16 @@ fn main() {
         );
     }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// Whether libtest-mimic's name filter and `--skip` keep the test `name`.
+fn selected(name: &str, args: &Arguments) -> bool {
+    let matches = |pattern: &String| {
+        if args.exact {
+            name == pattern
+        } else {
+            name.contains(pattern.as_str())
+        }
+    };
+    args.filter.as_ref().is_none_or(matches) && !args.skip.iter().any(matches)
 }

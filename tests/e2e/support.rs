@@ -18,6 +18,8 @@ pub enum Needs {
     /// sudoers drop-in for the duration of the test, which only a throwaway CI
     /// machine should see.
     RootInCi,
+    /// A Docker daemon answering on `DOCKER_HOST` (or /var/run/docker.sock).
+    Docker,
 }
 
 impl Needs {
@@ -26,6 +28,7 @@ impl Needs {
         match self {
             Needs::Nothing => None,
             Needs::Root => missing_privileges(),
+            Needs::Docker => crate::image::docker_missing(),
             Needs::RootInCi => missing_privileges().or_else(|| {
                 if std::env::var("CI").as_deref() != Ok("true") {
                     Some("adds a user and a sudoers entry while it runs: only with CI=true".into())

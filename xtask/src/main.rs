@@ -3,6 +3,8 @@
 mod bench;
 mod conformance;
 mod ebpf;
+mod image;
+mod probe_build;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +30,8 @@ enum Command {
     Bench(bench::Options),
     /// Rebuild the eBPF objects into ebpf/dist and restamp them, or check the stamp.
     Ebpf(ebpf::Options),
+    /// Build the probe image (FROM scratch around the static probe) through the Docker API.
+    Image(image::Options),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +39,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Conformance(opts) => report(conformance::run(opts)),
         Command::Bench(opts) => report(bench::run(opts)),
+        Command::Image(opts) => report(image::run(opts)),
         Command::Ebpf(opts) => match ebpf::run(opts) {
             Ok(code) => code,
             Err(err) => {
