@@ -275,7 +275,7 @@ fn link_pending(sock: &impl std::os::fd::AsRawFd, name: &str) -> bool {
         return false;
     };
     // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags of a valid ifreq.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
         return false;
     }
     // SAFETY: SIOCGIFFLAGS filled the flags member.
@@ -287,7 +287,7 @@ fn link_pending(sock: &impl std::os::fd::AsRawFd, name: &str) -> bool {
     req.ifr_ifru.ifru_data = link.as_mut_ptr().cast();
     // SAFETY: ETHTOOL_GLINK writes one struct ethtool_value { cmd, data } at ifr_data,
     // which points at `link`, alive for the call.
-    let carrier = if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut req) } == 0 {
+    let carrier = if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL as _, &mut req) } == 0 {
         link[1] != 0
     } else {
         false
