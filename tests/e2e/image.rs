@@ -86,7 +86,7 @@ fn request_bytes(method: &str, path: &str, body: Option<&Value>) -> Result<(u16,
     Ok((status, response[split + 4..].to_vec()))
 }
 
-fn request(method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String), String> {
+pub fn request(method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String), String> {
     request_bytes(method, path, body).map(|(s, b)| (s, String::from_utf8_lossy(&b).into_owned()))
 }
 

@@ -8,6 +8,7 @@
 mod cleanup;
 mod cli;
 mod concurrency;
+mod container;
 mod faults;
 mod image;
 mod lab;
@@ -30,7 +31,8 @@ fn main() {
         .chain(concurrency::TESTS)
         .chain(privilege::TESTS)
         .chain(cleanup::TESTS)
-        .chain(image::TESTS);
+        .chain(image::TESTS)
+        .chain(container::TESTS);
     for (name, needs, test) in all {
         let missing = needs.missing();
         // Only tests the command line selects say why they are ignored.

@@ -20,6 +20,8 @@ pub enum Needs {
     RootInCi,
     /// A Docker daemon answering on `DOCKER_HOST` (or /var/run/docker.sock).
     Docker,
+    /// Both: the lab and the container target side by side.
+    RootAndDocker,
 }
 
 impl Needs {
@@ -29,6 +31,7 @@ impl Needs {
             Needs::Nothing => None,
             Needs::Root => missing_privileges(),
             Needs::Docker => crate::image::docker_missing(),
+            Needs::RootAndDocker => missing_privileges().or_else(crate::image::docker_missing),
             Needs::RootInCi => missing_privileges().or_else(|| {
                 if std::env::var("CI").as_deref() != Ok("true") {
                     Some("adds a user and a sudoers entry while it runs: only with CI=true".into())

@@ -63,7 +63,10 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     let planned = [Planned {
         target: &target,
         instance,
-        probe: ProbeBinary { path: probe },
+        probe: ProbeBinary {
+            path: probe,
+            image: None,
+        },
     }];
     let control = RunControl {
         timeout: Duration::from_secs(120),

@@ -16,6 +16,7 @@ use conformance_suite::report::{
     rfc3339_utc, write_reports,
 };
 use conformance_suite::select::Selection;
+use conformance_suite::target::container::Container;
 use conformance_suite::target::lab::Lab;
 use conformance_suite::target::runner::{self, Finished, Planned, RunnerError};
 use conformance_suite::target::{
@@ -33,7 +34,10 @@ type MakeTarget = fn(&Options) -> Box<dyn Target>;
 
 /// The targets this build can run, one line each; a target missing here is
 /// reported as not built yet, before anything is built.
-const TARGETS: &[(TargetKind, MakeTarget)] = &[(TargetKind::Lab, |_| Box::new(Lab::new()))];
+const TARGETS: &[(TargetKind, MakeTarget)] = &[
+    (TargetKind::Lab, |_| Box::new(Lab::new())),
+    (TargetKind::Container, |_| Box::new(Container::new())),
+];
 
 #[derive(clap::Args)]
 #[command(
@@ -42,8 +46,10 @@ const TARGETS: &[(TargetKind, MakeTarget)] = &[(TargetKind::Lab, |_| Box::new(La
 )]
 pub struct Options {
     /// Where the probe runs, comma-separated to run several side by side (`lab,container`):
-    /// `lab` (network namespaces on this host; needs root or passwordless sudo).
-    /// `container`, `vm` and `cluster` are planned, not built yet.
+    /// `lab` (network namespaces on this host; needs root or passwordless sudo),
+    /// `container` (a k3d-node-like Docker container from the daemon DOCKER_HOST names:
+    /// privileged, or near-privileged where privileged cannot start).
+    /// `vm` and `cluster` are planned, not built yet.
     #[arg(long, default_value = "lab", value_name = "TARGET,...")]
     target: String,
     /// Environment whose matrix judges every instance: `container`, `vm` or `hetzner`.
@@ -76,9 +82,14 @@ pub struct Options {
     /// Stop the probes still running after this many seconds (exit 3).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     timeout: u64,
-    /// Use this probe binary instead of building one (`cargo build --release -p conformance-probes`).
+    /// Use this probe binary for the `lab` target instead of building one
+    /// (`cargo build --release -p conformance-probes`).
     #[arg(long, value_name = "PATH")]
     probe: Option<PathBuf>,
+    /// Run the `container` target from this image (with the probe at /probe) instead of
+    /// building one around the static probe (`cargo xtask image`).
+    #[arg(long, value_name = "REF")]
+    probe_image: Option<String>,
     /// Break a check's datapath on purpose (`ID=drop` or `ID=no-route`), to see the suite catch it.
     #[arg(long, value_name = "ID=KIND", hide = true)]
     fault: Vec<String>,
@@ -201,6 +212,31 @@ pub fn build_probe_path(verbose: bool) -> Result<PathBuf, Failure> {
     build_probe(verbose).map_err(|e| fail(INFRA, format!("{e:#}")))
 }
 
+/// The probe image for a container instance of `arch`: `--probe-image`, or one built
+/// (or found in Docker's cache) around the static probe, once per architecture.
+fn image_for(
+    opts: &Options,
+    arch: &str,
+    built: &mut Vec<(String, String)>,
+) -> Result<String, Failure> {
+    if let Some(given) = &opts.probe_image {
+        return Ok(given.clone());
+    }
+    if let Some((_, reference)) = built.iter().find(|(a, _)| a == arch) {
+        return Ok(reference.clone());
+    }
+    let arch_kind = crate::probe_build::Arch::from_docker(arch).map_err(|e| fail(INFRA, e))?;
+    let image = crate::image::ensure_image(&crate::image::ImageOptions {
+        arch: Some(arch_kind),
+        probe: None,
+        verbose: opts.verbose,
+        progress: true,
+    })
+    .map_err(|e| fail(INFRA, format!("{e:#}")))?;
+    built.push((arch.to_string(), image.reference.clone()));
+    Ok(image.reference)
+}
+
 fn new_run_id() -> String {
     let mut bytes = [0u8; 4];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -288,21 +324,33 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         }
     }
 
-    // 2. The probe.
-    let probe = ProbeBinary {
-        path: match &opts.probe {
-            Some(p) => p.clone(),
-            None => build_probe_path(opts.verbose)?,
-        },
-    };
-    let planned_instances: Vec<Planned<'_>> = instances
-        .into_iter()
-        .map(|(target, instance)| Planned {
+    // 2. The probes: the host's for `lab`; for `container`, an image around the static
+    // probe for the daemon's architecture. Each is made once, whatever the instances.
+    let mut host_probe: Option<PathBuf> = None;
+    let mut images: Vec<(String, String)> = Vec::new();
+    let mut planned_instances: Vec<Planned<'_>> = Vec::new();
+    for (target, instance) in instances {
+        let probe = match instance.kind {
+            TargetKind::Container => ProbeBinary {
+                path: PathBuf::from(conformance_suite::target::container::PROBE_PATH_IN_IMAGE),
+                image: Some(image_for(&opts, &instance.arch, &mut images)?),
+            },
+            _ => {
+                let path = match (&host_probe, &opts.probe) {
+                    (Some(built), _) => built.clone(),
+                    (None, Some(given)) => given.clone(),
+                    (None, None) => build_probe_path(opts.verbose)?,
+                };
+                host_probe = Some(path.clone());
+                ProbeBinary { path, image: None }
+            }
+        };
+        planned_instances.push(Planned {
             target,
             instance,
-            probe: probe.clone(),
-        })
-        .collect();
+            probe,
+        });
+    }
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, interrupted.clone())

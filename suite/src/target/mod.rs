@@ -1,8 +1,8 @@
 //! Targets: where probes run. A target gets the probe to the datapath and hands its
 //! JSON lines back unread; it never interprets results (that is the suite's job).
 //!
-//! Built here: `lab` (network namespaces on this host). Designed for, not yet built:
-//! `container` (a near-privileged Docker container like a k3d node), `vm` (a kernel
+//! Built here: `lab` (network namespaces on this host) and `container` (the probe in
+//! a k3d-node-like Docker container). Designed for, not yet built: `vm` (a kernel
 //! booted under qemu, x86_64 and arm64), `cluster` (pods of a Kubernetes cluster).
 //!
 //! # The contract a target implements
@@ -34,6 +34,7 @@
 //!
 //! Traits are object-safe; targets are `Send + Sync` so instances start concurrently.
 
+pub mod container;
 pub mod docker;
 pub mod lab;
 pub mod runner;
@@ -222,4 +223,7 @@ pub trait Target: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct ProbeBinary {
     pub path: PathBuf,
+    /// For targets that run images (`container`): an image with this probe in it,
+    /// built for the instance's architecture.
+    pub image: Option<String>,
 }

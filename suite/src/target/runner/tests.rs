@@ -75,6 +75,7 @@ impl Fake {
                 instance: id.clone(),
                 probe: ProbeBinary {
                     path: "/nonexistent/probe".into(),
+                    image: None,
                 },
             })
             .collect()
