@@ -4,8 +4,9 @@
 //!
 //! Its own test binary so it can be counted as ignored, with the reason printed, where
 //! the daemon is unreachable (CI runs it as root with Docker). The probe is built
-//! statically (gnu + crt-static, x86_64) into `target/docker-test-probe`, away from
-//! other builds; `CONFORMANCE_TEST_PROBE=<path>` uses a static probe built elsewhere.
+//! statically as `cargo xtask image` builds it (musl + rust-lld, else gnu + crt-static),
+//! in the same target directory, so the two share one compilation;
+//! `CONFORMANCE_TEST_PROBE=<path>` uses a static probe built elsewhere.
 //! Afterwards no labelled container of this process and no test image is left.
 
 use bollard::Docker;
@@ -647,21 +648,39 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// Whether rustc has the standard library for `triple` (rustup never fetches it here).
+fn target_installed(triple: &str) -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .is_some_and(|sysroot| {
+            Path::new(&sysroot)
+                .join("lib/rustlib")
+                .join(triple)
+                .join("lib")
+                .is_dir()
+        })
+}
+
+/// The static probe, built the way `cargo xtask image` builds it (musl + rust-lld
+/// where the musl target is installed, else gnu + crt-static), into the same target
+/// directory, so a test run and an image build share one compilation.
 fn static_probe() -> Result<PathBuf, String> {
     if let Ok(path) = std::env::var("CONFORMANCE_TEST_PROBE") {
         return Ok(PathBuf::from(path));
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
-        .join("docker-test-probe");
-    let triple = "x86_64-unknown-linux-gnu";
-    let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
-    flags.push_str(" -C target-feature=+crt-static");
+        .unwrap_or_else(|| workspace().join("target"));
+    let musl = "x86_64-unknown-linux-musl";
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let t0 = Instant::now();
-    let out = Command::new(cargo)
-        .current_dir(workspace())
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace())
+        .env("RUSTUP_AUTO_INSTALL", "0")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .args([
             "build",
             "--release",
@@ -669,21 +688,30 @@ fn static_probe() -> Result<PathBuf, String> {
             "conformance-probes",
             "--bin",
             "probe",
-        ])
-        .args(["--target", triple])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env("RUSTFLAGS", flags.trim())
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .output()
-        .map_err(|e| format!("running cargo: {e}"))?;
+        ]);
+    let triple = if target_installed(musl) {
+        cmd.args(["--target", musl])
+            .args(["--config", &format!("target.{musl}.linker=\"rust-lld\"")]);
+        musl
+    } else {
+        let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+        flags.push_str(" -C target-feature=+crt-static");
+        cmd.args(["--target", "x86_64-unknown-linux-gnu"])
+            .env("RUSTFLAGS", flags.trim());
+        "x86_64-unknown-linux-gnu"
+    };
+    let t0 = Instant::now();
+    let out = cmd.output().map_err(|e| format!("running cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "building the static probe failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    eprintln!("static probe built in {:.1} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "static probe ({triple}) built in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     Ok(target_dir.join(triple).join("release").join("probe"))
 }
 
