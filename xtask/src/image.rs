@@ -139,19 +139,13 @@ pub fn build_context(probe: &[u8]) -> Result<Vec<u8>> {
     tar.into_inner().context("finish the build context")
 }
 
-/// Connects to the daemon of `DOCKER_HOST` (`unix://` or `tcp://`; default the local
-/// socket) and pins its API version. Not `connect_with_local_defaults`: that one ignores
-/// a `tcp://` DOCKER_HOST and silently talks to /var/run/docker.sock instead.
+/// Connects as the container target does (`DOCKER_HOST`, unix or tcp, else the local
+/// socket; API version pinned to the daemon's), so both always reach the same daemon
+/// and fail with the same one-line advice.
 pub async fn connect() -> Result<Docker> {
-    let host = std::env::var("DOCKER_HOST")
-        .map(|h| format!("DOCKER_HOST={h}"))
-        .unwrap_or_else(|_| "the local Docker socket (DOCKER_HOST unset)".into());
-    let docker = Docker::connect_with_defaults()
-        .with_context(|| format!("Docker is not reachable at {host}"))?;
-    docker
-        .negotiate_version()
+    conformance_suite::target::docker::connect()
         .await
-        .with_context(|| format!("Docker is not reachable at {host}"))
+        .map_err(|e| anyhow!(e))
 }
 
 /// The daemon's architecture (`/info` `Architecture`): where its containers run.

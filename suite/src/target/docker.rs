@@ -25,6 +25,8 @@ pub use node::{
     BpffsMount, ContainerExit, ContainerMode, ENV_CONTAINER_MODE, ModePreference, NodeContainer,
     NodeSpec, StopHandle,
 };
+/// The one way this project reaches Docker (the container target and `cargo xtask image`).
+pub use rt::{connect, endpoint};
 pub use sweep::{
     LABEL, LABEL_BOOT, LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN, Owner, sweep,
 };

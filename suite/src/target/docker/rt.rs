@@ -45,7 +45,7 @@ where
 }
 
 /// `DOCKER_HOST`, or the platform's default socket.
-pub(crate) fn endpoint() -> String {
+pub fn endpoint() -> String {
     match std::env::var("DOCKER_HOST") {
         Ok(host) if !host.is_empty() => host,
         // bollard's DEFAULT_DOCKER_HOST, which it does not export.
@@ -55,7 +55,7 @@ pub(crate) fn endpoint() -> String {
 
 /// Connects as the docker CLI would (`DOCKER_HOST` first, unix or tcp) and pins the
 /// daemon's API version, so an older engine (20.10 speaks 1.41) gets calls it knows.
-pub(crate) async fn connect() -> Result<Docker, DockerError> {
+pub async fn connect() -> Result<Docker, DockerError> {
     connect_to(&endpoint()).await
 }
 
