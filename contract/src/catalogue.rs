@@ -52,7 +52,14 @@ pub const NOT_BYPASSED: Failure = Failure {
 /// `datapath.redirect-peer.scrub`: the CVE-2025-37959 signature.
 pub const NOT_SCRUBBED: Failure = Failure {
     code: "not-scrubbed",
-    meaning: "the frame reached pod B still marked OTHERHOST and was not delivered: bpf_redirect_peer did not scrub the packet (CVE-2025-37959 unfixed)",
+    meaning: "every frame reached pod B still marked OTHERHOST and none was delivered: bpf_redirect_peer did not scrub the packet (CVE-2025-37959 unfixed)",
+};
+
+/// `datapath.redirect-peer.scrub`: pkt_type wrong in pod B, but not the way an
+/// unfixed kernel shows it, so it is never mistaken for CVE-2025-37959.
+pub const PARTLY_SCRUBBED: Failure = Failure {
+    code: "partly-scrubbed",
+    meaning: "some frames reached pod B with a pkt_type other than HOST, but not as an unfixed kernel shows it (every frame OTHERHOST in pod B, none delivered): a partial or different reset, not the CVE-2025-37959 signature",
 };
 
 /// `datapath.redirect-peer.scrub`: state the fix keeps on purpose went missing.
@@ -143,7 +150,13 @@ pub const CATALOGUE: &[CheckSpec] = &[
         summary: "Pod A sends a frame with a foreign destination MAC (pkt_type OTHERHOST at the source hook; otherwise the probe reports an error, as the premise failed); a program marks it and calls bpf_redirect_peer into pod B. On a fixed kernel the scrub resets pkt_type to HOST so the frame is delivered, while mark and tstamp are kept by design. An unfixed kernel fails with not-scrubbed: OTHERHOST at pod B's eth0 ingress, not delivered. Control: the same frames by a path that does not scrub, a plain bpf_redirect to pod B's host-side veth (egress): they must reach pod B's observer as OTHERHOST and not be delivered, which is what an unfixed kernel shows on the peer path.",
         variants: &["default"],
         requires: &[("*", "helper.redirect_peer"), ("*", "helper.redirect")],
-        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, NOT_SCRUBBED, METADATA_LOST],
+        failures: &[
+            NOT_DELIVERED,
+            HOOK_NOT_RUN,
+            NOT_SCRUBBED,
+            PARTLY_SCRUBBED,
+            METADATA_LOST,
+        ],
         reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503)",
     },
     CheckSpec {

@@ -19,7 +19,7 @@ use crate::traffic::{self, Arrival, BURST, FrameSender, FrameSpec};
 use anyhow::{Result, bail};
 use conformance_contract::Observation;
 use conformance_contract::catalogue::{
-    Failure, HOOK_NOT_RUN, METADATA_LOST, NOT_BYPASSED, NOT_SCRUBBED,
+    Failure, HOOK_NOT_RUN, METADATA_LOST, NOT_BYPASSED, NOT_SCRUBBED, PARTLY_SCRUBBED,
 };
 use conformance_ebpf_common::{HookConfig, PROBE_PORT, SkbMeta, action};
 use serde_json::{Value, json};
@@ -261,8 +261,10 @@ const PACKET_OTHERHOST: u32 = 3;
 
 /// What pod B's observer saw of a burst of foreign-MAC frames.
 struct PodBView {
-    /// Frames still OTHERHOST (or any type but HOST) at pod B's eth0 ingress.
+    /// Frames of any type but HOST at pod B's eth0 ingress.
     not_host: usize,
+    /// Of those, frames still OTHERHOST: what an unfixed kernel leaves.
+    otherhost: usize,
     /// Frames whose mark or tstamp was not what the source hook set.
     metadata_lost: usize,
 }
@@ -271,6 +273,10 @@ impl PodBView {
     fn of(events: &[SkbMeta]) -> Self {
         Self {
             not_host: events.iter().filter(|m| m.pkt_type != PACKET_HOST).count(),
+            otherhost: events
+                .iter()
+                .filter(|m| m.pkt_type == PACKET_OTHERHOST)
+                .count(),
             metadata_lost: events
                 .iter()
                 .filter(|m| m.mark != SCRUB_MARK || m.tstamp != SCRUB_TSTAMP)
@@ -300,13 +306,29 @@ fn judge_scrub(
     if hops.failure() == Some(&HOOK_NOT_RUN) {
         return Ok(hops.loss().map(|r| (&HOOK_NOT_RUN, r)));
     }
-    if view.not_host > 0 {
+    // The unfixed signature, and only it: the whole burst at pod B, every frame
+    // still OTHERHOST, none delivered. Anything else wrong with pkt_type is another
+    // failure, so it can never pass as the expected CVE-2025-37959 failure.
+    let burst = BURST as usize;
+    if view.otherhost == burst && dst.len() == burst && delivered == 0 {
         return Ok(Some((
             &NOT_SCRUBBED,
             format!(
-                "OTHERHOST at the source hook and still not HOST at pod B's eth0 ingress for {}/{} frames, {delivered}/{BURST} delivered: bpf_redirect_peer did not scrub pkt_type ({})",
+                "OTHERHOST at the source hook and still OTHERHOST at pod B's eth0 ingress for {}/{} frames, {delivered}/{BURST} delivered: bpf_redirect_peer did not scrub pkt_type ({})",
+                view.otherhost,
+                dst.len(),
+                hops.summary()
+            ),
+        )));
+    }
+    if view.not_host > 0 {
+        return Ok(Some((
+            &PARTLY_SCRUBBED,
+            format!(
+                "{} of {} frames at pod B's eth0 ingress were not HOST ({} of them OTHERHOST), {delivered}/{BURST} delivered: not the unfixed signature (all {BURST} OTHERHOST, none delivered) ({})",
                 view.not_host,
                 dst.len(),
+                view.otherhost,
                 hops.summary()
             ),
         )));
@@ -533,6 +555,32 @@ mod tests {
         assert!(
             reason.contains("lost between observer eth0 ingress matched and pod B socket"),
             "{reason}"
+        );
+    }
+
+    #[test]
+    fn only_the_whole_signature_is_not_scrubbed() {
+        let src = vec![meta(3); 5];
+        // Some frames scrubbed and delivered, some not.
+        let mixed = [vec![meta(3); 2], vec![meta(0); 3]].concat();
+        assert_eq!(
+            code(judge_scrub(&hops(5, 5, 3), &src, &mixed, 3)),
+            Some("partly-scrubbed")
+        );
+        // Every frame OTHERHOST, yet one delivered.
+        assert_eq!(
+            code(judge_scrub(&hops(5, 5, 1), &src, &[meta(3); 5], 1)),
+            Some("partly-scrubbed")
+        );
+        // One frame lost before pod B, the rest OTHERHOST.
+        assert_eq!(
+            code(judge_scrub(&hops(5, 4, 0), &src, &[meta(3); 4], 0)),
+            Some("partly-scrubbed")
+        );
+        // Another type than OTHERHOST (BROADCAST) is not the signature either.
+        assert_eq!(
+            code(judge_scrub(&hops(5, 5, 0), &src, &[meta(1); 5], 0)),
+            Some("partly-scrubbed")
         );
     }
 
