@@ -63,24 +63,26 @@ struct RoundTrip {
 }
 
 /// Sends a burst from `client` to `server`, echoes what arrives back to its sender,
-/// and accounts for both directions. `wait_replies` collects at the client.
+/// and accounts for both directions. `wait_requests` collects at the server's
+/// socket, `wait_replies` at the client's (skipped when nothing was echoed), so a
+/// datagram is always counted at the end it really reached.
 fn round_trip(
     client: &End,
     server: &End,
     seqs: std::ops::Range<u32>,
-    wait_requests: bool,
+    wait_requests: impl FnOnce() -> Vec<Arrival>,
     wait_replies: impl FnOnce() -> Vec<Arrival>,
 ) -> Result<RoundTrip> {
     let (request, reply) = (one_way(client, server), one_way(server, client));
     let (request0, reply0) = (request.read()?, reply.read()?);
-    let (sent, send_error) = traffic::send_burst(client.sock, server.ip, seqs.clone());
-    let requests = if wait_requests {
-        traffic::collect_expected(server.sock, seqs)
+    let (sent, send_error) = traffic::send_burst(client.sock, server.ip, seqs);
+    let requests = wait_requests();
+    let (echoed, echo_error) = echo(server.sock, &requests);
+    let replies = if echoed > 0 {
+        wait_replies()
     } else {
         Vec::new()
     };
-    let (echoed, echo_error) = echo(server.sock, &requests);
-    let replies = wait_replies();
     let (request1, reply1) = (request.read()?, reply.read()?);
     let mut hops = Accounting::new(BURST);
     hops.push(Figure::path(
@@ -145,9 +147,13 @@ pub fn run(
         (&pod, &host, "pod A → host → pod A")
     };
 
-    let trip = round_trip(client, server, POSITIVE_SEQS, true, || {
-        traffic::collect_expected(client.sock, POSITIVE_SEQS)
-    })?;
+    let trip = round_trip(
+        client,
+        server,
+        POSITIVE_SEQS,
+        || traffic::collect_expected(server.sock, POSITIVE_SEQS),
+        || traffic::collect_expected(client.sock, POSITIVE_SEQS),
+    )?;
     let ok = || {
         format!(
             "{BURST}/{BURST} round trips {direction} over the /32 route via {}",
@@ -184,15 +190,30 @@ pub fn run(
         .stack(pod_b, "pod B");
     let astray0 = astray.read()?;
     let b_rx_before = crate::counters::dev_counters(pod_b, "eth0")?.rx_packets;
-    // What must not arrive: the request at pod A (host sends) or the reply at pod A (pod sends).
-    let trip = round_trip(client, server, CONTROL_SEQS, !host_sends, || {
+    // What must not arrive: the request at pod A (host sends) or the reply at pod A
+    // (pod sends). Pod A's socket is listened on until pod B's eth0 has received the
+    // astray burst; the other end's socket is waited on as in the positive leg.
+    let leaks_at_pod_a = || {
         traffic::collect_leaks(&pod_sock, CONTROL_SEQS, || {
             crate::counters::dev_counters(pod_b, "eth0")
                 .map(|c| c.rx_packets >= b_rx_before + u64::from(BURST))
                 .unwrap_or(false)
         })
         .0
-    })?;
+    };
+    let trip = if host_sends {
+        round_trip(client, server, CONTROL_SEQS, leaks_at_pod_a, || {
+            traffic::collect_expected(client.sock, CONTROL_SEQS)
+        })?
+    } else {
+        round_trip(
+            client,
+            server,
+            CONTROL_SEQS,
+            || traffic::collect_expected(server.sock, CONTROL_SEQS),
+            leaks_at_pod_a,
+        )?
+    };
     let astray_figures = astray.figures(&astray0, &astray.read()?);
     node.host_rtnl.replace_route(&pod_route(a_ip, &a_lxc))?;
     let b_rx = crate::counters::dev_counters(pod_b, "eth0")?.rx_packets - b_rx_before;
