@@ -25,7 +25,7 @@
 
 use crate::matrix::{Expectation, ExpectedOutcome, FactExpectation, FactPresence, Matrix};
 use conformance_contract::{
-    CheckSpec, ControlOutcome, Facts, Observation, Outcome, PlannedCheck, find_check,
+    CheckSpec, ControlOutcome, FactValue, Facts, Observation, Outcome, PlannedCheck, find_check,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -153,7 +153,7 @@ pub fn evaluate(
                     .collect(),
                 _ => Vec::new(),
             };
-            judge(check, variant, observed, expected, facts_expected)
+            judge(check, variant, observed, expected, facts_expected, facts)
         })
         .collect()
 }
@@ -164,6 +164,7 @@ fn judge(
     observed: &[&Observation],
     expected: Expectation,
     facts_expected: Vec<FactExpectation>,
+    facts: &Facts,
 ) -> Verdict {
     let (verdict, reason) = match observed {
         [] => (
@@ -199,7 +200,7 @@ fn judge(
                     spec.variants.join(", ")
                 ),
             ),
-            Some(spec) => judge_one(o, spec, &expected, &facts_expected),
+            Some(spec) => judge_one(o, spec, &expected, &facts_expected, facts),
         },
     };
     Verdict {
@@ -224,8 +225,15 @@ pub(crate) fn outcome_word(o: Outcome) -> &'static str {
 }
 
 /// An `unsupported` observation, judged by what the matrix says of each fact the
-/// probe found missing.
-fn judge_unsupported(o: &Observation, facts_expected: &[FactExpectation]) -> (VerdictKind, String) {
+/// probe found missing. The probe's word is checked first: each fact it names must
+/// be one the variant requires and one its own facts line measured false, so a
+/// probe that is wrong (or older) about a fact cannot turn a check grey.
+fn judge_unsupported(
+    o: &Observation,
+    spec: &CheckSpec,
+    facts: &Facts,
+    facts_expected: &[FactExpectation],
+) -> (VerdictKind, String) {
     if facts_expected.is_empty() {
         return (
             VerdictKind::Error,
@@ -235,15 +243,39 @@ fn judge_unsupported(o: &Observation, facts_expected: &[FactExpectation]) -> (Ve
             ),
         );
     }
-    let at = |f: &FactExpectation| {
-        f.decided_by
-            .location()
-            .unwrap_or_else(|| "the matrix (no [[fact]] entry)".to_string())
-    };
+    for key in &o.missing_facts {
+        if !spec.requirements(&o.variant).any(|r| r == key) {
+            return (
+                VerdictKind::Error,
+                format!(
+                    "probe says {key} is missing, which {}[{}] does not require: {}",
+                    spec.id, o.variant, o.reason
+                ),
+            );
+        }
+        if facts.get(key) != Some(FactValue::Bool(false)) {
+            let seen = facts
+                .get(key)
+                .map_or_else(|| "not measured".to_string(), |v| v.to_string());
+            return (
+                VerdictKind::Error,
+                format!(
+                    "probe says {key} is missing, but its facts line says {seen}: {}",
+                    o.reason
+                ),
+            );
+        }
+    }
+    // Undecided and not-expected come only from a [[fact]] entry, so they always
+    // have a location; where no entry decided, the reason says so itself.
+    let at = |f: &FactExpectation| f.decided_by.location().unwrap_or_default();
     let expected: Vec<String> = facts_expected
         .iter()
         .filter(|f| f.presence == FactPresence::Expected)
-        .map(|f| format!("{} is expected here ({}: {})", f.fact, at(f), f.reason))
+        .map(|f| match f.decided_by.location() {
+            Some(at) => format!("{} is expected here ({at}: {})", f.fact, f.reason),
+            None => format!("{} is expected here ({})", f.fact, f.reason),
+        })
         .collect();
     if !expected.is_empty() {
         return (
@@ -297,6 +329,7 @@ fn judge_one(
     spec: &CheckSpec,
     expected: &Expectation,
     facts_expected: &[FactExpectation],
+    facts: &Facts,
 ) -> (VerdictKind, String) {
     let passed = match o.outcome {
         Outcome::Error => {
@@ -305,7 +338,7 @@ fn judge_one(
                 format!("probe could not run the check: {}", o.reason),
             );
         }
-        Outcome::Unsupported => return judge_unsupported(o, facts_expected),
+        Outcome::Unsupported => return judge_unsupported(o, spec, facts, facts_expected),
         Outcome::Pass => true,
         Outcome::Fail => false,
     };
@@ -422,9 +455,13 @@ reason = "TCX links landed in 6.6"
         Matrix::parse(Path::new("vm.toml"), MATRIX).unwrap()
     }
 
+    /// The example facts, with TCX and `bpf_redirect_peer` measured absent: the
+    /// facts the `unsupported` observations below name.
     fn facts(kernel: Option<(u32, u32, u32)>) -> Facts {
         let mut f = Facts::example();
         f.kernel = kernel.map(|(a, b, c)| KernelVersion::new(a, b, c));
+        f.tcx = Some(false);
+        f.helpers.insert("redirect_peer".into(), false);
         f
     }
 
@@ -510,13 +547,13 @@ reason = "TCX links landed in 6.6"
                         "probe could not run the check: observed Error"
                     )
                 );
-                let mut o = obs(SCRUB, Outcome::Unsupported, control);
-                o.missing_facts = vec!["tcx".into()];
+                let mut o = unsupported(&["tcx"]);
+                o.control = obs(SCRUB, Outcome::Unsupported, control).control;
                 let v = one(o, (6, 1, 192));
                 assert_eq!(v.verdict, VerdictKind::Unsupported, "{}", v.reason);
                 assert!(
                     v.reason
-                        .starts_with("observed Unsupported (tcx is not expected here")
+                        .starts_with("needs tcx here (tcx is not expected here")
                 );
             }
         }
@@ -723,5 +760,40 @@ reason = "TCX links landed in 6.6"
             "{}",
             v.reason
         );
+    }
+
+    #[test]
+    fn the_probes_word_on_a_missing_fact_is_checked() {
+        // A fact the variant does not require (the legacy variant needs no TCX).
+        let mut o = unsupported(&["tcx"]);
+        o.variant = "legacy".into();
+        let v = one(o, (6, 1, 192));
+        assert_eq!(v.verdict, VerdictKind::Error, "{}", v.reason);
+        assert!(
+            v.reason.starts_with(
+                "probe says tcx is missing, which datapath.redirect-peer[legacy] does not require"
+            ),
+            "{}",
+            v.reason
+        );
+        // A fact the facts line says is there: a backported TCX on 6.1 must not go grey.
+        let plan = [PlannedCheck {
+            check: "datapath.redirect-peer".into(),
+            variant: "tcx".into(),
+        }];
+        let mut f = facts(Some((6, 1, 192)));
+        f.tcx = Some(true);
+        let v = evaluate(&matrix(), &f, &plan, &[unsupported(&["tcx"])]);
+        assert_eq!(v[0].verdict, VerdictKind::Error, "{}", v[0].reason);
+        assert!(
+            v[0].reason
+                .starts_with("probe says tcx is missing, but its facts line says true"),
+            "{}",
+            v[0].reason
+        );
+        f.tcx = None;
+        let v = evaluate(&matrix(), &f, &plan, &[unsupported(&["tcx"])]);
+        assert_eq!(v[0].verdict, VerdictKind::Error, "{}", v[0].reason);
+        assert!(v[0].reason.contains("says not measured"), "{}", v[0].reason);
     }
 }
