@@ -41,12 +41,6 @@ fn parse_dev(text: &str, device: &str) -> Result<DevCounters> {
     bail!("no device {device} in /proc/net/dev")
 }
 
-/// One counter from `/proc/thread-self/net/snmp` or `netstat`, e.g. (`Ip`, `ForwDatagrams`)
-/// or (`IpExt`, ...).
-pub fn snmp(ns: &NetNs, group: &str, field: &str) -> Result<u64> {
-    NsCounters::read(ns)?.mib(group, field)
-}
-
 /// Everything a namespace counts, read at one moment on one thread: its devices and
 /// its IP/UDP MIBs. Hop accounting reads each namespace on a path once per snapshot.
 pub struct NsCounters {

@@ -3,7 +3,7 @@
 //! BENCHMARKS.md holds measured figures rather than guesses. With `--write` it
 //! replaces the lab section of BENCHMARKS.md.
 
-use crate::conformance::{Failure, build_probe_path, workspace_root};
+use crate::conformance::{Failure, build_probe_path, target_failure, workspace_root};
 use conformance_suite::stream::StreamEvent;
 use conformance_suite::target::lab::Lab;
 use conformance_suite::target::runner::{self, Planned};
@@ -56,10 +56,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         None => build_probe_path(false)?,
     };
     let target = Lab::new();
-    let instance = target
-        .preflight()
-        .map_err(|e| fail(2, e.to_string()))?
-        .remove(0);
+    let instance = target.preflight().map_err(target_failure)?.remove(0);
     let planned = [Planned {
         target: &target,
         instance,

@@ -274,7 +274,8 @@ fn make_target(kind: TargetKind, opts: &Options) -> Result<Box<dyn Target>, Fail
     }
 }
 
-fn target_failure(e: TargetError) -> Failure {
+/// A target's error with its exit code: 2 for usage, 3 for infrastructure.
+pub(crate) fn target_failure(e: TargetError) -> Failure {
     match e {
         TargetError::Usage(_) => fail(USAGE, e),
         TargetError::Infrastructure(_) => fail(INFRA, e),

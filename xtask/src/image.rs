@@ -20,9 +20,6 @@ use std::time::Instant;
 
 /// The image repository; tags say which probe it holds.
 pub const REPOSITORY: &str = "cilium-conformance-probe";
-/// Where the probe sits in the image (the entrypoint to give at create time).
-#[allow(dead_code)] // for the container target
-pub const PROBE_PATH: &str = "/probe";
 const DOCKERFILE: &str = "FROM scratch\nCOPY probe /probe\n";
 
 const USAGE: u8 = 2;

@@ -19,22 +19,11 @@ use std::sync::Mutex;
 pub const PROBE_PATH_IN_IMAGE: &str = "/probe";
 
 #[derive(Debug, Default)]
-pub struct Container {
-    /// Filled by [`Target::preflight`]: the daemon the instance runs on.
-    daemon: Mutex<Option<docker::DaemonInfo>>,
-}
+pub struct Container;
 
 impl Container {
     pub fn new() -> Container {
-        Container::default()
-    }
-
-    /// The daemon [`Target::preflight`] found (for the architecture to build for).
-    pub fn daemon(&self) -> Option<docker::DaemonInfo> {
-        self.daemon
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        Container
     }
 }
 
@@ -62,9 +51,11 @@ impl Target for Container {
         } else {
             format!("docker on {}", info.hostname)
         };
-        let id = InstanceId::new(TargetKind::Container, name, info.arch.clone());
-        *self.daemon.lock().unwrap_or_else(|p| p.into_inner()) = Some(info);
-        Ok(vec![id])
+        Ok(vec![InstanceId::new(
+            TargetKind::Container,
+            name,
+            info.arch,
+        )])
     }
 
     fn start(
