@@ -68,6 +68,19 @@ pub const METADATA_LOST: Failure = Failure {
     meaning: "the mark or tstamp set before bpf_redirect_peer was gone in pod B, which the upstream fix keeps by design",
 };
 
+/// `env.bpffs.propagation`: a bpffs mounted in a sibling mount namespace never
+/// reached the node's.
+pub const NOT_PROPAGATED: Failure = Failure {
+    code: "not-propagated",
+    meaning: "the bpffs a sibling mount namespace (Cilium's mount-bpf-fs init container) mounted at /sys/fs/bpf, or the map it pinned there, was not seen from the node's mount namespace: the node's /sys/fs/bpf is not a shared mount",
+};
+
+/// `env.bpffs.propagation`: the agent's bpffs reached the node, its pin did not.
+pub const PIN_NOT_SEEN: Failure = Failure {
+    code: "pin-not-seen",
+    meaning: "the node's mount namespace sees a bpffs at /sys/fs/bpf, but not the map the agent pinned there: another bpffs instance, or the pin was removed",
+};
+
 impl CheckSpec {
     /// The named failure with this code, if the check has it.
     pub fn failure(&self, code: &str) -> Option<&'static Failure> {
@@ -176,6 +189,15 @@ pub const CATALOGUE: &[CheckSpec] = &[
         requires: &[],
         failures: &[NOT_DELIVERED],
         reference: "https://docs.cilium.io/en/stable/network/concepts/routing/",
+    },
+    CheckSpec {
+        id: "env.bpffs.propagation",
+        title: "A bpffs mounted beside the node reaches the node (the k3d mount problem)",
+        summary: "An agent mount namespace, copied from the node's as a container runtime copies one for a pod, mounts a bpffs at /sys/fs/bpf (as Cilium's mount-bpf-fs init container does through a Bidirectional hostPath) and pins a map there; the node's namespace must see a bpffs at /sys/fs/bpf and open the pin to the same map id. Variant rshared: the node's /sys/fs/bpf is a shared mount (what `mount --make-rshared /`, k3d's K3D_FIX_MOUNTS, gives); variant private: Docker's default for a container's mounts, where the agent's mount stays in its own namespace (failure not-propagated, the reason says the fix). The node is a slave copy of the probe's mount namespace, so nothing propagates back to the place or the host. Fault `drop` unlinks the agent's pin before the node looks (pin-not-seen). Control: the agent's copy is made a slave before it mounts (a HostToContainer hostPath): its mount must not reach the node.",
+        variants: &["rshared", "private"],
+        requires: &[],
+        failures: &[NOT_PROPAGATED, PIN_NOT_SEEN],
+        reference: "https://github.com/k3d-io/k3d/pull/1268 (K3D_FIX_MOUNTS); https://docs.cilium.io/en/stable/operations/system_requirements/#mounted-ebpf-filesystem",
     },
 ];
 

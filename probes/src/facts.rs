@@ -14,7 +14,7 @@
 mod bpf;
 mod kernel;
 mod netkit;
-mod parse;
+pub(crate) mod parse;
 mod virt;
 
 use crate::netns::NetNs;

@@ -11,6 +11,7 @@ pub mod kernel_support;
 pub mod netlink;
 pub mod netns;
 pub mod objects;
+pub mod pins;
 pub mod runner;
 pub mod topology;
 pub mod traffic;

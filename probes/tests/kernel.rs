@@ -25,7 +25,7 @@ fn main() {
     if let Some(why) = missing {
         eprintln!("kernel tests are ignored here: {why}");
     }
-    let tests: [(&str, Test); 4] = [
+    let tests: [(&str, Test); 5] = [
         ("netns_is_isolated", netns_is_isolated),
         (
             "every_helper_probe_passes_the_verifier",
@@ -35,6 +35,10 @@ fn main() {
         (
             "facts_are_measured_and_consistent",
             facts_are_measured_and_consistent,
+        ),
+        (
+            "bpffs_propagation_shows_both_ways_and_leaves_no_mount",
+            bpffs_propagation_shows_both_ways_and_leaves_no_mount,
         ),
     ];
     let trials = tests
@@ -210,4 +214,39 @@ fn facts_are_measured_and_consistent() -> TestResult {
         })?;
     }
     Ok(())
+}
+
+/// `env.bpffs.propagation` here: a shared node sees the agent's bpffs and pin, a
+/// private one does not, the slave-agent control is blocked both times, and this
+/// process's mount table is the same afterwards (the node and agent namespaces
+/// died with their threads, bpffs included).
+fn bpffs_propagation_shows_both_ways_and_leaves_no_mount() -> TestResult {
+    use conformance_contract::{ControlOutcome, Outcome};
+    use conformance_probes::checks::{self, Ctx};
+    let before = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let spec =
+        conformance_contract::find_check("env.bpffs.propagation").ok_or("not in catalogue")?;
+    let faults = std::collections::BTreeMap::new();
+    let ctx = Ctx {
+        run_id: "kt",
+        tcx: false,
+        faults: &faults,
+    };
+    for (variant, want, failure) in [
+        ("rshared", Outcome::Pass, None),
+        ("private", Outcome::Fail, Some("not-propagated")),
+    ] {
+        let o = checks::run(spec, variant, &ctx);
+        check(o.outcome == want && o.failure.as_deref() == failure, || {
+            format!("{variant}: {:?} {:?} {}", o.outcome, o.failure, o.reason)
+        })?;
+        let control = o.control.as_ref().map(|c| c.outcome);
+        check(control == Some(ControlOutcome::Blocked), || {
+            format!("{variant}: control {control:?}")
+        })?;
+    }
+    let after = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    check(before == after, || {
+        format!("mount table changed:\nbefore:\n{before}\nafter:\n{after}")
+    })
 }

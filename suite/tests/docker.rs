@@ -218,7 +218,14 @@ fn full_run_passes_in_the_node_container(f: &Fixture) -> Res {
             o.check, o.variant, o.outcome, control, o.duration_ms
         );
         let control_ok = control.is_none_or(|c| c == ControlOutcome::Blocked);
-        if o.outcome != Outcome::Pass || !control_ok {
+        // The one variant that shows a failure on purpose: the k3d mount problem.
+        let want = if (o.check.as_str(), o.variant.as_str()) == ("env.bpffs.propagation", "private")
+        {
+            Outcome::Fail
+        } else {
+            Outcome::Pass
+        };
+        if o.outcome != want || !control_ok {
             bad.push(format!(
                 "{}[{}]: {:?} {}",
                 o.check, o.variant, o.outcome, o.reason
@@ -226,10 +233,14 @@ fn full_run_passes_in_the_node_container(f: &Fixture) -> Res {
         }
     }
     let planned = stream.planned().len();
+    let every: usize = conformance_contract::CATALOGUE
+        .iter()
+        .map(|c| c.variants.len())
+        .sum();
     check(
-        stream.observations.len() == planned && planned == 11,
+        stream.observations.len() == planned && planned == every,
         format!(
-            "{} observations of {planned} planned, want 11",
+            "{} observations of {planned} planned, want {every}",
             stream.observations.len()
         ),
     )?;

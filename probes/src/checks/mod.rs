@@ -3,6 +3,7 @@
 //! assembly of an [`Observation`] from a positive leg and its negative control.
 
 mod attach;
+mod bpffs;
 mod redirect_peer;
 mod routing;
 mod stack_delivery;
@@ -355,6 +356,7 @@ fn dispatch(id: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Obse
         "datapath.redirect-peer.scrub" => redirect_peer::run_scrub(id, variant, ctx, started),
         "datapath.pod-to-host" => routing::run(id, variant, false, ctx, started),
         "datapath.host-to-pod" => routing::run(id, variant, true, ctx, started),
+        "env.bpffs.propagation" => bpffs::run(id, variant, ctx, started),
         _ => bail!("no implementation for check {id}"),
     }
 }
