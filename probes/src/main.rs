@@ -55,6 +55,12 @@ mod linux {
         /// Run id for object names and the report; default: random.
         #[arg(long)]
         run_id: Option<String>,
+        /// For every observation that does not pass, add `evidence.triage`: each
+        /// namespace's links, addresses, routes, neighbours, qdiscs and BPF programs,
+        /// cgroup programs of the probe's cgroup, and the kernel's drop reasons
+        /// (skb:kfree_skb) while the check ran.
+        #[arg(long)]
+        triage: bool,
     }
 
     fn run_id() -> String {
@@ -126,6 +132,7 @@ mod linux {
             run_id: args.run_id.unwrap_or_else(run_id),
             select: args.checks,
             faults,
+            triage: args.triage,
         };
         match runner::run(&opts, &mut out) {
             Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,8 @@ pub struct RunOptions {
     /// `check` or `check[variant]`; empty runs everything.
     pub select: Vec<String>,
     pub faults: BTreeMap<String, Fault>,
+    /// Add `evidence.triage` to every observation that does not pass.
+    pub triage: bool,
 }
 
 /// Resolves selectors to planned (check, variant) pairs in catalogue order.
@@ -172,6 +174,7 @@ pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<()> {
         run_id: &opts.run_id,
         tcx: facts.tcx == Some(true),
         faults: &opts.faults,
+        triage: opts.triage,
     };
     for (spec, variant) in &planned {
         let missing = missing_requirements(spec, variant, &facts);

@@ -231,6 +231,7 @@ fn bpffs_propagation_shows_both_ways_and_leaves_no_mount() -> TestResult {
         run_id: "kt",
         tcx: false,
         faults: &faults,
+        triage: false,
     };
     for (variant, want, failure) in [
         ("rshared", Outcome::Pass, None),

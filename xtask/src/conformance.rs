@@ -369,6 +369,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
             .map(|p| format!("{}[{}]", p.check, p.variant))
             .collect(),
         faults: opts.fault.clone(),
+        triage: false,
     };
 
     // 3. Run them: the runner reads each instance's lines; nothing is judged yet.

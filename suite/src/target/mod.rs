@@ -126,6 +126,9 @@ pub struct ProbeArgs {
     pub checks: Vec<String>,
     /// `check=kind` faults (testing the suite itself).
     pub faults: Vec<String>,
+    /// Collect triage evidence (namespace state, programs on the path, kernel drop
+    /// reasons) for every observation that does not pass (`cargo xtask triage`).
+    pub triage: bool,
 }
 
 impl ProbeArgs {
@@ -142,6 +145,9 @@ impl ProbeArgs {
         for f in &self.faults {
             argv.push("--fault".into());
             argv.push(f.clone());
+        }
+        if self.triage {
+            argv.push("--triage".into());
         }
         argv
     }
