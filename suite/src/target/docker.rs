@@ -14,18 +14,21 @@
 //! Every error is one [`DockerError`] line; callers map them to exit 3.
 
 mod bpffs;
+mod context;
 mod error;
 mod lines;
 mod node;
 mod rt;
 mod sweep;
 
+pub use context::{ContextFrom, DEFAULT_HOST, Endpoint, EndpointSource};
 pub use error::DockerError;
 pub use node::{
     BpffsMount, ContainerExit, ContainerMode, ENV_CONTAINER_MODE, ModePreference, NodeContainer,
     NodeSpec, StopHandle,
 };
-/// The one way this project reaches Docker (the container target and `cargo xtask image`).
+/// The one way this project reaches Docker (the container target and `cargo xtask image`):
+/// the daemon the docker CLI would use (`DOCKER_HOST`, else the docker context).
 pub use rt::{connect, endpoint};
 pub use sweep::{
     LABEL, LABEL_BOOT, LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN, Owner, sweep,
@@ -34,7 +37,7 @@ pub use sweep::{
 /// What [`preflight`] learnt about the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonInfo {
-    /// Where it was reached: `DOCKER_HOST` or the default socket.
+    /// Where it was reached and why there: `unix:///… (from docker context colima)`.
     pub endpoint: String,
     /// The engine's version (`20.10.24+dfsg1`).
     pub server_version: String,
@@ -56,11 +59,12 @@ pub struct DaemonInfo {
     pub hostname: String,
 }
 
-/// Connects (honouring `DOCKER_HOST`), pins the daemon's API version and pings it.
+/// Connects as the docker CLI would (`DOCKER_HOST`, else the docker context), pins the
+/// daemon's API version and pings it.
 pub fn preflight() -> Result<DaemonInfo, DockerError> {
     rt::block_on(async {
         let docker = rt::connect().await?;
-        let endpoint = rt::endpoint();
+        let endpoint = rt::endpoint()?.to_string();
         let unreachable = |e: bollard::errors::Error| DockerError::unreachable(&endpoint, &e);
         docker.ping().await.map_err(unreachable)?;
         let version = docker.version().await.map_err(unreachable)?;

@@ -5,9 +5,18 @@ use bollard::errors::Error as ApiError;
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     #[error(
-        "Docker is not reachable at {endpoint}: {detail}; start the Docker daemon (or Docker Desktop, OrbStack, Colima) or point DOCKER_HOST at its socket, e.g. DOCKER_HOST=$(docker context inspect --format '{{{{.Endpoints.docker.Host}}}}')"
+        "Docker is not reachable at {endpoint}: {detail}; start the Docker daemon (or Docker Desktop, OrbStack, Colima), or choose the daemon as for the docker CLI: `docker context use NAME`, DOCKER_CONTEXT=NAME, or DOCKER_HOST pointing at its socket"
     )]
-    Unreachable { endpoint: String, detail: String },
+    Unreachable {
+        /// The host and where it came from (`unix:///… (from docker context colima)`).
+        endpoint: String,
+        detail: String,
+    },
+    /// The docker CLI configuration names no daemon this client can reach: a context
+    /// without metadata, a malformed `config.json` or `meta.json`, a TLS context. Bad
+    /// input, not infrastructure (see [`DockerError::is_bad_input`]).
+    #[error("{0}")]
+    Context(String),
     #[error(
         "image {image} is not on the Docker daemon (no registry is used): build it with `cargo xtask image`, or pass --probe-image with an image that is"
     )]
@@ -40,6 +49,13 @@ pub enum DockerError {
 }
 
 impl DockerError {
+    /// The user's own configuration is wrong or unsupported ([`DockerError::Context`]):
+    /// for callers to report as usage (exit 2), where every other error is
+    /// infrastructure (exit 3).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, DockerError::Context(_))
+    }
+
     /// A connection-level failure at `endpoint`.
     pub(crate) fn unreachable(endpoint: &str, e: &ApiError) -> Self {
         let mut detail = one_line(&e.to_string());
@@ -125,7 +141,10 @@ mod tests {
             assert!(!text.contains('\n'), "{text}");
         }
         assert!(errors[0].to_string().contains("DOCKER_HOST"));
-        assert!(errors[0].to_string().contains("{{.Endpoints.docker.Host}}"));
+        assert!(errors[0].to_string().contains("docker context use"));
+        assert!(errors[0].to_string().contains("DOCKER_CONTEXT"));
+        assert!(!errors[0].to_string().contains("docker context inspect"));
+        assert!(!errors[0].is_bad_input());
         assert!(errors[1].to_string().contains("cargo xtask image"));
         assert_eq!(
             errors[2].to_string(),

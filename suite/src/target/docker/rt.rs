@@ -5,6 +5,7 @@
 //! is never dropped (a static), so no drop can panic inside someone else's runtime.
 
 use super::DockerError;
+use super::context::{self, Endpoint};
 use bollard::Docker;
 use std::future::Future;
 use std::sync::OnceLock;
@@ -44,29 +45,30 @@ where
     })
 }
 
-/// `DOCKER_HOST`, or the platform's default socket.
-pub fn endpoint() -> String {
-    match std::env::var("DOCKER_HOST") {
-        Ok(host) if !host.is_empty() => host,
-        // bollard's DEFAULT_DOCKER_HOST, which it does not export.
-        _ => "unix:///var/run/docker.sock".to_string(),
-    }
+/// The daemon the docker CLI would use: `DOCKER_HOST`, else the docker context
+/// (`DOCKER_CONTEXT`, else `currentContext` in `$DOCKER_CONFIG/config.json`), else the
+/// platform's default socket (see [`super::context`]).
+pub fn endpoint() -> Result<Endpoint, DockerError> {
+    context::resolve_from_env()
 }
 
-/// Connects as the docker CLI would (`DOCKER_HOST` first, unix or tcp) and pins the
-/// daemon's API version, so an older engine (20.10 speaks 1.41) gets calls it knows.
+/// Connects as the docker CLI would ([`endpoint`]: `DOCKER_HOST`, else the docker
+/// context; unix or tcp) and pins the daemon's API version, so an older engine (20.10
+/// speaks 1.41) gets calls it knows.
 pub async fn connect() -> Result<Docker, DockerError> {
-    connect_to(&endpoint()).await
+    connect_to(&endpoint()?).await
 }
 
-async fn connect_to(endpoint: &str) -> Result<Docker, DockerError> {
-    let unreachable = |e: bollard::errors::Error| DockerError::unreachable(endpoint, &e);
-    let docker = Docker::connect_with_host(endpoint).map_err(unreachable)?;
+async fn connect_to(endpoint: &Endpoint) -> Result<Docker, DockerError> {
+    let described = endpoint.to_string();
+    let unreachable = |e: bollard::errors::Error| DockerError::unreachable(&described, &e);
+    let docker = Docker::connect_with_host(&endpoint.host).map_err(unreachable)?;
     docker.negotiate_version().await.map_err(unreachable)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::context::EndpointSource;
     use super::*;
 
     #[test]
@@ -79,24 +81,38 @@ mod tests {
         assert_eq!(block_on(async { 8 }).unwrap(), 8);
     }
 
+    fn from_docker_host(host: &str) -> Endpoint {
+        Endpoint {
+            host: host.into(),
+            source: EndpointSource::DockerHost,
+        }
+    }
+
     #[test]
     fn an_absent_socket_is_one_line_naming_it_and_the_way_out() {
-        let e = block_on(connect_to("unix:///nonexistent/docker.sock"))
-            .unwrap()
-            .unwrap_err();
+        let e = block_on(connect_to(&from_docker_host(
+            "unix:///nonexistent/docker.sock",
+        )))
+        .unwrap()
+        .unwrap_err();
         let text = e.to_string();
         assert!(matches!(e, DockerError::Unreachable { .. }), "{text}");
-        assert!(text.contains("unix:///nonexistent/docker.sock"), "{text}");
+        assert!(
+            text.contains("unix:///nonexistent/docker.sock (from DOCKER_HOST)"),
+            "{text}"
+        );
         assert!(text.contains("DOCKER_HOST"), "{text}");
         assert!(!text.contains('\n'), "{text}");
     }
 
     #[test]
     fn an_unknown_scheme_is_unreachable_too() {
-        let e = block_on(connect_to("ftp://example")).unwrap().unwrap_err();
+        let e = block_on(connect_to(&from_docker_host("ftp://example")))
+            .unwrap()
+            .unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("Docker is not reachable at ftp://example"),
+                .starts_with("Docker is not reachable at ftp://example (from DOCKER_HOST)"),
             "{e}"
         );
     }
