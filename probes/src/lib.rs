@@ -15,3 +15,4 @@ pub mod pins;
 pub mod runner;
 pub mod topology;
 pub mod traffic;
+pub mod triage;

@@ -107,6 +107,16 @@ impl Rtnl {
         }
     }
 
+    /// A dump request (links, addresses, routes, neighbours, qdiscs, filters): every
+    /// reply message, for triage's text rendering.
+    pub fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        what: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.request(msg, NLM_F_DUMP, what)
+    }
+
     /// Creates a veth pair: `name` here, `peer` moved into the namespace `peer_ns`
     /// (or left here when `None`).
     pub fn add_veth(

@@ -170,6 +170,9 @@ pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<()> {
         .collect();
     emit(out, &Line::Plan(Plan { checks }))?;
 
+    let _triage = opts
+        .triage
+        .then(|| crate::triage::Session::start(&opts.run_id));
     let ctx = Ctx {
         run_id: &opts.run_id,
         tcx: facts.tcx == Some(true),

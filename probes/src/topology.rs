@@ -164,6 +164,9 @@ impl Node {
             ns.run(|| crate::traffic::await_links_operational(crate::traffic::LINK_READY_TIMEOUT))
                 .with_context(|| format!("links of ns {} not operational", ns.name()))?;
         }
+        for ns in [&host, &pods[0].ns, &pods[1].ns] {
+            crate::triage::register(ns);
+        }
         Ok(Self {
             host,
             host_rtnl,

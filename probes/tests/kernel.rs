@@ -25,7 +25,7 @@ fn main() {
     if let Some(why) = missing {
         eprintln!("kernel tests are ignored here: {why}");
     }
-    let tests: [(&str, Test); 5] = [
+    let tests: [(&str, Test); 6] = [
         ("netns_is_isolated", netns_is_isolated),
         (
             "every_helper_probe_passes_the_verifier",
@@ -39,6 +39,10 @@ fn main() {
         (
             "bpffs_propagation_shows_both_ways_and_leaves_no_mount",
             bpffs_propagation_shows_both_ways_and_leaves_no_mount,
+        ),
+        (
+            "triage_evidence_names_the_drop_and_leaves_no_trace_instance",
+            triage_evidence_names_the_drop_and_leaves_no_trace_instance,
         ),
     ];
     let trials = tests
@@ -249,5 +253,121 @@ fn bpffs_propagation_shows_both_ways_and_leaves_no_mount() -> TestResult {
     let after = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
     check(before == after, || {
         format!("mount table changed:\nbefore:\n{before}\nafter:\n{after}")
+    })
+}
+
+/// Tracing instances in the kernel, read through a tracefs mounted in a throwaway
+/// mount namespace.
+fn tracing_instances() -> Result<Vec<String>, String> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<Vec<String>, String> {
+            use nix::mount::{MsFlags, mount};
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| e.to_string())?;
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                None::<&str>,
+            )
+            .map_err(|e| e.to_string())?;
+            let root = "/sys/kernel/tracing";
+            if !std::path::Path::new(&format!("{root}/instances")).is_dir() {
+                mount(
+                    Some("tracefs"),
+                    root,
+                    Some("tracefs"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .map_err(|e| format!("mount tracefs: {e}"))?;
+            }
+            let entries =
+                std::fs::read_dir(format!("{root}/instances")).map_err(|e| e.to_string())?;
+            Ok(entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect())
+        })
+        .join()
+        .map_err(|_| "tracefs thread panicked".to_string())?
+    })
+}
+
+/// `--triage` on a check broken by a drop program: the observation carries each
+/// namespace's state with the check's own programs on it, and the kernel's drop
+/// reason for the burst (TC_EGRESS, the program's TC_ACT_SHOT on pod A's eth0);
+/// a passing observation carries none; the tracing instance is gone afterwards.
+fn triage_evidence_names_the_drop_and_leaves_no_trace_instance() -> TestResult {
+    use conformance_probes::checks::{self, Ctx, Fault};
+    let spec =
+        conformance_contract::find_check("datapath.stack-delivery").ok_or("not in catalogue")?;
+    let mut faults = std::collections::BTreeMap::new();
+    {
+        let _session = conformance_probes::triage::Session::start("kt");
+        let clean = checks::run(
+            spec,
+            "legacy",
+            &Ctx {
+                run_id: "kt",
+                tcx: false,
+                faults: &faults,
+                triage: true,
+            },
+        );
+        check(!clean.evidence.contains_key("triage"), || {
+            format!(
+                "a passing observation got triage evidence: {:?}",
+                clean.outcome
+            )
+        })?;
+        faults.insert("datapath.stack-delivery".to_string(), Fault::Drop);
+        let o = checks::run(
+            spec,
+            "legacy",
+            &Ctx {
+                run_id: "kt",
+                tcx: false,
+                faults: &faults,
+                triage: true,
+            },
+        );
+        let t = o.evidence.get("triage").ok_or("no evidence.triage")?;
+        let names: Vec<&str> = t["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["name"].as_str())
+            .collect();
+        check(names == ["host", "pod-a", "pod-b"], || {
+            format!("namespaces {names:?}")
+        })?;
+        let ours = t["namespaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|n| n["bpf"].as_array().cloned().unwrap_or_default())
+            .filter(|p| p["ours"] == true)
+            .count();
+        check(ours >= 2, || {
+            format!("our programs on the path: {ours}\n{t}")
+        })?;
+        let drops = t["drops"]["by_reason"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let tc_egress: u64 = drops
+            .iter()
+            .filter(|d| d["reason"] == "TC_EGRESS")
+            .filter_map(|d| d["count"].as_u64())
+            .sum();
+        check(tc_egress >= 5, || format!("drops: {}", t["drops"]))?;
+    }
+    let left: Vec<String> = tracing_instances()?
+        .into_iter()
+        .filter(|n| n.starts_with("cc-"))
+        .collect();
+    check(left.is_empty(), || {
+        format!("tracing instances left: {left:?}")
     })
 }

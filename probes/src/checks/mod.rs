@@ -288,6 +288,11 @@ pub fn observe(
     leg: Leg,
     control: ControlLeg,
 ) -> Observation {
+    let control = control.into_control();
+    let mut evidence = leg.evidence;
+    if crate::triage::needed(leg.pass, control.outcome == ControlOutcome::Blocked) {
+        evidence.insert("triage".into(), crate::triage::collect());
+    }
     Observation {
         check: check.to_string(),
         variant: variant.to_string(),
@@ -297,10 +302,10 @@ pub fn observe(
             Outcome::Fail
         },
         reason: leg.reason,
-        evidence: leg.evidence,
+        evidence,
         failure: leg.failure,
         missing_facts: Vec::new(),
-        control: Some(control.into_control()),
+        control: Some(control),
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     }
 }
@@ -308,9 +313,22 @@ pub fn observe(
 /// Runs one check variant; setup failures become an `error` observation.
 pub fn run(spec: &CheckSpec, variant: &str, ctx: &Ctx) -> Observation {
     let started = Instant::now();
+    crate::triage::begin_check();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         dispatch(spec.id, variant, ctx, started)
     }));
+    let obs = finish_run(spec, variant, ctx, started, result);
+    crate::triage::end_check();
+    obs
+}
+
+fn finish_run(
+    spec: &CheckSpec,
+    variant: &str,
+    ctx: &Ctx,
+    started: Instant,
+    result: std::thread::Result<Result<Observation>>,
+) -> Observation {
     let error = match result {
         Ok(Ok(mut obs)) => {
             // A deliberately broken run must never be mistaken for a real finding.
@@ -330,12 +348,16 @@ pub fn run(spec: &CheckSpec, variant: &str, ctx: &Ctx) -> Observation {
             format!("probe panicked: {}", text.unwrap_or_default())
         }
     };
+    let mut evidence = Map::new();
+    if crate::triage::needed(false, false) {
+        evidence.insert("triage".into(), crate::triage::collect());
+    }
     Observation {
         check: spec.id.to_string(),
         variant: variant.to_string(),
         outcome: Outcome::Error,
         reason: error,
-        evidence: Map::new(),
+        evidence,
         failure: None,
         missing_facts: Vec::new(),
         control: None,
