@@ -36,9 +36,15 @@ pub fn docker_missing() -> Option<String> {
     }
 }
 
+/// The daemon the suite itself would reach (`DOCKER_HOST`, else the docker context).
 fn endpoint() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+    conformance_suite::target::docker::endpoint()
+        .map(|e| e.host)
+        .unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
+
+/// A daemon that accepts but never answers must not hang the test run.
+const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
@@ -48,9 +54,13 @@ fn connect() -> Result<Box<dyn Stream>, String> {
     if let Some(path) = host.strip_prefix("unix://") {
         let s =
             std::os::unix::net::UnixStream::connect(path).map_err(|e| format!("{path}: {e}"))?;
+        s.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
         Ok(Box::new(s))
     } else if let Some(addr) = host.strip_prefix("tcp://") {
         let s = std::net::TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+        s.set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(|e| e.to_string())?;
         Ok(Box::new(s))
     } else {
         Err(format!("DOCKER_HOST={host} is neither unix:// nor tcp://"))

@@ -47,7 +47,8 @@ const TARGETS: &[(TargetKind, MakeTarget)] = &[
 pub struct Options {
     /// Where the probe runs, comma-separated to run several side by side (`lab,container`):
     /// `lab` (network namespaces on this host; needs root or passwordless sudo),
-    /// `container` (a k3d-node-like Docker container from the daemon DOCKER_HOST names:
+    /// `container` (a k3d-node-like Docker container on the daemon the docker CLI would use,
+    /// DOCKER_HOST or the current docker context:
     /// privileged, or near-privileged where privileged cannot start).
     /// `vm` and `cluster` are planned, not built yet.
     #[arg(long, default_value = "lab", value_name = "TARGET,...")]
@@ -93,6 +94,10 @@ pub struct Options {
     /// Break a check's datapath on purpose (`ID=drop` or `ID=no-route`), to see the suite catch it.
     #[arg(long, value_name = "ID=KIND", hide = true)]
     fault: Vec<String>,
+    /// Ask the probe for triage evidence on every observation that does not pass
+    /// (`cargo xtask triage` sets it).
+    #[arg(long, hide = true)]
+    probe_triage: bool,
 }
 
 /// A failure with its exit code; printed once, as one line, by `main`.
@@ -232,7 +237,7 @@ fn image_for(
         verbose: opts.verbose,
         progress: true,
     })
-    .map_err(|e| fail(INFRA, format!("{e:#}")))?;
+    .map_err(|e| fail(crate::image::exit_code(&e), format!("{e:#}")))?;
     built.push((arch.to_string(), image.reference.clone()));
     Ok(image.reference)
 }
@@ -369,7 +374,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
             .map(|p| format!("{}[{}]", p.check, p.variant))
             .collect(),
         faults: opts.fault.clone(),
-        triage: false,
+        triage: opts.probe_triage,
     };
 
     // 3. Run them: the runner reads each instance's lines; nothing is judged yet.

@@ -136,9 +136,19 @@ pub fn build_context(probe: &[u8]) -> Result<Vec<u8>> {
     tar.into_inner().context("finish the build context")
 }
 
-/// Connects as the container target does (`DOCKER_HOST`, unix or tcp, else the local
-/// socket; API version pinned to the daemon's), so both always reach the same daemon
-/// and fail with the same one-line advice.
+/// 2 where the docker CLI configuration is wrong (a context without metadata, a
+/// malformed config file: the user's input), 3 for everything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let bad_input = e
+        .chain()
+        .filter_map(|c| c.downcast_ref::<conformance_suite::target::docker::DockerError>())
+        .any(|d| d.is_bad_input());
+    if bad_input { USAGE } else { INFRA }
+}
+
+/// Connects as the container target does (`DOCKER_HOST`, else the docker context in
+/// use, else the local socket; API version pinned to the daemon's), so both always
+/// reach the same daemon and fail with the same one-line advice.
 pub async fn connect() -> Result<Docker> {
     conformance_suite::target::docker::connect()
         .await
@@ -380,7 +390,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         progress: !opts.print_ref || opts.verbose,
     })
     .map_err(|e| Failure {
-        code: INFRA,
+        code: exit_code(&e),
         message: format!("{e:#}"),
     })?;
     println!("{}", image.reference);

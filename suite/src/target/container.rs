@@ -27,8 +27,14 @@ impl Container {
     }
 }
 
+/// A wrong docker CLI configuration is the user's input (exit 2); anything else
+/// the daemon or Docker does is infrastructure (exit 3).
 fn infra(e: DockerError) -> TargetError {
-    TargetError::Infrastructure(e.to_string())
+    if e.is_bad_input() {
+        TargetError::Usage(e.to_string())
+    } else {
+        TargetError::Infrastructure(e.to_string())
+    }
 }
 
 impl Target for Container {
