@@ -338,17 +338,14 @@ async fn remove_if_dangling(docker: &Docker, ids: &[String], keep: &str) -> usiz
     removed
 }
 
-/// [`build_image`] on a connection of its own, for synchronous callers (not from inside
-/// a tokio runtime): connects first, so an unreachable daemon fails before any build.
+/// [`build_image`] for synchronous callers, on the suite's Docker runtime and its one
+/// client per process (the container target's): connects first, so an unreachable
+/// daemon fails before any build.
 pub fn ensure_image(opts: &ImageOptions) -> Result<ImageRef> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the tokio runtime")?;
-    runtime.block_on(async {
+    conformance_suite::target::docker::block_on(async {
         let docker = connect().await?;
         build_image(&docker, opts).await
-    })
+    })?
 }
 
 fn short_id(id: &str) -> &str {

@@ -29,7 +29,7 @@ pub use node::{
 };
 /// The one way this project reaches Docker (the container target and `cargo xtask image`):
 /// the daemon the docker CLI would use (`DOCKER_HOST`, else the docker context).
-pub use rt::{connect, endpoint};
+pub use rt::{block_on, connect, endpoint};
 pub use sweep::{
     LABEL, LABEL_BOOT, LABEL_HOST, LABEL_PID, LABEL_PID_START, LABEL_RUN, Owner, sweep,
 };

@@ -29,7 +29,7 @@ pub(crate) fn runtime() -> Result<&'static Runtime, DockerError> {
 
 /// Runs `fut` to completion from synchronous code. A caller that is itself inside a
 /// tokio runtime (where `block_on` would panic) gets it run from a helper thread.
-pub(crate) fn block_on<F>(fut: F) -> Result<F::Output, DockerError>
+pub fn block_on<F>(fut: F) -> Result<F::Output, DockerError>
 where
     F: Future + Send,
     F::Output: Send,
@@ -55,9 +55,24 @@ pub fn endpoint() -> Result<Endpoint, DockerError> {
 /// Connects as the docker CLI would ([`endpoint`]: `DOCKER_HOST`, else the docker
 /// context; unix or tcp) and pins the daemon's API version, so an older engine (20.10
 /// speaks 1.41) gets calls it knows.
+///
+/// One client per process and endpoint: the version is negotiated once, and every
+/// later caller (the sweep, the image build, each node container) gets a clone of
+/// the same client, which shares its connection pool. All of them run on this
+/// module's runtime, the one the pool belongs to.
 pub async fn connect() -> Result<Docker, DockerError> {
-    connect_to(&endpoint()?).await
+    let endpoint = endpoint()?;
+    if let Some((host, docker)) = CLIENT.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+        && *host == endpoint.host
+    {
+        return Ok(docker.clone());
+    }
+    let docker = connect_to(&endpoint).await?;
+    *CLIENT.lock().unwrap_or_else(|p| p.into_inner()) = Some((endpoint.host, docker.clone()));
+    Ok(docker)
 }
+
+static CLIENT: std::sync::Mutex<Option<(String, Docker)>> = std::sync::Mutex::new(None);
 
 async fn connect_to(endpoint: &Endpoint) -> Result<Docker, DockerError> {
     let described = endpoint.to_string();
