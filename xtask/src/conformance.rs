@@ -6,7 +6,7 @@
 //! privileges) is checked before the probe starts, and reported as one line with
 //! exit code 2. Reports are written only for a finished run, atomically.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use conformance_contract::CATALOGUE;
 use conformance_suite::env::{Environment, EnvironmentSource, detect};
 use conformance_suite::matrix::Matrix;
@@ -24,7 +24,7 @@ use conformance_suite::target::{
 };
 use conformance_suite::verdict::evaluate;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime};
@@ -157,47 +157,11 @@ fn choose_matrix(opts: &Options) -> Result<MatrixChoice, Failure> {
 
 /// Builds the probe in release mode and returns the binary's path.
 fn build_probe(verbose: bool) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!(
         "building the probe (cargo build --release -p conformance-probes; about 2 minutes the first time) ..."
     );
-    let out = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "conformance-probes",
-            "--bin",
-            "probe",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(if verbose {
-            Stdio::inherit()
-        } else {
-            Stdio::piped()
-        })
-        .output()
-        .context("run cargo build for the probe")?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(anyhow!("building the probe failed:\n{}", tail.join("\n")));
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "probe")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| anyhow!("cargo build did not report the probe's executable"))
+    crate::probe_build::release_probe(&workspace_root(), |_| {}, verbose)
+        .map_err(|(_, tail)| anyhow!("building the probe failed:\n{tail}"))
 }
 
 /// The probe reports `<version> (ebpf <source> <stamp>)`; the report keeps the parts apart.

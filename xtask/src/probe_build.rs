@@ -197,6 +197,41 @@ struct BuildFailure {
 
 fn cargo_build(root: &Path, route: &Route, verbose: bool) -> Result<PathBuf, BuildFailure> {
     let triple = route.triple();
+    let failure = |(headline, tail): (String, String)| BuildFailure {
+        route: route.describe(),
+        headline,
+        tail,
+    };
+    release_probe(
+        root,
+        |cmd| {
+            cmd.args(["--target", triple]);
+            match route {
+                Route::MuslLld { triple } => {
+                    cmd.args(["--config", &format!("target.{triple}.linker=\"rust-lld\"")]);
+                }
+                Route::GnuCrtStatic => {
+                    // With `--target`, RUSTFLAGS reach the probe's crates only, not build scripts.
+                    let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+                    flags.push_str(" -C target-feature=+crt-static");
+                    cmd.env("RUSTFLAGS", flags.trim());
+                }
+            }
+        },
+        verbose,
+    )
+    .map_err(failure)
+}
+
+/// `cargo build --release -p conformance-probes --bin probe`, with what `configure`
+/// adds (a target, a linker), and the path cargo reports for the probe; on failure
+/// the first error (one line) and the last lines of cargo's stderr. The one place
+/// the probe is built, for the lab target's native probe and the static ones.
+pub fn release_probe(
+    root: &Path,
+    configure: impl FnOnce(&mut Command),
+    verbose: bool,
+) -> Result<PathBuf, (String, String)> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -209,28 +244,9 @@ fn cargo_build(root: &Path, route: &Route, verbose: bool) -> Result<PathBuf, Bui
             "conformance-probes",
             "--bin",
             "probe",
-        ])
-        .args([
-            "--target",
-            triple,
             "--message-format=json-render-diagnostics",
         ]);
-    match route {
-        Route::MuslLld { triple } => {
-            cmd.args(["--config", &format!("target.{triple}.linker=\"rust-lld\"")]);
-        }
-        Route::GnuCrtStatic => {
-            // With `--target`, RUSTFLAGS reach the probe's crates only, not build scripts.
-            let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
-            flags.push_str(" -C target-feature=+crt-static");
-            cmd.env("RUSTFLAGS", flags.trim());
-        }
-    }
-    let failure = |headline: String, tail: String| BuildFailure {
-        route: route.describe(),
-        headline,
-        tail,
-    };
+    configure(&mut cmd);
     let out = cmd
         .stdout(Stdio::piped())
         .stderr(if verbose {
@@ -239,12 +255,12 @@ fn cargo_build(root: &Path, route: &Route, verbose: bool) -> Result<PathBuf, Bui
             Stdio::piped()
         })
         .output()
-        .map_err(|e| failure(format!("run cargo: {e}"), format!("run cargo: {e}")))?;
+        .map_err(|e| (format!("run cargo: {e}"), format!("run cargo: {e}")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
         let tail = lines[lines.len().saturating_sub(15)..].join("\n");
-        return Err(failure(first_error(&stderr), tail));
+        return Err((first_error(&stderr), tail));
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -253,7 +269,7 @@ fn cargo_build(root: &Path, route: &Route, verbose: bool) -> Result<PathBuf, Bui
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
         .ok_or_else(|| {
             let why = "cargo build did not report the probe's executable".to_string();
-            failure(why.clone(), why)
+            (why.clone(), why)
         })
 }
 
