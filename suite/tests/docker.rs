@@ -12,8 +12,7 @@
 use bollard::Docker;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use conformance_contract::{ControlOutcome, Outcome};
 use conformance_suite::stream::read_stream;
@@ -21,7 +20,6 @@ use conformance_suite::target::docker::{
     self, BpffsMount, ContainerMode, DaemonInfo, DockerError, LABEL, LABEL_PID_START, LABEL_RUN,
     ModePreference, NodeContainer, NodeSpec, Owner,
 };
-use futures_util::StreamExt;
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -637,18 +635,9 @@ fn setup() -> Result<Fixture, Setup> {
         Err(e @ DockerError::Unreachable { .. }) => return Err(Setup::Skip(e.to_string())),
         Err(e) => return Err(Setup::Fail(e.to_string())),
     };
-    if daemon.arch != "x86_64" || !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-        return Err(Setup::Skip(format!(
-            "the test probe is built for x86_64 Linux here; the daemon is {} {} (cross-built probes are `cargo xtask image`'s)",
-            daemon.os, daemon.arch
-        )));
-    }
-    let probe = static_probe().map_err(Setup::Fail)?;
-    remove_stale_images().map_err(Setup::Fail)?;
-    let image = format!("{IMAGE_REPO}:{}", std::process::id());
     let t0 = Instant::now();
-    build_image(&probe, &image).map_err(Setup::Fail)?;
-    eprintln!("test image {image} built in {:.0} ms", ms(t0.elapsed()));
+    let image = probe_image().map_err(Setup::Fail)?;
+    eprintln!("probe image {image} ready in {:.0} ms", ms(t0.elapsed()));
     Ok(Fixture { image, daemon })
 }
 
@@ -659,140 +648,29 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// Whether rustc has the standard library for `triple` (rustup never fetches it here).
-fn target_installed(triple: &str) -> bool {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    Command::new(rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .is_some_and(|sysroot| {
-            Path::new(&sysroot)
-                .join("lib/rustlib")
-                .join(triple)
-                .join("lib")
-                .is_dir()
-        })
-}
-
-/// The static probe, built the way `cargo xtask image` builds it (musl + rust-lld
-/// where the musl target is installed, else gnu + crt-static), into the same target
-/// directory, so a test run and an image build share one compilation.
-fn static_probe() -> Result<PathBuf, String> {
-    if let Ok(path) = std::env::var("CONFORMANCE_TEST_PROBE") {
-        return Ok(PathBuf::from(path));
+/// The project's probe image for the daemon's architecture, as a user gets it:
+/// `cargo xtask image --print-ref` builds the static probe and the image (or finds
+/// both cached) and prints the tag. `CONFORMANCE_TEST_IMAGE` names one built elsewhere.
+fn probe_image() -> Result<String, String> {
+    if let Ok(image) = std::env::var("CONFORMANCE_TEST_IMAGE") {
+        return Ok(image);
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    let musl = "x86_64-unknown-linux-musl";
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace())
-        .env("RUSTUP_AUTO_INSTALL", "0")
+    let out = Command::new(cargo)
+        .current_dir(workspace())
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "conformance-probes",
-            "--bin",
-            "probe",
-        ]);
-    let triple = if target_installed(musl) {
-        cmd.args(["--target", musl])
-            .args(["--config", &format!("target.{musl}.linker=\"rust-lld\"")]);
-        musl
-    } else {
-        let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
-        flags.push_str(" -C target-feature=+crt-static");
-        cmd.args(["--target", "x86_64-unknown-linux-gnu"])
-            .env("RUSTFLAGS", flags.trim());
-        "x86_64-unknown-linux-gnu"
-    };
-    let t0 = Instant::now();
-    let out = cmd.output().map_err(|e| format!("running cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "building the static probe failed:\n{}",
+        .args(["xtask", "image", "--print-ref"])
+        .output()
+        .map_err(|e| format!("running cargo xtask image: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().last().map(str::trim) {
+        Some(tag) if out.status.success() && !tag.is_empty() => Ok(tag.to_string()),
+        _ => Err(format!(
+            "cargo xtask image --print-ref failed ({}):\n{}",
+            out.status,
             String::from_utf8_lossy(&out.stderr)
-        ));
+        )),
     }
-    eprintln!(
-        "static probe ({triple}) built in {:.1} s",
-        t0.elapsed().as_secs_f64()
-    );
-    Ok(target_dir.join(triple).join("release").join("probe"))
-}
-
-/// The test image's repository; the tag is the pid of the test process that built it.
-const IMAGE_REPO: &str = "cilium-conformance-docker-test";
-
-/// Test images of test processes that were killed before their teardown.
-fn remove_stale_images() -> Result<(), String> {
-    block(async {
-        let docker = client().await?;
-        let filters = HashMap::from([("reference", vec![IMAGE_REPO.to_string()])]);
-        let images = docker
-            .list_images(Some(
-                bollard::query_parameters::ListImagesOptionsBuilder::default()
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(|e| e.to_string())?;
-        for tag in images.into_iter().flat_map(|i| i.repo_tags) {
-            let pid = tag.strip_prefix(&format!("{IMAGE_REPO}:"));
-            let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
-                continue;
-            };
-            if Path::new(&format!("/proc/{pid}")).exists() {
-                continue;
-            }
-            let force = RemoveImageOptionsBuilder::default().force(true).build();
-            docker
-                .remove_image(&tag, Some(force), None)
-                .await
-                .map_err(|e| format!("removing stale {tag}: {e}"))?;
-            eprintln!("removed stale test image {tag}");
-        }
-        Ok(())
-    })
-}
-
-/// `FROM scratch` + `COPY` only: entrypoint and command are set at create.
-fn build_image(probe: &Path, tag: &str) -> Result<(), String> {
-    let binary = std::fs::read(probe).map_err(|e| format!("{}: {e}", probe.display()))?;
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, data: &[u8], mode: u32| {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(mode);
-        header.set_cksum();
-        tar.append_data(&mut header, name, data)
-    };
-    add("Dockerfile", b"FROM scratch\nCOPY probe /probe\n", 0o644).map_err(|e| e.to_string())?;
-    add("probe", &binary, 0o755).map_err(|e| e.to_string())?;
-    let context = tar.into_inner().map_err(|e| e.to_string())?;
-    block(async {
-        let docker = client().await?;
-        let options = BuildImageOptionsBuilder::default()
-            .dockerfile("Dockerfile")
-            .t(tag)
-            .rm(true)
-            .forcerm(true)
-            .build();
-        let mut progress =
-            docker.build_image(options, None, Some(bollard::body_full(context.into())));
-        while let Some(step) = progress.next().await {
-            let step = step.map_err(|e| format!("image build: {e}"))?;
-            if let Some(err) = step.error_detail.and_then(|d| d.message) {
-                return Err(format!("image build: {err}"));
-            }
-        }
-        Ok(())
-    })
 }
 
 fn teardown(f: &Fixture) {
@@ -823,14 +701,8 @@ fn teardown(f: &Fixture) {
             let force = RemoveContainerOptionsBuilder::default().force(true).build();
             let _ = docker.remove_container(id, Some(force)).await;
         }
-        docker
-            .remove_image(
-                &f.image,
-                Some(RemoveImageOptionsBuilder::default().force(true).build()),
-                None,
-            )
-            .await
-            .map_err(|e| format!("removing {}: {e}", f.image))?;
+        // The image is the project's tagged one (`cargo xtask image`): it stays.
+        let _ = &f.image;
         if mine.is_empty() {
             Ok(())
         } else {
