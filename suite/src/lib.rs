@@ -17,6 +17,7 @@ pub mod report;
 pub mod select;
 pub mod stream;
 pub mod target;
+pub mod triage;
 pub mod verdict;
 
 pub use error::{EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE, Error, exit_code_for};

@@ -14,6 +14,7 @@ mod image;
 mod lab;
 mod privilege;
 mod support;
+mod triage;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -28,6 +29,7 @@ fn main() {
         .iter()
         .chain(cli::TESTS)
         .chain(faults::TESTS)
+        .chain(triage::TESTS)
         .chain(concurrency::TESTS)
         .chain(privilege::TESTS)
         .chain(cleanup::TESTS)

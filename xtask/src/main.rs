@@ -5,6 +5,7 @@ mod conformance;
 mod ebpf;
 mod image;
 mod probe_build;
+mod triage;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     Ebpf(ebpf::Options),
     /// Build the probe image (FROM scratch around the static probe) through the Docker API.
     Image(image::Options),
+    /// Run the checks with triage evidence and write a bundle (summary, hops, programs on the path, drop reasons, facts) into DIR and DIR.tar.gz.
+    Triage(triage::Options),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Conformance(opts) => report(conformance::run(opts)),
         Command::Bench(opts) => report(bench::run(opts)),
         Command::Image(opts) => report(image::run(opts)),
+        Command::Triage(opts) => report(triage::run(opts)),
         Command::Ebpf(opts) => match ebpf::run(opts) {
             Ok(code) => code,
             Err(err) => {
