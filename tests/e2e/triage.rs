@@ -192,7 +192,7 @@ fn a_small_cap_is_respected_and_its_cuts_listed() -> TestResult {
         manifest.clone()
     })?;
     ensure(
-        manifest.contains(&format!("run.json  ("))
+        manifest.contains("run.json  (")
             && manifest.contains(&format!("did not fit --max-bytes {cap}")),
         || format!("run.json is not listed as cut:\n{manifest}"),
     )?;
