@@ -11,6 +11,7 @@
 
 pub mod env;
 pub mod error;
+pub mod explain;
 pub mod matrix;
 pub mod progress;
 pub mod report;

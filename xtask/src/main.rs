@@ -3,6 +3,7 @@
 mod bench;
 mod conformance;
 mod ebpf;
+mod explain;
 mod image;
 mod probe_build;
 mod triage;
@@ -33,6 +34,8 @@ enum Command {
     Ebpf(ebpf::Options),
     /// Build the probe image (FROM scratch around the static probe) through the Docker API.
     Image(image::Options),
+    /// Decode a pasted `cilium monitor` / `cilium-dbg monitor` line field by field: what each value means, whether it is Cilium's normal encoding, which check tests the step (`-` reads lines from stdin).
+    Explain(explain::Options),
     /// Run the checks with triage evidence and write a bundle (summary, hops, programs on the path, drop reasons, facts) into DIR and DIR.tar.gz.
     Triage(triage::Options),
 }
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Conformance(opts) => report(conformance::run(opts)),
         Command::Bench(opts) => report(bench::run(opts)),
         Command::Image(opts) => report(image::run(opts)),
+        Command::Explain(opts) => report(explain::run(&opts.line, opts.json)),
         Command::Triage(opts) => report(triage::run(opts)),
         Command::Ebpf(opts) => match ebpf::run(opts) {
             Ok(code) => code,
