@@ -33,6 +33,35 @@ struct Rule {
     /// Runs over rendered JSON too: its match can never take a quote or a
     /// backslash (an escape), so the document stays valid.
     json_safe: bool,
+    /// Cheap prefilter (lower-case): the pattern can only match a text that
+    /// contains one of these and all of [`Rule::all`]. Most texts hold no
+    /// secret, and a substring search costs far less than a regex.
+    any: &'static [&'static str],
+    all: &'static [&'static str],
+}
+
+/// Which rule looks for what, by kind: the prefilter of each.
+fn needles(kind: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        "private key" => (&["private key"], &[]),
+        "ipsec key" => (&["aead", "auth", "enc", "comp"], &["0x"]),
+        "github token" => (
+            &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+            &[],
+        ),
+        "aws access key" => (
+            &[
+                "akia", "asia", "agpa", "aida", "aroa", "anpa", "anva", "aipa",
+            ],
+            &[],
+        ),
+        "bearer token" => (&["bearer"], &[]),
+        "url userinfo" => (&["://"], &["@"]),
+        "kubeconfig key" => (&["client-key-data"], &[]),
+        "credential" => (&["token", "passw", "secret", "key"], &[]),
+        "last-applied-configuration" => (&["last-applied-configuration"], &[]),
+        _ => (&[""], &[]),
+    }
 }
 
 fn rules() -> &'static [Rule] {
@@ -43,6 +72,8 @@ fn rules() -> &'static [Rule] {
             regex: Regex::new(pattern).expect("redaction patterns compile"),
             replace,
             json_safe: true,
+            any: needles(kind).0,
+            all: needles(kind).1,
         };
         vec![
             // Whole PEM blocks; `\n` may be a newline or JSON's escape of one.
@@ -157,7 +188,13 @@ impl Redactor {
 
     fn apply(&mut self, text: &str, json: bool) -> String {
         let mut out = text.to_string();
+        let mut lower = out.to_ascii_lowercase();
         for rule in rules().iter().filter(|r| r.json_safe || !json) {
+            let maybe = rule.any.iter().any(|n| lower.contains(n))
+                && rule.all.iter().all(|n| lower.contains(n));
+            if !maybe {
+                continue;
+            }
             let mut n = 0;
             let replaced = rule.regex.replace_all(&out, |c: &Captures| {
                 n += 1;
@@ -166,6 +203,7 @@ impl Redactor {
             if n > 0 {
                 out = replaced.into_owned();
                 *self.counts.entry(rule.kind).or_default() += n;
+                lower = out.to_ascii_lowercase();
             }
         }
         out
