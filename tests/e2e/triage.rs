@@ -29,6 +29,11 @@ pub const TESTS: &[(&str, Needs, Test)] = &[
         Needs::Nothing,
         bad_input_exits_2,
     ),
+    (
+        "triage::a_run_that_cannot_finish_leaves_a_bundle_saying_why",
+        Needs::Root,
+        a_run_that_cannot_finish_leaves_a_bundle_saying_why,
+    ),
 ];
 
 const FAULT: &str = "datapath.stack-delivery=drop";
@@ -382,5 +387,46 @@ fn bad_input_exits_2() -> TestResult {
     })?;
     ensure(photos.join("cat.jpg").exists(), || {
         "the photos are gone".into()
+    })
+}
+
+/// A probe that prints nothing (`/bin/false`): the run cannot finish, exit 3 with
+/// the run's one-line error, and the bundle says why.
+fn a_run_that_cannot_finish_leaves_a_bundle_saying_why() -> TestResult {
+    let (_, xtask) = binaries()?;
+    let tmp = tmp()?;
+    let out = tmp.path().join("bundle");
+    let output = Command::new(xtask)
+        .current_dir(repo_root())
+        .args([
+            "triage",
+            "--quick",
+            "--env",
+            "vm",
+            "--probe",
+            "/bin/false",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .map_err(|e| format!("run xtask: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    ensure(output.status.code() == Some(3), || {
+        format!("exit {:?}, want 3\n{stderr}", output.status.code())
+    })?;
+    ensure(
+        stderr
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("error: probe stream is empty")),
+        || stderr.clone(),
+    )?;
+    let summary = read(&out.join("SUMMARY.md"))?;
+    ensure(
+        summary.contains("the run did not finish") && summary.contains("probe stream is empty"),
+        || summary.clone(),
+    )?;
+    ensure(tmp.path().join("bundle.tar.gz").is_file(), || {
+        "no tarball".into()
     })
 }

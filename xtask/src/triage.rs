@@ -175,6 +175,19 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
             format!("create a private folder for the run's reports: {e}"),
         )
     })?;
+    let bundle_opts = triage::Options {
+        quick: opts.quick,
+        max_bytes: opts.max_bytes,
+        max_seconds: opts.max_seconds,
+        deadline: Some(deadline),
+        invocation: invocation(&opts),
+        endpoints: std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(|v| ("DOCKER_HOST".to_string(), v))
+            .into_iter()
+            .collect(),
+    };
     let (run_json, collected, run_code) = match &opts.from {
         Some(from) => {
             let text = std::fs::read_to_string(from)
@@ -198,7 +211,23 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
                     e.to_string().lines().next().unwrap_or_default().to_string(),
                 )
             })?;
-            let code = conformance::run(parsed.run)?;
+            let code = match conformance::run(parsed.run) {
+                Ok(code) => code,
+                // The run could not finish: a bundle that says so, then its error.
+                Err(failure) if failure.code == INFRA => {
+                    let bundle =
+                        triage::build_unfinished(&failure.message, Vec::new(), &bundle_opts);
+                    if let Ok(tarball) = triage::write(&bundle, &opts.out) {
+                        eprintln!(
+                            "triage: the run did not finish; bundle {} and {} say why",
+                            opts.out.display(),
+                            tarball.display()
+                        );
+                    }
+                    return Err(failure);
+                }
+                Err(failure) => return Err(failure),
+            };
             let reports = staging.path();
             let text =
                 String::from_utf8(read(&reports.join("run.json")).map_err(|e| fail(INFRA, e))?)
@@ -217,19 +246,6 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     if opts.from.is_none() {
         eprintln!("triage: building the bundle ...");
     }
-    let bundle_opts = triage::Options {
-        quick: opts.quick,
-        max_bytes: opts.max_bytes,
-        max_seconds: opts.max_seconds,
-        deadline: Some(deadline),
-        invocation: invocation(&opts),
-        endpoints: std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(|v| ("DOCKER_HOST".to_string(), v))
-            .into_iter()
-            .collect(),
-    };
     let bundle =
         triage::build(&run_json, collected, &bundle_opts).map_err(|e| match (&opts.from, e) {
             (Some(from), TriageError::BadRun(why)) => {

@@ -405,6 +405,69 @@ pub fn build(
     })
 }
 
+/// The bundle of a run that did not finish (a probe that could not start, a
+/// timeout): no run.json to read, so the summary says what failed, the manifest
+/// records it as the failed step, and the caller's collected texts are kept.
+pub fn build_unfinished(error: &str, collected: Vec<Collected>, opts: &Options) -> Bundle {
+    let mut redactor = Redactor::new();
+    let error = redactor.text(error);
+    let summary = redactor.text(&format!(
+        "# Triage bundle: the run did not finish\n\n- run: `{}`\n- error: {error}\n\n\
+         No run report was written, so there are no rows, facts or hops here; MANIFEST.txt \
+         lists what was collected. Run `cargo xtask conformance` with the same options and \
+         `-v` to see the probe's own output.\n",
+        opts.invocation
+    ));
+    let mut failed = vec![("run".to_string(), error)];
+    let mut files = vec![File {
+        path: "SUMMARY.md".into(),
+        bytes: summary.into_bytes(),
+    }];
+    let mut cut = Vec::new();
+    let mut used = files[0].bytes.len() as u64 + 4096;
+    for c in collected {
+        match c.content {
+            Ok(bytes) => {
+                let bytes = redactor.text(&String::from_utf8_lossy(&bytes)).into_bytes();
+                if used + bytes.len() as u64 <= opts.max_bytes {
+                    used += bytes.len() as u64;
+                    files.push(File {
+                        path: c.path,
+                        bytes,
+                    });
+                } else {
+                    cut.push(Cut {
+                        bytes: Some(bytes.len() as u64),
+                        path: c.path,
+                        why: format!("did not fit --max-bytes {}", opts.max_bytes),
+                    });
+                }
+            }
+            Err(e) => failed.push((c.path, redactor.text(&e))),
+        }
+    }
+    let manifest = manifest(
+        &files,
+        &cut,
+        &failed,
+        redactor.counts(),
+        opts,
+        Listing::Each,
+    );
+    files.push(File {
+        path: "MANIFEST.txt".into(),
+        bytes: manifest.into_bytes(),
+    });
+    Bundle {
+        files,
+        cut,
+        failed,
+        rows: Vec::new(),
+        matches: Vec::new(),
+        run_exit_code: crate::EXIT_INFRA,
+    }
+}
+
 /// SUMMARY.md whole, or cut at a line so that it fits `budget`, saying so.
 fn fit_summary(summary: String, budget: u64, max_bytes: u64, cut: &mut Vec<Cut>) -> Vec<u8> {
     if summary.len() as u64 <= budget {

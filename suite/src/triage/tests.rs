@@ -682,3 +682,32 @@ fn slugs_are_file_names() {
     );
     assert_eq!(slug("../.."), "unnamed");
 }
+
+#[test]
+fn an_unfinished_run_still_gets_a_bundle_saying_why() {
+    let userinfo = "u:pa55-unfinished";
+    let b = build_unfinished(
+        &format!("probe exit 1: connect tcp://{userinfo}@docker.example:2376: refused"),
+        vec![Collected {
+            path: "reports/junit.xml".into(),
+            content: Err("read junit.xml: No such file".into()),
+        }],
+        &Options::default(),
+    );
+    assert_eq!(paths(&b), ["SUMMARY.md", "MANIFEST.txt"]);
+    assert_eq!(b.run_exit_code, crate::EXIT_INFRA);
+    let summary = text(&b, "SUMMARY.md");
+    assert!(summary.starts_with("# Triage bundle: the run did not finish\n"));
+    assert!(
+        summary.contains("tcp://[redacted]@docker.example:2376: refused"),
+        "{summary}"
+    );
+    let manifest = text(&b, "MANIFEST.txt");
+    assert!(
+        manifest.contains("## collection steps that failed (2)\nrun: probe exit 1"),
+        "{manifest}"
+    );
+    for f in &b.files {
+        assert!(!String::from_utf8_lossy(&f.bytes).contains("pa55-unfinished"));
+    }
+}
