@@ -34,6 +34,11 @@ pub const TESTS: &[(&str, Needs, Test)] = &[
         Needs::Root,
         a_run_that_cannot_finish_leaves_a_bundle_saying_why,
     ),
+    (
+        "triage::explain_forwards_a_monitor_line",
+        Needs::Nothing,
+        explain_forwards_a_monitor_line,
+    ),
 ];
 
 const FAULT: &str = "datapath.stack-delivery=drop";
@@ -428,5 +433,35 @@ fn a_run_that_cannot_finish_leaves_a_bundle_saying_why() -> TestResult {
     )?;
     ensure(tmp.path().join("bundle.tar.gz").is_file(), || {
         "no tarball".into()
+    })
+}
+
+/// `triage --explain LINE` is `explain LINE`: the same text, the same exit codes,
+/// and no bundle (no `--out` needed).
+fn explain_forwards_a_monitor_line() -> TestResult {
+    let line = "-> stack flow 0x0 , identity 1234->host state new ifindex 0 orig-ip 0.0.0.0: 10.42.0.11:47474 -> 198.18.0.10:47474 udp";
+    let (_, xtask) = binaries()?;
+    let run = |args: &[&str]| {
+        Command::new(xtask)
+            .current_dir(repo_root())
+            .args(args)
+            .output()
+            .map_err(|e| format!("run xtask: {e}"))
+    };
+    let via_triage = run(&["triage", "--explain", line])?;
+    let direct = run(&["explain", line])?;
+    ensure(via_triage.status.code() == Some(0), || {
+        String::from_utf8_lossy(&via_triage.stderr).into_owned()
+    })?;
+    ensure(via_triage.stdout == direct.stdout, || {
+        "triage --explain and explain print different text".into()
+    })?;
+    let text = String::from_utf8_lossy(&via_triage.stdout);
+    ensure(text.contains("flow") && text.contains("0x0"), || {
+        text.to_string()
+    })?;
+    let bad = run(&["triage", "--explain", "not a monitor line"])?;
+    ensure(bad.status.code() == Some(2), || {
+        format!("exit {:?} for a bad line", bad.status.code())
     })
 }

@@ -36,8 +36,15 @@ fn fail(code: u8, message: impl std::fmt::Display) -> Failure {
 )]
 pub struct Options {
     /// The bundle's folder (created; an earlier bundle there is replaced). DIR.tar.gz is written beside it.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "explain")]
+    out: Option<PathBuf>,
+    /// Instead of a bundle: decode one pasted `cilium monitor` / `cilium-dbg monitor` line
+    /// field by field, as `cargo xtask explain LINE` does (`-` reads lines from stdin).
+    #[arg(long, value_name = "LINE", allow_hyphen_values = true)]
+    explain: Option<String>,
+    /// With --explain: one JSON object per line instead of text.
+    #[arg(long, requires = "explain")]
+    json: bool,
     /// Where the probe runs, as for `conformance`: `lab`, `container`, or `lab,container`.
     #[arg(long, default_value = "lab", value_name = "TARGET,...")]
     target: String,
@@ -153,6 +160,13 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 pub fn run(opts: Options) -> Result<ExitCode, Failure> {
+    if let Some(line) = &opts.explain {
+        return crate::explain::run(line, opts.json);
+    }
+    let out = opts
+        .out
+        .clone()
+        .ok_or_else(|| fail(USAGE, "--out DIR is required (or --explain LINE)"))?;
     let started = Instant::now();
     if opts.max_bytes < MIN_MAX_BYTES {
         return Err(fail(
@@ -166,7 +180,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     if opts.max_seconds == 0 {
         return Err(fail(USAGE, "--max-seconds must be at least 1"));
     }
-    triage::check_out(&opts.out).map_err(|e| fail(USAGE, format!("--out {e}")))?;
+    triage::check_out(&out).map_err(|e| fail(USAGE, format!("--out {e}")))?;
     let deadline = started + Duration::from_secs(opts.max_seconds);
 
     let staging = Staging::new().map_err(|e| {
@@ -217,10 +231,10 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
                 Err(failure) if failure.code == INFRA => {
                     let bundle =
                         triage::build_unfinished(&failure.message, Vec::new(), &bundle_opts);
-                    if let Ok(tarball) = triage::write(&bundle, &opts.out) {
+                    if let Ok(tarball) = triage::write(&bundle, &out) {
                         eprintln!(
                             "triage: the run did not finish; bundle {} and {} say why",
-                            opts.out.display(),
+                            out.display(),
                             tarball.display()
                         );
                     }
@@ -253,7 +267,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
             }
             (_, e) => fail(INFRA, format!("the run's report: {e}")),
         })?;
-    let tarball = triage::write(&bundle, &opts.out).map_err(|e| fail(INFRA, e))?;
+    let tarball = triage::write(&bundle, &out).map_err(|e| fail(INFRA, e))?;
     let tar_bytes = std::fs::metadata(&tarball).map(|m| m.len()).unwrap_or(0);
     let cut = match bundle.cut.len() {
         0 => String::new(),
@@ -267,7 +281,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         "triage: {} rows, {} known signatures; bundle {} ({} files, {} bytes{cut}{failed}), {} ({tar_bytes} bytes)",
         bundle.rows.len(),
         bundle.matches.len(),
-        opts.out.display(),
+        out.display(),
         bundle.files.len(),
         bundle.total_bytes(),
         tarball.display(),
@@ -318,6 +332,20 @@ mod tests {
             invocation(&o),
             "cargo xtask triage --target lab --test 'stack' --fault datapath.stack-delivery=drop"
         );
+    }
+
+    #[test]
+    fn explain_needs_no_out_and_json_needs_explain() {
+        let o = opts(&["--explain", "-> stack flow 0x0"]);
+        assert_eq!(o.explain.as_deref(), Some("-> stack flow 0x0"));
+        assert!(o.out.is_none());
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            o: Options,
+        }
+        assert!(Cli::try_parse_from(["triage", "--json", "--out", "b"]).is_err());
+        assert!(Cli::try_parse_from(["triage"]).is_err());
     }
 
     #[test]
