@@ -111,6 +111,10 @@ impl Hook {
                 .ok_or_else(|| anyhow!("hook.bpf.o has no program {}", names::HOOK_PROGRAM))?
                 .try_into()?;
             prog.load().context("load program `hook` (verifier)")?;
+            // The check's own: triage tells it from programs others put on the path.
+            if let Ok(info) = prog.info() {
+                crate::triage::own(info.id());
+            }
             let attach_type = match direction {
                 Direction::Ingress => TcAttachType::Ingress,
                 Direction::Egress => TcAttachType::Egress,

@@ -342,15 +342,37 @@ fn triage_evidence_names_the_drop_and_leaves_no_trace_instance() -> TestResult {
         check(names == ["host", "pod-a", "pod-b"], || {
             format!("namespaces {names:?}")
         })?;
-        let ours = t["namespaces"]
+        let programs: Vec<(String, String, bool)> = t["namespaces"]
             .as_array()
             .into_iter()
             .flatten()
-            .flat_map(|n| n["bpf"].as_array().cloned().unwrap_or_default())
-            .filter(|p| p["ours"] == true)
-            .count();
-        check(ours >= 2, || {
-            format!("our programs on the path: {ours}\n{t}")
+            .flat_map(|n| {
+                let ns = n["name"].as_str().unwrap_or_default().to_string();
+                n["bpf"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |p| {
+                        (
+                            format!("{ns}/{}", p["device"].as_str().unwrap_or_default()),
+                            p["attach"].as_str().unwrap_or_default().to_string(),
+                            p["ours"] == true,
+                        )
+                    })
+            })
+            .collect();
+        // The check's hook on the host side of pod A's veth is ours; the fault's drop
+        // program on pod A's eth0 is not: to triage it is a program someone else put
+        // on the path.
+        let want_ours = programs.iter().any(|(at, attach, ours)| {
+            at.starts_with("host/lxc") && attach == "tc ingress" && *ours
+        });
+        let want_foreign = programs
+            .iter()
+            .any(|(at, attach, ours)| at == "pod-a/eth0" && attach == "tc egress" && !*ours);
+        check(want_ours && want_foreign, || {
+            format!("programs on the path: {programs:?}")
         })?;
         let drops = t["drops"]["by_reason"]
             .as_array()

@@ -93,13 +93,11 @@ impl Ctx<'_> {
                     action: action::DROP,
                     ..Default::default()
                 };
-                Ok(Some(Hook::attach(
-                    &pod.ns,
-                    "eth0",
-                    direction,
-                    self.default_mode(),
-                    config,
-                )?))
+                let hook = Hook::attach(&pod.ns, "eth0", direction, self.default_mode(), config)?;
+                // Not part of the check: triage reports it as a program on the path
+                // that the check did not put there, as a foreign one would be.
+                crate::triage::disown_last();
+                Ok(Some(hook))
             }
             Fault::NoRoute => {
                 if host_sends || check.starts_with("datapath.pod-to-host") {

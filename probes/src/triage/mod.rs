@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static NAMESPACES: Mutex<Vec<NetNs>> = Mutex::new(Vec::new());
+/// Ids of the programs the running check attached itself.
+static OURS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static TRACE: Mutex<Option<Result<drops::DropTrace, String>>> = Mutex::new(None);
 
 /// Collection for one run: on from [`Session::start`] until the session is
@@ -59,6 +61,7 @@ pub fn begin_check() {
         return;
     }
     NAMESPACES.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    OURS.lock().unwrap_or_else(|p| p.into_inner()).clear();
     if let Some(Ok(t)) = TRACE.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
         t.clear();
     }
@@ -81,6 +84,24 @@ pub fn register(ns: &NetNs) {
 /// The check is over: its namespaces may go.
 pub fn end_check() {
     NAMESPACES.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    OURS.lock().unwrap_or_else(|p| p.into_inner()).clear();
+}
+
+/// The running check attached program `id` as part of itself.
+pub fn own(id: u32) {
+    if enabled() {
+        OURS.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+    }
+}
+
+/// The program attached last is not the check's (an injected fault).
+pub fn disown_last() {
+    OURS.lock().unwrap_or_else(|p| p.into_inner()).pop();
+}
+
+/// Whether the running check attached program `id` itself.
+pub(crate) fn is_ours(id: u32) -> bool {
+    OURS.lock().unwrap_or_else(|p| p.into_inner()).contains(&id)
 }
 
 /// Sysctls whose value changes what the checks' packets do.

@@ -2,9 +2,9 @@
 //! `bpftool cgroup` and `bpftool link` would list them: TCX programs on a device
 //! (queried from inside the device's namespace), programs on the probe's cgroup
 //! (effective, so inherited ones count), and netfilter links. Each is named and
-//! marked `ours` when the suite put it there (its programs are called `hook`).
+//! marked `ours` when the running check attached it itself (by program id, so an
+//! injected fault's program, or anyone else's, is not).
 
-use conformance_ebpf_common::names::HOOK_PROGRAM;
 use serde_json::{Value, json};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -150,7 +150,7 @@ fn program(prog_id: u32) -> serde_json::Map<String, Value> {
     m.insert("prog_id".into(), json!(prog_id));
     match prog_info(prog_id) {
         Some((name, prog_type, tag)) => {
-            m.insert("ours".into(), json!(name == HOOK_PROGRAM));
+            m.insert("ours".into(), json!(super::is_ours(prog_id)));
             m.insert("name".into(), json!(name));
             m.insert("prog_type".into(), json!(prog_type));
             m.insert("tag".into(), json!(tag));
