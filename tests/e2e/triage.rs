@@ -1,6 +1,6 @@
 //! `cargo xtask triage` as a user meets it: a lab run with a real injected fault
-//! gives a bundle whose summary names the hop where the packets vanished, with its
-//! tarball beside it; a small `--max-bytes` is respected and what it cut is listed;
+//! gives a bundle whose summary names the hop where the packets vanished and the
+//! matching signature (the fault's program is a foreign one), with its tarball beside it; a small `--max-bytes` is respected and what it cut is listed;
 //! a recorded run bundles to the same bytes twice and leaves planted secrets out;
 //! bad input exits 2 with one line.
 
@@ -125,11 +125,22 @@ fn fault_bundle_names_where_the_packets_vanished() -> TestResult {
                 format!("no {file} in {}", folder.display())
             })?;
         }
-        // The fault's own program on pod A's eth0 is on the path, and it is ours.
+        // The fault's drop program on pod A's eth0, which the check did not attach,
+        // is what a foreign program on the path looks like: flagged, and named as
+        // the matching signature of the row.
         let bpf = read(&folder.join("bpf.txt"))?;
+        let fault_line = bpf
+            .lines()
+            .find(|l| l.starts_with("ns pod-a  dev eth0 ") && l.contains(" tcx egress "))
+            .ok_or_else(|| format!("no program on pod A's eth0 egress:\n{bpf}"))?;
         ensure(
-            bpf.contains("ns pod-a  dev eth0") && bpf.contains("  ours"),
+            fault_line.ends_with("FOREIGN (not attached by this suite)"),
             || bpf.clone(),
+        )?;
+        ensure(
+            row.contains("(`foreign-program`): prog ")
+                && row.contains(" on eth0 (tcx egress) in ns pod-a"),
+            || format!("the {variant} row does not name the foreign program:\n{row}"),
         )?;
     }
     // The manifest lists every file of the folder with its size.

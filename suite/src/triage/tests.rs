@@ -20,6 +20,28 @@ fn drop_run() -> Value {
     fixture("lab-stack-delivery-drop.json")
 }
 
+/// The fault run with its drop program counted as the check's own, as probes
+/// before ownership by program id reported it: a run that matches no signature,
+/// for the tests below to change one thing in.
+fn base_run() -> Value {
+    fn own(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                if m.get("ours") == Some(&Value::Bool(false)) {
+                    m.insert("ours".into(), Value::Bool(true));
+                }
+                m.values_mut().for_each(own);
+            }
+            Value::Array(a) => a.iter_mut().for_each(own),
+            _ => {}
+        }
+    }
+    let mut run = drop_run();
+    own(&mut run);
+    assert!(ids(&run).is_empty(), "{:?}", ids(&run));
+    run
+}
+
 fn nix_run() -> Value {
     fixture("lab-nix-2hd.json")
 }
@@ -96,9 +118,38 @@ fn a_real_fault_run_names_where_the_packets_vanished() {
             "{section}"
         );
     }
-    // The drop before the hook is not the nix-2hd shape, and nothing else matches.
-    assert!(b.matches.is_empty(), "{:?}", b.matches);
-    assert!(summary.contains("- known signatures: none matched"));
+    // The drop before the hook is not the nix-2hd shape; the fault's drop program,
+    // which the check did not attach, stands for a foreign program on the path.
+    let found: Vec<(&str, Option<String>, &str)> = b
+        .matches
+        .iter()
+        .map(|m| {
+            (
+                m.signature.id,
+                m.row.as_ref().map(|(c, v)| format!("{c}[{v}]")),
+                m.evidence.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "foreign-program",
+                row("datapath.stack-delivery", "tcx"),
+                "prog 4401 hook tag 5183923b4f742e09 on eth0 (tcx egress) in ns pod-a"
+            ),
+            (
+                "foreign-program",
+                row("datapath.stack-delivery", "legacy"),
+                "prog 4403 hook tag 5183923b4f742e09 on eth0 (tcx egress) in ns pod-a"
+            ),
+        ]
+    );
+    assert!(
+        summary.contains("- known signatures: none matched"),
+        "the bpffs row"
+    );
     assert!(summary.contains(
         "- kernel drop reasons while the check ran (system-wide): 10 TC_EGRESS at __dev_queue_xmit\n"
     ));
@@ -112,10 +163,13 @@ fn a_real_fault_run_names_where_the_packets_vanished() {
     // Probe triage: the fault's program on pod A's eth0 egress, the kernel's reason.
     let bpf = text(&b, &format!("{TCX}/bpf.txt"));
     assert!(
-        bpf.contains("ns pod-a  dev eth0 (ifindex 2)  tcx egress  prog 1117 hook"),
+        bpf.contains(&format!(
+            "ns pod-a  dev eth0 (ifindex 2)  tcx egress  prog 4401 hook tag 5183923b4f742e09  {}",
+            detail::FOREIGN
+        )),
         "{bpf}"
     );
-    assert!(!bpf.contains("FOREIGN ("), "{bpf}");
+    assert!(bpf.contains("ns host  dev lxc53f475a (ifindex 4)  tcx ingress  prog 4402 hook"));
     let drops = text(&b, &format!("{TCX}/drops.txt"));
     assert!(
         drops.contains("     10  TC_EGRESS  __dev_queue_xmit"),
@@ -189,7 +243,7 @@ fn nested_arm64_needs_both_facts_and_the_loss() {
             .any(|(id, _)| *id == "nested-virtualization-arm64")
     );
     // Without the loss, nested arm64 alone is no signature.
-    let mut drop = drop_run();
+    let mut drop = base_run();
     drop["instances"][0]["facts"]["arch"] = json!("aarch64");
     drop["instances"][0]["facts"]["virtualization"]["nested"] = json!(true);
     assert!(ids(&drop).is_empty());
@@ -197,7 +251,7 @@ fn nested_arm64_needs_both_facts_and_the_loss() {
 
 #[test]
 fn bpffs_propagation_from_facts_or_an_unexpected_failure() {
-    let mut run = drop_run();
+    let mut run = base_run();
     run["instances"][0]["facts"]["virtualization"]["container"] = json!("docker");
     assert_eq!(ids(&run), [("bpffs-propagation-k3d", None)]);
     run["instances"][0]["facts"]["bpffs"]["propagation"] = json!("shared");
@@ -220,7 +274,7 @@ fn bpffs_propagation_from_facts_or_an_unexpected_failure() {
 
 #[test]
 fn tcx_unsupported_from_facts_and_rows() {
-    let mut run = drop_run();
+    let mut run = base_run();
     run["instances"][0]["facts"]["tcx"] = json!(false);
     let v = verdict_mut(&mut run, "tc.attach.tcx", "tcx");
     v["verdict"] = json!("unsupported");
@@ -244,7 +298,7 @@ fn tcx_unsupported_from_facts_and_rows() {
 
 #[test]
 fn scrub_signature_only_for_not_scrubbed() {
-    let mut run = drop_run();
+    let mut run = base_run();
     let v = verdict_mut(&mut run, "datapath.redirect-peer.scrub", "default");
     v["verdict"] = json!("expected-fail");
     v["observation"]["outcome"] = json!("fail");
@@ -264,7 +318,7 @@ fn scrub_signature_only_for_not_scrubbed() {
 
 #[test]
 fn foreign_cgroup_program_and_tcx_legacy_difference() {
-    let mut run = drop_run();
+    let mut run = base_run();
     let v = verdict_mut(&mut run, "datapath.stack-delivery", "legacy");
     v["observation"]["evidence"]["triage"]["cgroup"]["programs"] = json!([{"attach": "cgroup_inet_ingress", "prog_id": 9, "name": "sd_fw_ingress", "ours": false}]);
     // The tcx variant passes: the two attach modes differ on the same path.
