@@ -602,6 +602,7 @@ fn time_images(
         probe: opts.probe.clone(),
         verbose: false,
         progress: false,
+        daemon_arch: None,
     };
     // The static probe first, so the first image below times the image, not a
     // static probe build that sources changed since the last one.

@@ -200,6 +200,8 @@ fn image_for(
         probe: None,
         verbose: opts.verbose,
         progress: true,
+        // The instance's architecture is the daemon's (preflight asked).
+        daemon_arch: Some(arch_kind),
     })
     .map_err(|e| fail(crate::image::exit_code(&e), format!("{e:#}")))?;
     built.push((arch.to_string(), image.reference.clone()));

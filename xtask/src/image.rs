@@ -50,6 +50,9 @@ pub struct ImageOptions {
     pub verbose: bool,
     /// One progress line per step on stderr.
     pub progress: bool,
+    /// The daemon's own architecture, where the caller has asked already (the
+    /// container target's preflight), so the build does not ask `/info` again.
+    pub daemon_arch: Option<Arch>,
 }
 
 /// The image that was built (or found in the build cache).
@@ -167,7 +170,10 @@ pub async fn daemon_arch(docker: &Docker) -> Result<Arch> {
 /// Builds (or finds cached) the probe image on `docker` and tags it. Builds the static
 /// probe first unless `opts.probe` names one. For callers with their own tokio runtime.
 pub async fn build_image(docker: &Docker, opts: &ImageOptions) -> Result<ImageRef> {
-    let native = daemon_arch(docker).await?;
+    let native = match opts.daemon_arch {
+        Some(arch) => arch,
+        None => daemon_arch(docker).await?,
+    };
     let arch = opts.arch.unwrap_or(native);
     let foreign = (arch != native).then_some(arch);
     let say = |line: String| {
@@ -385,6 +391,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         probe: opts.probe.clone(),
         verbose: opts.verbose,
         progress: !opts.print_ref || opts.verbose,
+        daemon_arch: None,
     })
     .map_err(|e| Failure {
         code: exit_code(&e),
