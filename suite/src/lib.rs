@@ -9,6 +9,7 @@
 //! Not here: executing checks. The suite never touches the datapath; targets
 //! only carry the probe's lines back, and the suite judges what it reported.
 
+pub mod compare;
 pub mod env;
 pub mod error;
 pub mod explain;

@@ -7,6 +7,7 @@
 
 mod cleanup;
 mod cli;
+mod compare;
 mod concurrency;
 mod container;
 mod faults;
@@ -34,7 +35,8 @@ fn main() {
         .chain(privilege::TESTS)
         .chain(cleanup::TESTS)
         .chain(image::TESTS)
-        .chain(container::TESTS);
+        .chain(container::TESTS)
+        .chain(compare::TESTS);
     for (name, needs, test) in all {
         let missing = needs.missing();
         // Only tests the command line selects say why they are ignored.

@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the one entry point users need.
 
 mod bench;
+mod compare;
 mod conformance;
 mod ebpf;
 mod explain;
@@ -38,6 +39,8 @@ enum Command {
     Explain(explain::Options),
     /// Run the checks with triage evidence and write a bundle (summary, hops, programs on the path, drop reasons, facts) into DIR and DIR.tar.gz.
     Triage(triage::Options),
+    /// Compare two runs (their run.json): new failures, fixed, facts and evidence that changed; exit 1 if anything got worse.
+    Compare(compare::Options),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Image(opts) => report(image::run(opts)),
         Command::Explain(opts) => report(explain::run(&opts.line, opts.json)),
         Command::Triage(opts) => report(triage::run(opts)),
+        Command::Compare(opts) => report(compare::run(opts)),
         Command::Ebpf(opts) => match ebpf::run(opts) {
             Ok(code) => code,
             Err(err) => {

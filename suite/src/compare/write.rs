@@ -1,0 +1,173 @@
+//! Writing the comparison's files: checked before anything is read (a typo in
+//! `--markdown` fails at once, and no output may overwrite an input run),
+//! rendered whole, then each written atomically (a temporary file beside it,
+//! synced, renamed), so a reader never sees half a report.
+
+use super::{Comparison, render_json, render_junit, render_markdown};
+use crate::report::{ReportError, ReportPaths};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Where each output goes; `None` skips it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputPaths {
+    pub markdown: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+}
+
+impl OutputPaths {
+    fn as_report_paths(&self) -> ReportPaths {
+        ReportPaths {
+            junit: self.junit.clone(),
+            json: self.json.clone(),
+            markdown: self.markdown.clone(),
+        }
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&'static str, &Path)> {
+        [
+            ("markdown", &self.markdown),
+            ("json", &self.json),
+            ("junit", &self.junit),
+        ]
+        .into_iter()
+        .filter_map(|(n, p)| p.as_deref().map(|p| (n, p)))
+    }
+
+    /// Every output can be written (parents created, a probe file made and
+    /// removed), no two share a path, and none is one of `inputs`. Errors are
+    /// bad usage (exit 2).
+    pub fn preflight(&self, inputs: &[PathBuf]) -> Result<(), String> {
+        for (name, path) in self.entries() {
+            if inputs.iter().any(|i| same_file(i, path)) {
+                return Err(format!(
+                    "--{name} {}: is one of the runs being compared; it would be overwritten",
+                    path.display()
+                ));
+            }
+        }
+        self.as_report_paths()
+            .preflight()
+            .map_err(|e| e.to_string().replacen("report ", "output ", 1))
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Renders every configured output, then writes each atomically. A failure
+/// to write is an infrastructure error (exit 3, [`ReportError::exit_code`]).
+pub fn write_outputs(c: &Comparison, paths: &OutputPaths) -> Result<(), ReportError> {
+    let rendered: Vec<(&Path, String)> = paths
+        .entries()
+        .map(|(name, path)| {
+            let body = match name {
+                "markdown" => render_markdown(c),
+                "json" => render_json(c),
+                _ => render_junit(c),
+            };
+            (path, body)
+        })
+        .collect();
+    for (path, body) in rendered {
+        write_atomic(path, body.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The report writer's atomic write (`report/write.rs`), which that module
+/// keeps private: a temporary file in the target's directory, synced, made
+/// world-readable and renamed over the target; removed on any failure.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let err = |source| ReportError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(err)?;
+    }
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preflight_refuses_inputs_shared_and_bad_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("run.json");
+        std::fs::write(&input, "{}").unwrap();
+        let e = OutputPaths {
+            json: Some(input.clone()),
+            ..Default::default()
+        }
+        .preflight(std::slice::from_ref(&input))
+        .unwrap_err();
+        assert!(e.contains("is one of the runs being compared"), "{e}");
+
+        let same = dir.path().join("out");
+        let e = OutputPaths {
+            markdown: Some(same.clone()),
+            junit: Some(same),
+            json: None,
+        }
+        .preflight(&[])
+        .unwrap_err();
+        assert!(
+            e.starts_with("output ") && e.ends_with("would write it"),
+            "{e}"
+        );
+
+        let ok = OutputPaths {
+            markdown: Some(dir.path().join("deep/summary.md")),
+            ..Default::default()
+        };
+        ok.preflight(&[input]).unwrap();
+        assert!(dir.path().join("deep").is_dir());
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.md");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["x.md"]);
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let e = write_atomic(&dir.path().join("file/x.md"), b"x").unwrap_err();
+        assert_eq!(e.exit_code(), 3);
+    }
+}
