@@ -52,11 +52,16 @@ impl Error {
 }
 
 /// The exit code for a run's verdicts (see the module doc for precedence).
-pub fn exit_code_for(verdicts: &[Verdict], strict: bool) -> u8 {
-    let has = |k: VerdictKind| verdicts.iter().any(|v| v.verdict == k);
-    if has(VerdictKind::Regression) || (strict && has(VerdictKind::UnexpectedPass)) {
+pub fn exit_code_for<'a>(verdicts: impl IntoIterator<Item = &'a Verdict>, strict: bool) -> u8 {
+    let (mut regression, mut error) = (false, false);
+    for v in verdicts {
+        regression |= v.verdict == VerdictKind::Regression
+            || (strict && v.verdict == VerdictKind::UnexpectedPass);
+        error |= v.verdict == VerdictKind::Error;
+    }
+    if regression {
         EXIT_REGRESSION
-    } else if has(VerdictKind::Error) {
+    } else if error {
         EXIT_INFRA
     } else {
         EXIT_OK

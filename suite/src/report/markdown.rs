@@ -122,7 +122,7 @@ fn several(run: &Run) -> String {
         "| check | variant | {} |\n|---|---{rule}|",
         header.join(" | ")
     );
-    for (check, variant) in check_rows(run) {
+    for (check, variant) in run.check_rows() {
         let cells: Vec<String> = run
             .instances
             .iter()
@@ -195,19 +195,6 @@ fn several(run: &Run) -> String {
 }
 
 /// (check, variant) of every instance's verdicts, in first-seen order.
-fn check_rows(run: &Run) -> Vec<(String, String)> {
-    let mut rows: Vec<(String, String)> = Vec::new();
-    for v in run.verdicts() {
-        if !rows
-            .iter()
-            .any(|(c, var)| *c == v.check && *var == v.variant)
-        {
-            rows.push((v.check.clone(), v.variant.clone()));
-        }
-    }
-    rows
-}
-
 fn exit_word(code: u8) -> &'static str {
     match code {
         0 => "as expected",

@@ -225,12 +225,26 @@ impl Run {
         self.instances.iter().flat_map(|i| &i.verdicts)
     }
 
+    /// Each (check, variant) once, in the order the instances first have them: the
+    /// rows of the check × instance tables (terminal and Markdown).
+    pub fn check_rows(&self) -> Vec<(String, String)> {
+        let mut rows: Vec<(String, String)> = Vec::new();
+        for v in self.verdicts() {
+            if !rows
+                .iter()
+                .any(|(c, var)| *c == v.check && *var == v.variant)
+            {
+                rows.push((v.check.clone(), v.variant.clone()));
+            }
+        }
+        rows
+    }
+
     /// The run's exit code over every instance: [`exit_code_for`] all verdicts; a
     /// damaged stream anywhere makes an otherwise clean run an infrastructure
     /// error (3), never hiding a regression (1).
     pub fn exit_code(&self) -> u8 {
-        let verdicts: Vec<Verdict> = self.verdicts().cloned().collect();
-        match exit_code_for(&verdicts, self.meta.strict) {
+        match exit_code_for(self.verdicts(), self.meta.strict) {
             EXIT_OK if self.instances.iter().any(|i| !i.stream_problems.is_empty()) => EXIT_INFRA,
             code => code,
         }

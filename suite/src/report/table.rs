@@ -134,15 +134,7 @@ fn several(out: &mut String, run: &Run, color: bool) {
     }
     out.push('\n');
 
-    let mut checks: Vec<(String, String)> = Vec::new();
-    for v in run.verdicts() {
-        if !checks
-            .iter()
-            .any(|(c, var)| *c == v.check && *var == v.variant)
-        {
-            checks.push((v.check.clone(), v.variant.clone()));
-        }
-    }
+    let checks = run.check_rows();
     let names: Vec<String> = run.instances.iter().map(|i| i.label()).collect();
     let mut width = vec!["CHECK".len(), "VARIANT".len()];
     width.extend(

@@ -122,9 +122,26 @@ impl ObservationExt for Observation {
     }
 }
 
-/// Every (check, variant) of the catalogue is planned; one is never observed.
+/// The run's plan, fixed so the snapshots do not change when the catalogue grows:
+/// the checks the fixture's observations are written for; one is never observed.
+const PLAN: &[&str] = &[
+    "tc.attach.tcx",
+    "tc.attach.legacy",
+    "datapath.stack-delivery",
+    "datapath.stack-delivery.redirect",
+    "datapath.redirect-peer",
+    "datapath.redirect-peer.scrub",
+    "datapath.pod-to-host",
+    "datapath.host-to-pod",
+];
+
 pub fn plan() -> Vec<PlannedCheck> {
-    Selection::all().plan(conformance_contract::CATALOGUE)
+    let catalogue: Vec<_> = conformance_contract::CATALOGUE
+        .iter()
+        .filter(|c| PLAN.contains(&c.id))
+        .copied()
+        .collect();
+    Selection::all().plan(&catalogue)
 }
 
 pub fn observations() -> Vec<Observation> {
