@@ -86,7 +86,50 @@ mod linux {
             .collect()
     }
 
+    /// The write end of the pipe the signal handler wakes the terminator with.
+    static WAKE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+    /// SIGTERM or SIGINT: only tells the terminator thread (a write to a pipe is
+    /// async-signal-safe), so whatever the interrupted thread holds open is closed
+    /// as it carries on.
+    extern "C" fn on_signal(signal: libc::c_int) {
+        let byte = signal as u8;
+        let fd = WAKE.load(std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: write(2) of one byte from a live buffer to our own pipe.
+        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+
+    /// On SIGTERM or SIGINT the terminator undoes what would outlive the process
+    /// (triage's tracing instance; namespaces, devices and programs die with it
+    /// anyway) and exits 128 + the signal. Installed explicitly because as a
+    /// container's pid 1 the probe would otherwise ignore SIGTERM and wait for
+    /// Docker's SIGKILL.
+    fn handle_terminate() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return;
+        }
+        WAKE.store(fds[1], std::sync::atomic::Ordering::SeqCst);
+        let read_end = fds[0];
+        std::thread::spawn(move || {
+            let mut byte = 0u8;
+            // SAFETY: read(2) of one byte into a live buffer from our own pipe.
+            while unsafe { libc::read(read_end, (&mut byte as *mut u8).cast(), 1) } != 1 {}
+            conformance_probes::triage::on_terminate();
+            // SAFETY: _exit ends the process without running other threads' code.
+            unsafe { libc::_exit(128 + i32::from(byte)) }
+        });
+        for signal in [libc::SIGTERM, libc::SIGINT] {
+            // SAFETY: the handler only writes to a pipe.
+            unsafe {
+                libc::signal(signal, on_signal as *const () as libc::sighandler_t);
+            }
+        }
+    }
+
     pub fn main() -> ExitCode {
+        handle_terminate();
         let cli = Cli::parse();
         let stdout = std::io::stdout();
         let mut out = stdout.lock();

@@ -25,7 +25,7 @@ fn main() {
     if let Some(why) = missing {
         eprintln!("kernel tests are ignored here: {why}");
     }
-    let tests: [(&str, Test); 6] = [
+    let tests: [(&str, Test); 7] = [
         ("netns_is_isolated", netns_is_isolated),
         (
             "every_helper_probe_passes_the_verifier",
@@ -43,6 +43,10 @@ fn main() {
         (
             "triage_evidence_names_the_drop_and_leaves_no_trace_instance",
             triage_evidence_names_the_drop_and_leaves_no_trace_instance,
+        ),
+        (
+            "sigterm_removes_the_tracing_instance",
+            sigterm_removes_the_tracing_instance,
         ),
     ];
     let trials = tests
@@ -388,6 +392,38 @@ fn triage_evidence_names_the_drop_and_leaves_no_trace_instance() -> TestResult {
     let left: Vec<String> = tracing_instances()?
         .into_iter()
         .filter(|n| n.starts_with("cc-"))
+        .collect();
+    check(left.is_empty(), || {
+        format!("tracing instances left: {left:?}")
+    })
+}
+
+/// A probe stopped with SIGTERM in the middle of a `--triage` run (what the lab
+/// target's stop and `docker stop` send) removes its tracing instance and exits 143.
+fn sigterm_removes_the_tracing_instance() -> TestResult {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_probe"))
+        .args(["run", "--triage", "--run-id", "kterm"])
+        .args(["--check", "datapath.stack-delivery"])
+        .args(["--fault", "datapath.stack-delivery=drop"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mine = format!("-{}-kterm", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !tracing_instances()?.iter().any(|n| n.ends_with(&mine)) {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("the probe never made its tracing instance".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own running child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().map_err(|e| e.to_string())?;
+    check(status.code() == Some(143), || format!("exit {status}"))?;
+    let left: Vec<String> = tracing_instances()?
+        .into_iter()
+        .filter(|n| n.ends_with(&mine))
         .collect();
     check(left.is_empty(), || {
         format!("tracing instances left: {left:?}")

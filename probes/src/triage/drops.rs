@@ -6,8 +6,10 @@
 //! tracepoint carries no namespace), so the counts can include other traffic:
 //! only IPv4 events are kept, and the reason says so.
 //!
-//! An instance outlives a probe killed by SIGKILL; its name carries the probe's pid
-//! and pid namespace, so the next run removes those whose owner is gone.
+//! SIGTERM and SIGINT remove the instance before the probe exits
+//! ([`on_terminate`]). An instance outlives a probe killed by SIGKILL; its name
+//! carries the probe's pid and pid namespace, so the next run removes those whose
+//! owner is gone.
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::mount::{MsFlags, mount};
@@ -18,6 +20,32 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 
 const PREFIX: &str = "cc-";
+
+/// The live instance's `enable` file and directory, for [`on_terminate`]: set once
+/// the instance exists, read from a signal handler (an atomic load, no allocation).
+static LIVE: std::sync::OnceLock<(std::ffi::CString, std::ffi::CString)> =
+    std::sync::OnceLock::new();
+
+/// On SIGTERM/SIGINT, from the probe's terminator thread while the others run on:
+/// switches the event off and removes the instance, retrying for up to a second
+/// while another thread still has one of its files open (EBUSY). No lock is
+/// taken, so a thread stopped holding one cannot block this.
+pub fn on_terminate() {
+    let Some((enable, dir)) = LIVE.get() else {
+        return;
+    };
+    let _ = std::fs::write(enable.to_string_lossy().as_ref(), "0");
+    for _ in 0..100 {
+        // SAFETY: rmdir(2) on a NUL-terminated path that lives forever.
+        if unsafe { libc::rmdir(dir.as_ptr()) } == 0 {
+            return;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            _ => return,
+        }
+    }
+}
 
 pub struct DropTrace {
     root: File,
@@ -87,9 +115,18 @@ impl DropTrace {
             instance: instance_name(run_id),
         };
         t.sweep();
-        std::fs::create_dir(t.path(&format!("instances/{}", t.instance)))
-            .with_context(|| format!("create tracing instance {}", t.instance))?;
         let enable = t.instance_path("events/skb/kfree_skb/enable");
+        let dir = t.path(&format!("instances/{}", t.instance));
+        // Known to the signal handler before the instance exists, so a signal at
+        // any point after this finds it.
+        if let (Ok(e), Ok(d)) = (
+            std::ffi::CString::new(enable.clone()),
+            std::ffi::CString::new(dir.clone()),
+        ) {
+            let _ = LIVE.set((e, d));
+        }
+        std::fs::create_dir(&dir)
+            .with_context(|| format!("create tracing instance {}", t.instance))?;
         if let Err(e) = std::fs::write(&enable, "1") {
             let _ = std::fs::remove_dir(t.path(&format!("instances/{}", t.instance)));
             t.instance.clear();

@@ -51,6 +51,12 @@ impl Drop for Session {
     }
 }
 
+/// What a terminating signal must undo before the probe exits: the drop trace's
+/// tracing instance, a kernel object that would outlive the process.
+pub fn on_terminate() {
+    drops::on_terminate();
+}
+
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::SeqCst)
 }

@@ -23,7 +23,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -161,8 +161,9 @@ pub struct StopHandle {
 }
 
 impl StopHandle {
-    /// Kills and removes the container (force); again, or after the owner's stop, is a
-    /// no-op.
+    /// Stops the container (SIGTERM, so the probe undoes what would outlive it;
+    /// SIGKILL after a grace period) and removes it; again, or after the owner's
+    /// stop, is a no-op.
     pub fn stop(&self) -> Result<(), DockerError> {
         if self.flags.removed.load(Ordering::SeqCst) {
             return Ok(());
@@ -518,7 +519,17 @@ async fn wait_exit(docker: &Docker, id: &str) -> Result<Option<i64>, DockerError
 }
 
 /// Force-removes (which kills); an already-gone container is fine.
+/// How long a stopping probe gets between SIGTERM and SIGKILL: it exits at once
+/// on SIGTERM, after removing its tracing instance if it made one.
+const STOP_GRACE_SECONDS: i32 = 2;
+
 async fn remove(docker: &Docker, id: &str) -> Result<(), DockerError> {
+    // A container that already exited answers 304 at once; a running one gets
+    // SIGTERM. Whatever this says, the forced removal below is what must happen.
+    let stop = StopContainerOptionsBuilder::default()
+        .t(STOP_GRACE_SECONDS)
+        .build();
+    let _ = docker.stop_container(id, Some(stop)).await;
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
