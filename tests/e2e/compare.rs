@@ -168,7 +168,7 @@ fn bad_input_files_exit_2_naming_them() -> TestResult {
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "truncated.json",
-            text[..text.len() / 3].to_string(),
+            text[..text.floor_char_boundary(text.len() / 3)].to_string(),
             "truncated: the JSON ends at line ",
         ),
         (

@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A run report that cannot be compared, and why. Always bad input (exit 2).
 #[derive(Debug)]
@@ -164,46 +165,70 @@ fn problem_of(bytes: &[u8], e: &serde_json::Error) -> LoadProblem {
     }
 }
 
-/// One observation's evidence (and its control's) as the file has it, parsed
-/// only when a changed row needs it.
-#[derive(Debug, Clone)]
-pub(crate) struct RawEvidence {
-    evidence: Box<RawValue>,
-    control: Option<Box<RawValue>>,
+/// Where one observation's evidence (and its control's) sits in the file's
+/// bytes: (start, length), parsed only when a changed row needs it.
+#[derive(Debug, Clone, Copy)]
+struct Spans {
+    evidence: (usize, usize),
+    control: Option<(usize, usize)>,
 }
 
-impl RawEvidence {
-    /// `observation` (read with empty evidence) with its evidence filled in.
-    pub(crate) fn fill(&self, observation: &Observation) -> Observation {
-        let map = |raw: &RawValue| serde_json::from_str(raw.get()).unwrap_or_default();
-        let mut o = observation.clone();
-        o.evidence = map(&self.evidence);
-        if let (Some(c), Some(raw)) = (o.control.as_mut(), &self.control) {
-            c.evidence = map(raw);
-        }
-        o
+/// A report's bytes and, per instance and verdict (the run's order), where the
+/// raw evidence is, for the verdicts that have an observation.
+#[derive(Clone)]
+pub(crate) struct RawStore {
+    bytes: Arc<Vec<u8>>,
+    spans: Vec<Vec<Option<Spans>>>,
+}
+
+impl fmt::Debug for RawStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawStore({} bytes)", self.bytes.len())
     }
 }
 
-/// Per instance, per verdict (the run's order): the raw evidence, where the
-/// verdict has an observation.
-pub(crate) type RawStore = Vec<Vec<Option<RawEvidence>>>;
+impl RawStore {
+    /// Verdict `index` of instance `instance`'s observation (read with empty
+    /// evidence) with its evidence filled in; `None` where the file has none.
+    pub(crate) fn fill(
+        &self,
+        instance: usize,
+        index: usize,
+        observation: &Observation,
+    ) -> Option<Observation> {
+        let spans = (*self.spans.get(instance)?.get(index)?)?;
+        let map = |(start, len): (usize, usize)| -> Map<String, Value> {
+            self.bytes
+                .get(start..start + len)
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default()
+        };
+        let mut o = observation.clone();
+        o.evidence = map(spans.evidence);
+        if let (Some(c), Some(span)) = (o.control.as_mut(), spans.control) {
+            c.evidence = map(span);
+        }
+        Some(o)
+    }
+}
 
 /// A report read as [`parse_run`] reads it, except that every observation's
-/// evidence is kept raw ([`RawEvidence`]) and left empty in the [`Run`]:
-/// skipping over evidence is several times faster than building it, and a
-/// comparison needs it only for the rows that changed.
-pub(crate) fn parse_lazy(bytes: &[u8]) -> Result<(Run, RawStore), LoadProblem> {
+/// evidence is left empty in the [`Run`] and found again in the bytes when
+/// needed ([`RawStore`]): skipping over evidence is several times faster than
+/// building it, and a comparison needs it only for the rows that changed.
+pub(crate) fn parse_lazy(bytes: Arc<Vec<u8>>) -> Result<(Run, RawStore), LoadProblem> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(LoadProblem::Empty);
     }
-    let doc: LazyDoc = serde_json::from_slice(bytes).map_err(|e| problem_of(bytes, &e))?;
+    let doc: LazyDoc<'_> = serde_json::from_slice(&bytes).map_err(|e| problem_of(&bytes, &e))?;
     if doc.schema != REPORT_SCHEMA {
         return Err(LoadProblem::Schema(doc.schema.to_string()));
     }
+    let base = bytes.as_ptr() as usize;
+    let span = |raw: &RawValue| (raw.get().as_ptr() as usize - base, raw.get().len());
     let mut instances = doc.instances;
     let labels: Vec<String> = instances.iter().map(InstanceRun::label).collect();
-    let mut raw: RawStore = instances.iter().map(|_| Vec::new()).collect();
+    let mut spans: Vec<Vec<Option<Spans>>> = instances.iter().map(|_| Vec::new()).collect();
     for (i, v) in doc.verdicts.into_iter().enumerate() {
         let Some(owner) = labels.iter().position(|l| *l == v.instance) else {
             return Err(LoadProblem::Field {
@@ -215,12 +240,12 @@ pub(crate) fn parse_lazy(bytes: &[u8]) -> Result<(Run, RawStore), LoadProblem> {
                 ),
             });
         };
-        let (observation, evidence) = match v.observation {
+        let (observation, at) = match v.observation {
             None => (None, None),
             Some(o) => {
                 for (what, raw) in [
-                    ("evidence", Some(&o.evidence)),
-                    ("control.evidence", o.control.as_ref().map(|c| &c.evidence)),
+                    ("evidence", Some(o.evidence)),
+                    ("control.evidence", o.control.as_ref().map(|c| c.evidence)),
                 ] {
                     if let Some(raw) = raw
                         && !raw.get().starts_with('{')
@@ -231,7 +256,10 @@ pub(crate) fn parse_lazy(bytes: &[u8]) -> Result<(Run, RawStore), LoadProblem> {
                         });
                     }
                 }
-                let control_raw = o.control.as_ref().map(|c| c.evidence.clone());
+                let at = Spans {
+                    evidence: span(o.evidence),
+                    control: o.control.as_ref().map(|c| span(c.evidence)),
+                };
                 let observation = Observation {
                     check: o.check,
                     variant: o.variant,
@@ -248,13 +276,7 @@ pub(crate) fn parse_lazy(bytes: &[u8]) -> Result<(Run, RawStore), LoadProblem> {
                     }),
                     duration_ms: o.duration_ms,
                 };
-                (
-                    Some(observation),
-                    Some(RawEvidence {
-                        evidence: o.evidence,
-                        control: control_raw,
-                    }),
-                )
+                (Some(observation), Some(at))
             }
         };
         instances[owner].verdicts.push(Verdict {
@@ -266,7 +288,7 @@ pub(crate) fn parse_lazy(bytes: &[u8]) -> Result<(Run, RawStore), LoadProblem> {
             facts_expected: v.facts_expected,
             observation,
         });
-        raw[owner].push(evidence);
+        spans[owner].push(at);
     }
     let run = Run {
         schema: doc.schema,
@@ -275,25 +297,26 @@ pub(crate) fn parse_lazy(bytes: &[u8]) -> Result<(Run, RawStore), LoadProblem> {
         instances,
         counts: doc.counts,
     };
-    Ok((run, raw))
+    Ok((run, RawStore { bytes, spans }))
 }
 
 /// `run.json` (see `report/json.rs`) with the verdicts' fields spelled out
 /// rather than flattened (a flattened struct is buffered whole, which raw
 /// values cannot pass through) and the evidence raw.
 #[derive(Deserialize)]
-struct LazyDoc {
+struct LazyDoc<'a> {
     schema: u32,
     suite_version: String,
     #[serde(flatten)]
     meta: RunMeta,
     counts: Counts,
     instances: Vec<InstanceRun>,
-    verdicts: Vec<LazyVerdict>,
+    #[serde(borrow)]
+    verdicts: Vec<LazyVerdict<'a>>,
 }
 
 #[derive(Deserialize)]
-struct LazyVerdict {
+struct LazyVerdict<'a> {
     instance: String,
     check: String,
     variant: String,
@@ -302,32 +325,34 @@ struct LazyVerdict {
     expected: Expectation,
     #[serde(default)]
     facts_expected: Vec<FactExpectation>,
-    #[serde(default)]
-    observation: Option<LazyObservation>,
+    #[serde(default, borrow)]
+    observation: Option<LazyObservation<'a>>,
 }
 
 #[derive(Deserialize)]
-struct LazyObservation {
+struct LazyObservation<'a> {
     check: String,
     variant: String,
     outcome: Outcome,
     reason: String,
-    evidence: Box<RawValue>,
+    #[serde(borrow)]
+    evidence: &'a RawValue,
     #[serde(default)]
     failure: Option<String>,
     #[serde(default)]
     missing_facts: Vec<String>,
-    #[serde(default)]
-    control: Option<LazyControl>,
+    #[serde(default, borrow)]
+    control: Option<LazyControl<'a>>,
     duration_ms: f64,
 }
 
 #[derive(Deserialize)]
-struct LazyControl {
+struct LazyControl<'a> {
     description: String,
     outcome: ControlOutcome,
     reason: String,
-    evidence: Box<RawValue>,
+    #[serde(borrow)]
+    evidence: &'a RawValue,
 }
 
 /// serde_json's message without its ` at line L column C` suffix.
@@ -489,7 +514,7 @@ mod tests {
             "names the file: {line}"
         );
         assert!(!line.contains('\n'), "one line: {line}");
-        let lazy = crate::compare::Sample::parse(&path, text.as_bytes()).unwrap_err();
+        let lazy = crate::compare::Sample::parse(&path, text.as_bytes().to_vec()).unwrap_err();
         assert_eq!(lazy.to_string(), line, "raw-evidence reading agrees");
         line[shown.len() + 2..].to_string()
     }
@@ -504,7 +529,7 @@ mod tests {
     fn raw_evidence_reading_keeps_everything_but_the_evidence_until_asked() {
         let text = good();
         let full = parse_run(text.as_bytes()).unwrap();
-        let (lazy, raw) = parse_lazy(text.as_bytes()).unwrap();
+        let (lazy, raw) = parse_lazy(Arc::new(text.clone().into_bytes())).unwrap();
         let fv = &full.instances[0].verdicts;
         let lv = &lazy.instances[0].verdicts;
         assert_eq!(fv.len(), lv.len());
@@ -515,7 +540,7 @@ mod tests {
             );
             assert!(lo.evidence.is_empty() && lo.control.as_ref().unwrap().evidence.is_empty());
             assert_eq!(
-                &raw[0][i].as_ref().unwrap().fill(lo),
+                &raw.fill(0, i, lo).unwrap(),
                 fo,
                 "filled in, it is the same"
             );
@@ -526,7 +551,7 @@ mod tests {
         assert_eq!(full.meta, lazy.meta);
         assert_eq!(full.instances[0].facts, lazy.instances[0].facts);
         let bad = edited(|v| v["verdicts"][0]["observation"]["evidence"] = json!([1]));
-        let e = parse_lazy(bad.as_bytes()).unwrap_err();
+        let e = parse_lazy(Arc::new(bad.into_bytes())).unwrap_err();
         assert!(
             matches!(&e, LoadProblem::Field { field, .. } if field == "verdicts[0].observation.evidence"),
             "{e:?}"

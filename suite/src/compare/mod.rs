@@ -43,7 +43,7 @@ use load::RawStore;
 pub use markdown::{MARKDOWN_LIMIT, render_markdown, render_markdown_limited};
 pub use table::render_table;
 pub use timing::{Direction, Judgement, Stats, TimingChange};
-pub use write::{OutputPaths, write_outputs};
+pub use write::{OutputPaths, render_outputs, write_outputs};
 
 use crate::error::{EXIT_OK, EXIT_REGRESSION};
 use crate::report::Run;
@@ -54,6 +54,7 @@ use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Version of the comparison's JSON shape.
 pub const COMPARE_SCHEMA: u32 = 1;
@@ -77,11 +78,14 @@ impl Sample {
         }
     }
 
-    /// The bytes of a run report, with its evidence left raw until a changed
-    /// row needs it (see [`load`]). Errors name `path`.
-    pub fn parse(path: impl Into<PathBuf>, bytes: &[u8]) -> Result<Sample, LoadError> {
+    /// The bytes of a run report, kept: its evidence is read from them only
+    /// when a changed row needs it (see [`load`]). Errors name `path`.
+    pub fn parse(
+        path: impl Into<PathBuf>,
+        bytes: impl Into<Arc<Vec<u8>>>,
+    ) -> Result<Sample, LoadError> {
         let path = path.into();
-        match load::parse_lazy(bytes) {
+        match load::parse_lazy(bytes.into()) {
             Ok((run, raw)) => Ok(Sample {
                 path,
                 run,
@@ -105,19 +109,20 @@ impl Sample {
     fn observation(&self, instance: usize, index: usize) -> Option<Cow<'_, Observation>> {
         let v = self.run.instances.get(instance)?.verdicts.get(index)?;
         let o = v.observation.as_ref()?;
-        match &self.raw {
+        match self
+            .raw
+            .as_ref()
+            .and_then(|raw| raw.fill(instance, index, o))
+        {
+            Some(filled) => Some(Cow::Owned(filled)),
             None => Some(Cow::Borrowed(o)),
-            Some(raw) => match raw.get(instance).and_then(|r| r.get(index)) {
-                Some(Some(r)) => Some(Cow::Owned(r.fill(o))),
-                _ => Some(Cow::Borrowed(o)),
-            },
         }
     }
 }
 
 /// Parses every input, several at a time (one thread per core), each as
 /// [`Sample::parse`]; the first bad input in the given order is the error.
-pub fn parse_all(inputs: &[(PathBuf, Vec<u8>)]) -> Result<Vec<Sample>, LoadError> {
+pub fn parse_all(inputs: &[(PathBuf, Arc<Vec<u8>>)]) -> Result<Vec<Sample>, LoadError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(inputs.len())
@@ -133,7 +138,7 @@ pub fn parse_all(inputs: &[(PathBuf, Vec<u8>)]) -> Result<Vec<Sample>, LoadError
                     let Some((path, bytes)) = inputs.get(i) else {
                         break;
                     };
-                    let parsed = Sample::parse(path.clone(), bytes);
+                    let parsed = Sample::parse(path.clone(), Arc::clone(bytes));
                     if let Ok(mut slot) = results[i].lock() {
                         *slot = Some(parsed);
                     }
@@ -166,7 +171,7 @@ pub fn load_sides(
         .iter()
         .chain(&c)
         .map(|path| match std::fs::read(path) {
-            Ok(bytes) => Ok((path.clone(), bytes)),
+            Ok(bytes) => Ok((path.clone(), Arc::new(bytes))),
             Err(e) => Err(LoadError {
                 path: path.clone(),
                 problem: LoadProblem::Read(e),

@@ -60,21 +60,42 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Renders every configured output, then writes each atomically. A failure
-/// to write is an infrastructure error (exit 3, [`ReportError::exit_code`]).
+/// Every configured output rendered, each on its own thread: (path, text).
+pub fn render_outputs<'p>(c: &Comparison, paths: &'p OutputPaths) -> Vec<(&'p Path, String)> {
+    let entries: Vec<(&'static str, &Path)> = paths.entries().collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .iter()
+            .map(|(name, path)| {
+                let name = *name;
+                let path = *path;
+                scope.spawn(move || {
+                    let body = match name {
+                        "markdown" => render_markdown(c),
+                        "json" => render_json(c),
+                        _ => render_junit(c),
+                    };
+                    (path, body)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(&entries)
+            .map(|(h, (name, path))| {
+                h.join().unwrap_or_else(|_| {
+                    (*path, format!("the {name} output could not be rendered\n"))
+                })
+            })
+            .collect()
+    })
+}
+
+/// Renders every configured output ([`render_outputs`]), then writes each
+/// atomically. A failure to write is an infrastructure error (exit 3,
+/// [`ReportError::exit_code`]).
 pub fn write_outputs(c: &Comparison, paths: &OutputPaths) -> Result<(), ReportError> {
-    let rendered: Vec<(&Path, String)> = paths
-        .entries()
-        .map(|(name, path)| {
-            let body = match name {
-                "markdown" => render_markdown(c),
-                "json" => render_json(c),
-                _ => render_junit(c),
-            };
-            (path, body)
-        })
-        .collect();
-    for (path, body) in rendered {
+    for (path, body) in render_outputs(c, paths) {
         write_atomic(path, body.as_bytes())?;
     }
     Ok(())

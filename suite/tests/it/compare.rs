@@ -16,7 +16,7 @@ fn sample(name: &str) -> Sample {
     let rel = format!("fixtures/compare/{name}");
     let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(&rel))
         .expect("compare fixture");
-    Sample::parse(rel, &bytes).unwrap_or_else(|e| panic!("{e}"))
+    Sample::parse(rel, bytes).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn side(samples: Vec<Sample>) -> Side {
