@@ -103,11 +103,8 @@ fn details(r: &Row) -> String {
     for n in &r.notes {
         let _ = writeln!(s, "{n}");
     }
-    if let Some(b) = &r.baseline {
-        let _ = writeln!(s, "baseline: {}", b.reason);
-    }
-    if let Some(c) = &r.current {
-        let _ = writeln!(s, "current: {}", c.reason);
+    for (side, reason) in r.reasons() {
+        let _ = writeln!(s, "{side}: {reason}");
     }
     for e in &r.evidence {
         let _ = writeln!(s, "{}", e.line());

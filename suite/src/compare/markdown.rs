@@ -301,11 +301,8 @@ fn details(r: &Row, with_instance: bool) -> String {
     for n in &r.notes {
         let _ = writeln!(s, "- {}", inline(n));
     }
-    if let Some(b) = &r.baseline {
-        let _ = writeln!(s, "- baseline: {}", inline(&b.reason));
-    }
-    if let Some(c) = &r.current {
-        let _ = writeln!(s, "- current: {}", inline(&c.reason));
+    for (side, reason) in r.reasons() {
+        let _ = writeln!(s, "- {side}: {}", inline(reason));
     }
     if !r.evidence.is_empty() {
         s.push_str("\n| evidence that moved | baseline | current |\n|---|---|---|\n");

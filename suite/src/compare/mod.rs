@@ -277,6 +277,17 @@ pub struct Row {
 }
 
 impl Row {
+    /// Each side's reason, labelled; one `both runs` line when they are the same.
+    pub fn reasons(&self) -> Vec<(&'static str, &str)> {
+        match (&self.baseline, &self.current) {
+            (Some(b), Some(c)) if b.reason == c.reason => vec![("both runs", b.reason.as_str())],
+            (b, c) => [("baseline", b), ("current", c)]
+                .into_iter()
+                .filter_map(|(side, s)| s.as_ref().map(|s| (side, s.reason.as_str())))
+                .collect(),
+        }
+    }
+
     /// `check[variant]`, or `check` for a check with one way to run.
     pub fn name(&self) -> String {
         if self.variant == "default" {
