@@ -193,6 +193,16 @@ pub fn clean_verdict(check: &str, variant: &str) -> &'static str {
     }
 }
 
+/// The probe's outcome in a clean run on a healthy kernel: `fail` only for the
+/// [`EXPECTED_FAIL`] variants.
+pub fn clean_outcome(check: &str, variant: &str) -> conformance_contract::Outcome {
+    if EXPECTED_FAIL.contains(&(check, variant)) {
+        conformance_contract::Outcome::Fail
+    } else {
+        conformance_contract::Outcome::Pass
+    }
+}
+
 /// Variants of one check in the catalogue (0 for an unknown id).
 pub fn variants_of(check: &str) -> usize {
     conformance_contract::find_check(check).map_or(0, |c| c.variants.len())
