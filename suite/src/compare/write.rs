@@ -4,8 +4,7 @@
 //! synced, renamed), so a reader never sees half a report.
 
 use super::{Comparison, render_json, render_junit, render_markdown};
-use crate::report::{ReportError, ReportPaths};
-use std::io::Write;
+use crate::report::{ReportError, ReportPaths, write_atomic};
 use std::path::{Path, PathBuf};
 
 /// Where each output goes; `None` skips it.
@@ -98,42 +97,6 @@ pub fn write_outputs(c: &Comparison, paths: &OutputPaths) -> Result<(), ReportEr
     for (path, body) in render_outputs(c, paths) {
         write_atomic(path, body.as_bytes())?;
     }
-    Ok(())
-}
-
-/// The report writer's atomic write (`report/write.rs`), which that module
-/// keeps private: a temporary file in the target's directory, synced, made
-/// world-readable and renamed over the target; removed on any failure.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let err = |source| ReportError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(err)?;
-    }
-    tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
 }
 

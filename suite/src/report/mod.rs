@@ -15,7 +15,7 @@ pub use junit::render_junit;
 pub use markdown::render_markdown;
 pub use table::{color_wanted, render_table};
 pub use time::rfc3339_utc;
-pub use write::{ReportError, ReportPaths, write_reports};
+pub use write::{ReportError, ReportPaths, write_atomic, write_reports};
 
 use crate::env::{Environment, EnvironmentSource};
 use crate::error::{EXIT_INFRA, EXIT_OK, exit_code_for};
