@@ -8,6 +8,7 @@ pub mod facts;
 pub mod hooks;
 pub mod hops;
 pub mod kernel_support;
+pub mod mountns;
 pub mod netlink;
 pub mod netns;
 pub mod objects;

@@ -62,14 +62,16 @@ struct MapInfo {
     name: [u8; 16],
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
+/// bpf(2) with `attr`, a repr(C) prefix of `union bpf_attr` (the kernel may write
+/// back into it, as BPF_PROG_QUERY does).
+pub(crate) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
     // SAFETY: attr is a live repr(C) prefix of union bpf_attr and the size passed is
     // its own; pointers inside it point at memory that outlives the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
             cmd,
-            attr as *const T,
+            attr as *mut T,
             std::mem::size_of::<T>() as u32,
         )
     };
@@ -80,7 +82,7 @@ fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
     }
 }
 
-fn owned(fd: libc::c_long) -> OwnedFd {
+pub(crate) fn owned(fd: libc::c_long) -> OwnedFd {
     // SAFETY: bpf(2) returned a new descriptor that nothing else owns.
     unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
 }
@@ -99,7 +101,7 @@ pub fn create_map(name: &str) -> Result<OwnedFd> {
         bail!("map name `{name}` is longer than 15 bytes");
     }
     attr.map_name[..bytes.len()].copy_from_slice(bytes);
-    match bpf(BPF_MAP_CREATE, &attr) {
+    match bpf(BPF_MAP_CREATE, &mut attr) {
         Ok(fd) => Ok(owned(fd)),
         Err(e) => bail!("bpf(BPF_MAP_CREATE, array): {e}"),
     }
@@ -109,12 +111,12 @@ pub fn create_map(name: &str) -> Result<OwnedFd> {
 pub fn map_id(fd: &OwnedFd) -> Result<u32> {
     use std::os::fd::AsRawFd;
     let mut info = MapInfo::default();
-    let attr = InfoAttr {
+    let mut attr = InfoAttr {
         bpf_fd: fd.as_raw_fd() as u32,
         info_len: std::mem::size_of::<MapInfo>() as u32,
         info: &mut info as *mut MapInfo as u64,
     };
-    if let Err(e) = bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) {
+    if let Err(e) = bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) {
         bail!("bpf(BPF_OBJ_GET_INFO_BY_FD): {e}");
     }
     Ok(info.id)
@@ -124,12 +126,12 @@ pub fn map_id(fd: &OwnedFd) -> Result<u32> {
 pub fn pin(fd: &OwnedFd, path: &str) -> Result<()> {
     use std::os::fd::AsRawFd;
     let c = CString::new(path)?;
-    let attr = ObjAttr {
+    let mut attr = ObjAttr {
         pathname: c.as_ptr() as u64,
         bpf_fd: fd.as_raw_fd() as u32,
         ..Default::default()
     };
-    match bpf(BPF_OBJ_PIN, &attr) {
+    match bpf(BPF_OBJ_PIN, &mut attr) {
         Ok(_) => Ok(()),
         Err(e) => bail!("bpf(BPF_OBJ_PIN, {path}): {e}"),
     }
@@ -138,11 +140,11 @@ pub fn pin(fd: &OwnedFd, path: &str) -> Result<()> {
 /// Opens the object pinned at `path`; `Ok(None)` when nothing is pinned there.
 pub fn open_pinned(path: &str) -> Result<Option<OwnedFd>> {
     let c = CString::new(path)?;
-    let attr = ObjAttr {
+    let mut attr = ObjAttr {
         pathname: c.as_ptr() as u64,
         ..Default::default()
     };
-    match bpf(BPF_OBJ_GET, &attr) {
+    match bpf(BPF_OBJ_GET, &mut attr) {
         Ok(fd) => Ok(Some(owned(fd))),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => bail!("bpf(BPF_OBJ_GET, {path}): {e}"),

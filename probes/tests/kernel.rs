@@ -266,15 +266,8 @@ fn tracing_instances() -> Result<Vec<String>, String> {
     std::thread::scope(|s| {
         s.spawn(|| -> Result<Vec<String>, String> {
             use nix::mount::{MsFlags, mount};
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| e.to_string())?;
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_SLAVE,
-                None::<&str>,
-            )
-            .map_err(|e| e.to_string())?;
+            conformance_probes::mountns::enter_slave("the test's tracefs")
+                .map_err(|e| format!("{e:#}"))?;
             let root = "/sys/kernel/tracing";
             if !std::path::Path::new(&format!("{root}/instances")).is_dir() {
                 mount(

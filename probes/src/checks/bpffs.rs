@@ -144,17 +144,8 @@ impl Trial {
 fn trial(node: Node, agent_slave: bool, drop_pin: bool, run_id: &str) -> Result<Trial> {
     std::thread::scope(|s| {
         s.spawn(|| -> Result<Trial> {
-            unshare(CloneFlags::CLONE_NEWNS)
-                .context("unshare(CLONE_NEWNS) for the node (needs CAP_SYS_ADMIN)")?;
             // Receive from the place, send nothing back: every mount below stays here.
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_SLAVE,
-                None::<&str>,
-            )
-            .context("mount --make-rslave / in the node's namespace")?;
+            crate::mountns::enter_slave("the node")?;
             if !std::path::Path::new(BPFFS).is_dir() {
                 bail!("{BPFFS} is not a directory here (no sysfs?): nothing to mount on");
             }

@@ -13,7 +13,6 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::mount::{MsFlags, mount};
-use nix::sched::{CloneFlags, unshare};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -73,15 +72,7 @@ fn open_root() -> Result<File> {
     }
     std::thread::scope(|s| {
         s.spawn(|| -> Result<File> {
-            unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS) to mount tracefs")?;
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_SLAVE,
-                None::<&str>,
-            )
-            .context("mount --make-rslave /")?;
+            crate::mountns::enter_slave("a private tracefs")?;
             mount(
                 Some("tracefs"),
                 "/sys/kernel/tracing",

@@ -5,8 +5,9 @@
 //! marked `ours` when the running check attached it itself (by program id, so an
 //! injected fault's program, or anyone else's, is not).
 
+use crate::pins::{bpf, owned};
 use serde_json::{Value, json};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
@@ -73,24 +74,6 @@ struct ProgInfo {
     name: [u8; 16],
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
-    // SAFETY: attr is a live repr(C) prefix of union bpf_attr, its size is passed,
-    // and the buffers it points at outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut T,
-            std::mem::size_of::<T>() as u32,
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
 /// Program ids attached at `target` (an ifindex or a cgroup fd) for `attach_type`.
 fn query(target: u32, attach_type: u32, flags: u32) -> std::io::Result<Vec<u32>> {
     let mut ids = vec![0u32; 64];
@@ -115,11 +98,6 @@ pub fn tcx(ifindex: u32, dir: &str) -> Vec<u32> {
         BPF_TCX_EGRESS
     };
     query(ifindex, attach, 0).unwrap_or_default()
-}
-
-fn owned(fd: libc::c_long) -> OwnedFd {
-    // SAFETY: bpf(2) returned a new descriptor nobody else owns.
-    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
 }
 
 fn c_name(bytes: &[u8]) -> String {

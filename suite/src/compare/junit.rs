@@ -6,6 +6,7 @@
 //! the run's own JUnit (no `skipped` attribute on `<testsuites>`).
 
 use super::{Class, Comparison, Direction, Row, side_cell};
+use crate::report::{xml_attr as attr, xml_text as text};
 use std::fmt::Write;
 
 pub fn render_junit(c: &Comparison) -> String {
@@ -113,50 +114,6 @@ fn details(r: &Row) -> String {
         let _ = writeln!(s, "timing {}", t.text());
     }
     s.trim_end().to_string()
-}
-
-/// Characters XML 1.0 cannot represent at all, even escaped, become U+FFFD.
-fn xml_char(c: char) -> char {
-    match c {
-        '\t' | '\n' | '\r' => c,
-        '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}' => '\u{fffd}',
-        _ => c,
-    }
-}
-
-fn text(s: &str) -> String {
-    escape(s, false)
-}
-
-fn attr(s: &str) -> String {
-    escape(s, true)
-}
-
-fn escape(s: &str, attribute: bool) -> String {
-    let plain = |c: char| {
-        !matches!(
-            c,
-            '&' | '<' | '>' | '"' | '\'' | '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}'
-        )
-    };
-    if s.chars().all(plain) {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars().map(xml_char) {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            '"' if attribute => out.push_str("&quot;"),
-            '\'' if attribute => out.push_str("&apos;"),
-            '\n' if attribute => out.push_str("&#10;"),
-            '\t' if attribute => out.push_str("&#9;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -204,17 +204,27 @@ fn xml_char(c: char) -> char {
 }
 
 /// Element text: `&`, `<`, `>` escaped; `\r` as a reference so parsers keep it.
-fn text(s: &str) -> String {
+pub(crate) fn text(s: &str) -> String {
     escape(s, false)
 }
 
 /// Attribute values: also quotes, and whitespace as references so attribute
 /// normalisation does not turn newlines and tabs into spaces.
-fn attr(s: &str) -> String {
+pub(crate) fn attr(s: &str) -> String {
     escape(s, true)
 }
 
 fn escape(s: &str, attribute: bool) -> String {
+    // Most texts need nothing: no copy through the escaper for them.
+    let plain = |c: char| {
+        !matches!(
+            c,
+            '&' | '<' | '>' | '"' | '\'' | '\u{0}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}'
+        )
+    };
+    if s.chars().all(plain) {
+        return s.to_string();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars().map(xml_char) {
         match c {

@@ -12,6 +12,8 @@ mod time;
 mod write;
 
 pub use junit::render_junit;
+/// XML escaping for other JUnit writers (`compare`).
+pub(crate) use junit::{attr as xml_attr, text as xml_text};
 pub use markdown::render_markdown;
 pub use table::{color_wanted, render_table};
 pub use time::rfc3339_utc;
