@@ -177,7 +177,6 @@ pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<()> {
         run_id: &opts.run_id,
         tcx: facts.tcx == Some(true),
         faults: &opts.faults,
-        triage: opts.triage,
     };
     for (spec, variant) in &planned {
         let missing = missing_requirements(spec, variant, &facts);

@@ -239,7 +239,6 @@ fn bpffs_propagation_shows_both_ways_and_leaves_no_mount() -> TestResult {
         run_id: "kt",
         tcx: false,
         faults: &faults,
-        triage: false,
     };
     for (variant, want, failure) in [
         ("rshared", Outcome::Pass, None),
@@ -309,7 +308,6 @@ fn triage_evidence_names_the_drop_and_leaves_no_trace_instance() -> TestResult {
                 run_id: "kt",
                 tcx: false,
                 faults: &faults,
-                triage: true,
             },
         );
         check(!clean.evidence.contains_key("triage"), || {
@@ -326,7 +324,6 @@ fn triage_evidence_names_the_drop_and_leaves_no_trace_instance() -> TestResult {
                 run_id: "kt",
                 tcx: false,
                 faults: &faults,
-                triage: true,
             },
         );
         let t = o.evidence.get("triage").ok_or("no evidence.triage")?;

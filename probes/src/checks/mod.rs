@@ -51,8 +51,6 @@ pub struct Ctx<'a> {
     /// TCX works here; attach modes that are not the check's subject use it when true.
     pub tcx: bool,
     pub faults: &'a BTreeMap<String, Fault>,
-    /// Collect `evidence.triage` where an observation does not pass.
-    pub triage: bool,
 }
 
 impl Ctx<'_> {
