@@ -10,11 +10,13 @@
 pub mod catalogue;
 pub mod facts;
 pub mod lines;
+pub mod readiness;
 pub mod version;
 
 pub use catalogue::{CATALOGUE, CheckSpec, Failure, find_check};
 pub use facts::{Bpffs, FACT_KEYS, FactKind, FactValue, Facts, HELPERS, Virtualization};
 pub use lines::{Control, ControlOutcome, Done, Line, Observation, Outcome, Plan, PlannedCheck};
+pub use readiness::{HelmValue, NeedRef, PLANNED, SETTINGS, Setting, find_setting};
 pub use version::KernelVersion;
 
 /// Version of the line format. Bump on any incompatible change; the suite refuses
