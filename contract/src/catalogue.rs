@@ -1,15 +1,19 @@
 //! Every check the suite knows, by stable id. Ids are never renamed once released:
 //! add new ones, deprecate old ones.
 
-/// One documented question the suite asks of a datapath.
+/// One documented question the suite asks of a datapath, with what every
+/// environment expects of it: a matrix holds only deviations from this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckSpec {
     /// Dotted, lower-case, kebab within a segment.
     pub id: &'static str,
     /// One line for tables.
     pub title: &'static str,
-    /// What passing means and what the negative control breaks (README, reports).
-    pub summary: &'static str,
+    /// What passing means (the README's table, reports).
+    pub passes_when: &'static str,
+    /// The negative control: the decisive step broken, and how the check's own
+    /// test must then fail.
+    pub control: &'static str,
     /// Ways the check runs; each is its own observation and verdict.
     pub variants: &'static [&'static str],
     /// Boolean facts that must hold for a variant to run at all, as
@@ -19,6 +23,38 @@ pub struct CheckSpec {
     /// expects the check to fail must say which one; any other is a regression.
     pub failures: &'static [Failure],
     /// Upstream reference (CVE, commit, docs).
+    pub reference: &'static str,
+    /// Why every environment expects it to pass, where no expected failure
+    /// below and no matrix entry says otherwise.
+    pub pass_because: &'static str,
+    /// Where it is expected to fail everywhere, first that applies wins.
+    pub expected_failures: &'static [ExpectedFailure],
+}
+
+/// A failure every environment expects under a condition on facts, unless its
+/// matrix has an entry of its own for the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedFailure {
+    /// `None`: every variant.
+    pub variant: Option<&'static str>,
+    /// A matrix condition on facts (`kernel.upstream < 6.1.139`); `None`: always.
+    pub when: Option<&'static str>,
+    /// Where, in a phrase for tables: "on kernels without the CVE-2025-37959 fix".
+    pub scope: &'static str,
+    pub failure: &'static Failure,
+    pub reason: &'static str,
+    pub reference: &'static str,
+}
+
+/// Where a boolean precondition fact is expected, for every environment whose
+/// matrix has no `[[fact]]` entry for it. A fact with no entry anywhere is
+/// expected everywhere, so its absence is a regression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedFact {
+    pub fact: &'static str,
+    /// A matrix condition on other facts: the fact must be present wherever it holds.
+    pub expected: &'static str,
+    pub reason: &'static str,
     pub reference: &'static str,
 }
 
@@ -101,38 +137,96 @@ impl CheckSpec {
 /// Attach modes for TC programs: TCX links (kernel 6.6+) and legacy clsact + cls_bpf.
 pub const ATTACH_MODES: &[&str] = &["tcx", "legacy"];
 
+/// The CVE-2025-37959 fix: stable 6.1.139, 6.6.91, 6.12.29, 6.14.7, mainline
+/// 6.15-rc6; 5.10.y and 5.15.y have none. Judged on `kernel.upstream`, the
+/// upstream version a distribution kernel is built from.
+const SCRUB_UNFIXED: &str = "(kernel.upstream >= 5.10-rc1 and kernel.upstream < 6.1.139) \
+or (kernel.upstream >= 6.2-rc1 and kernel.upstream < 6.6.91) \
+or (kernel.upstream >= 6.7-rc1 and kernel.upstream < 6.12.29) \
+or (kernel.upstream >= 6.13-rc1 and kernel.upstream < 6.14.7) \
+or (kernel.upstream >= 6.15-rc1 and kernel.upstream < 6.15-rc6)";
+
+const HELPERS_REF: &str = "https://github.com/iovisor/bcc/blob/master/docs/kernel-versions.md#helpers";
+const REQUIREMENTS_REF: &str = "https://docs.cilium.io/en/stable/operations/system_requirements/";
+
+/// Precondition facts that arrived with a kernel version. Every other fact a
+/// check requires (`helper.redirect`, `helper.skb_store_bytes`, ...) predates
+/// any kernel Cilium supports: expected everywhere, its absence a regression.
+pub const EXPECTED_FACTS: &[ExpectedFact] = &[
+    ExpectedFact {
+        fact: "tcx",
+        expected: "kernel >= 6.6",
+        reason: "TCX links (BPF_LINK_CREATE with BPF_TCX_INGRESS) landed in kernel 6.6, and Cilium attaches through them from there on; a 6.6+ kernel without TCX is a regression, an older one (Debian 12's 6.1) is unsupported for the [tcx] variants.",
+        reference: REQUIREMENTS_REF,
+    },
+    ExpectedFact {
+        fact: "helper.redirect_peer",
+        expected: "kernel >= 5.10",
+        reason: "bpf_redirect_peer arrived in 5.10 (Cilium's eBPF host routing needs it); older kernels cannot run the redirect-peer checks.",
+        reference: HELPERS_REF,
+    },
+    ExpectedFact {
+        fact: "helper.redirect_neigh",
+        expected: "kernel >= 5.10",
+        reason: "bpf_redirect_neigh arrived in 5.10 (Cilium's eBPF host routing needs it).",
+        reference: HELPERS_REF,
+    },
+    ExpectedFact {
+        fact: "helper.ringbuf_output",
+        expected: "kernel >= 5.8",
+        reason: "BPF ring buffers arrived in 5.8; the checks' hook program reports skb metadata through one.",
+        reference: HELPERS_REF,
+    },
+    ExpectedFact {
+        fact: "helper.csum_level",
+        expected: "kernel >= 5.7",
+        reason: "bpf_csum_level arrived in 5.7; Cilium's agent probes for it.",
+        reference: HELPERS_REF,
+    },
+];
+
 pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "tc.attach.tcx",
         title: "TC program attached through TCX sees traffic",
-        summary: "A counting program attached as a TCX ingress link on the host side of a pod's veth counts every datagram the pod sends, and the datagrams still reach the host socket; a failure names the last hop that counted them (pod A eth0 tx, the veth's rx, the hook, the host's IP/UDP counters, the socket). Control: the same attach with a program that returns TC_ACT_SHOT: the hook counts the burst and none reaches the socket.",
+        passes_when: "a program attached as a TCX ingress link on a pod's host-side veth counts all 5 datagrams and they reach the host socket; a failure names the last hop that counted them",
+        control: "the same attach, the program returns `TC_ACT_SHOT`: the hook counts the burst, none reaches the socket",
         variants: &["tcx"],
         requires: &[("*", "tcx")],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
         reference: "https://docs.cilium.io/en/stable/operations/system_requirements/ (TCX, kernel 6.6)",
+        pass_because: "TCX (6.6+) is Cilium's default attach mode where the kernel has it; where it does not, the variant is unsupported, as the expected-fact entry for tcx says.",
+        expected_failures: &[],
     },
     CheckSpec {
         id: "tc.attach.legacy",
         title: "TC program attached through clsact sees traffic",
-        summary: "A counting program attached with a clsact qdisc and a cls_bpf filter (netlink) on the host side of a pod's veth counts every datagram and the datagrams still reach the host socket; a failure names the last hop that counted them. Control: a TC_ACT_SHOT program in the same place: the hook counts the burst and none reaches the socket.",
+        passes_when: "the same through a clsact qdisc + cls_bpf filter (netlink)",
+        control: "the same, `TC_ACT_SHOT`",
         variants: &["legacy"],
         requires: &[],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
         reference: "https://docs.cilium.io/en/stable/operations/system_requirements/ (bpf.enableTCX=false)",
+        pass_because: "clsact + cls_bpf is Cilium's attach mode without TCX (and with bpf.enableTCX=false); it needs NET_SCH_INGRESS and NET_CLS_BPF, which every kernel Cilium supports has.",
+        expected_failures: &[],
     },
     CheckSpec {
         id: "datapath.stack-delivery",
         title: "TC ingress hands packets to the host stack (TC_ACT_OK)",
-        summary: "A program on the host-side veth's ingress records each packet's skb metadata (ifindex, ingress ifindex, mark, hash, protocol, pkt_type) and returns TC_ACT_OK, Cilium's \"-> stack\"; the datagrams must reach a socket in the host namespace. Each burst is counted hop by hop (pod A eth0 tx, the veth's rx, the hook, the host's Ip InReceives/InAddrErrors/InNoRoutes, Udp InErrors/NoPorts/RcvbufErrors/InDatagrams, the socket), so a failure says where after the hook the packets went missing, which is what the nix-2hd incident lacked (its `flow 0x0, ifindex 0, orig-ip 0.0.0.0` trace is Cilium's normal \"-> stack\" line). Control: the program returns TC_ACT_SHOT: the hook counts the burst and none reaches the socket.",
+        passes_when: "a program on the host-side veth records each packet's skb metadata (ifindex, ingress ifindex, mark, hash, protocol, pkt_type, addresses) and returns `TC_ACT_OK` (\"-> stack\"); all datagrams reach a socket in the host namespace, counted hop by hop (veth, hook, the host's IP and UDP counters, the socket), so a failure says where after the hook they went missing",
+        control: "the program returns `TC_ACT_SHOT`",
         variants: ATTACH_MODES,
         requires: &[("tcx", "tcx")],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
         reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/",
+        pass_because: "The nix-2hd primitive: every packet Cilium passes up (\"-> stack\") takes this path, with TCX and with legacy attach; nothing about a container, a VM or a cloud prevents it, so a failure here is a regression. The incident's trace (flow 0x0, ifindex 0, orig-ip 0.0.0.0) is how Cilium prints a healthy -> stack event; what was lost was delivery after the hook, which this check accounts for hop by hop.",
+        expected_failures: &[],
     },
     CheckSpec {
         id: "datapath.stack-delivery.redirect",
         title: "bpf_redirect to a host device's ingress reaches the host stack",
-        summary: "A program on the host-side veth's ingress rewrites the destination MAC and calls bpf_redirect(cilium_net, BPF_F_INGRESS), the way Cilium hands host-bound traffic to cilium_host/cilium_net; the datagrams must reach a socket in the host namespace and be seen at cilium_net's ingress hook, counted hop by hop. Control: the same traffic handed to the stack with TC_ACT_OK instead of the redirect: it is delivered, but cilium_net's ingress must not see it, so the check's redirect witness is shown able to fail.",
+        passes_when: "the program rewrites the destination MAC and calls `bpf_redirect(cilium_net, BPF_F_INGRESS)`; the datagrams are seen by a hook on `cilium_net` ingress and reach the host socket",
+        control: "`TC_ACT_OK` instead of the redirect: delivered, but `cilium_net`'s ingress must not see it, so the redirect witness is shown able to fail",
         variants: ATTACH_MODES,
         requires: &[
             ("tcx", "tcx"),
@@ -141,11 +235,14 @@ pub const CATALOGUE: &[CheckSpec] = &[
         ],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
         reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/",
+        pass_because: "bpf_redirect to cilium_net's ingress is how Cilium hands host-bound traffic to the host; the helper exists since 4.x and stays inside the node's namespaces, so it must deliver everywhere.",
+        expected_failures: &[],
     },
     CheckSpec {
         id: "datapath.redirect-peer",
         title: "bpf_redirect_peer delivers into another pod namespace",
-        summary: "A program on pod A's host-side veth ingress calls bpf_redirect_peer(pod B's host-side veth); the datagrams must reach a socket in pod B, counted hop by hop, while the host namespace forwards nothing (IpForwDatagrams unchanged, forwarding off) and pod B's host-side veth transmits nothing. Control: the same traffic with the peer flag cleared (plain bpf_redirect to pod B's host-side veth): it is delivered, but that veth transmits it, so the check's tx +0 witness is shown able to fail.",
+        passes_when: "`bpf_redirect_peer` from pod A's host-side veth delivers into pod B's socket while the host forwards nothing (`IpForwDatagrams` +0) and pod B's host-side veth transmits nothing",
+        control: "the peer flag cleared (plain `bpf_redirect` to pod B's host-side veth): delivered, but that veth transmits 5, so the \"tx +0\" witness is shown able to fail",
         variants: ATTACH_MODES,
         // The control's plain bpf_redirect needs `helper.redirect` too.
         requires: &[
@@ -156,11 +253,14 @@ pub const CATALOGUE: &[CheckSpec] = &[
         ],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN, NOT_BYPASSED],
         reference: "https://github.com/torvalds/linux/blob/master/tools/testing/selftests/bpf/prog_tests/tc_redirect.c",
+        pass_because: "bpf_redirect_peer (kernel 5.10, Cilium's eBPF host routing) must deliver into the peer namespace without the host forwarding, in a container as in a VM; a verifier that refuses the helper is a regression, not an environment limit.",
+        expected_failures: &[],
     },
     CheckSpec {
         id: "datapath.redirect-peer.scrub",
         title: "bpf_redirect_peer scrubs the packet (CVE-2025-37959)",
-        summary: "Pod A sends a frame with a foreign destination MAC (pkt_type OTHERHOST at the source hook; otherwise the probe reports an error, as the premise failed); a program marks it and calls bpf_redirect_peer into pod B. On a fixed kernel the scrub resets pkt_type to HOST so the frame is delivered, while mark and tstamp are kept by design. An unfixed kernel fails with not-scrubbed: OTHERHOST at pod B's eth0 ingress, not delivered. Control: the same frames by a path that does not scrub, a plain bpf_redirect to pod B's host-side veth (egress): they must reach pod B's observer as OTHERHOST and not be delivered, which is what an unfixed kernel shows on the peer path.",
+        passes_when: "CVE-2025-37959: a frame with a foreign destination MAC (OTHERHOST at the source hook, else the probe reports an error) is marked and peer-redirected; in pod B its pkt_type is HOST and it is delivered, while mark and tstamp are kept, as the upstream fix intends",
+        control: "the same frames by a path that does not scrub (plain `bpf_redirect` to pod B's host-side veth): pod B's observer sees them OTHERHOST and they are not delivered, which is what an unfixed kernel shows on the peer path",
         variants: &["default"],
         requires: &[("*", "helper.redirect_peer"), ("*", "helper.redirect")],
         failures: &[
@@ -171,33 +271,58 @@ pub const CATALOGUE: &[CheckSpec] = &[
             METADATA_LOST,
         ],
         reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503)",
+        pass_because: "Fixed kernels scrub the skb in bpf_redirect_peer (skb_scrub_packet): pkt_type is reset to PACKET_HOST, so a frame with a foreign destination MAC is delivered; mark and tstamp are kept by design. In a container the kernel is the Docker host's (OrbStack's or Docker Desktop's VM on a Mac).",
+        expected_failures: &[ExpectedFailure {
+            variant: None,
+            when: Some(SCRUB_UNFIXED),
+            scope: "on kernels without the CVE-2025-37959 fix",
+            failure: &NOT_SCRUBBED,
+            reason: "CVE-2025-37959: before the fix bpf_redirect_peer does not scrub, the frame keeps pkt_type OTHERHOST and the peer drops it (for Cilium: IPsec traffic decrypted on the host kept its XFRM secpath and was dropped as XfrmInNoPols). Fixed in stable 6.1.139, 6.6.91, 6.12.29, 6.14.7 and mainline 6.15-rc6; no 5.10.y/5.15.y fix. Distribution kernels are judged by the upstream version their package is built from (`kernel.upstream`: Debian's 6.1.0-NN kernels are package 6.1.NNN-1, fixed from 6.1.139-1), `uname -r` elsewhere; a vendor kernel with the backport at another number shows as unexpected-pass. In a container, updating OrbStack or Docker Desktop updates this kernel.",
+            reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959",
+        }],
     },
     CheckSpec {
         id: "datapath.pod-to-host",
         title: "A pod reaches a host address and gets the reply",
-        summary: "A pod with a /32 address and a default route via its gateway sends to an address of the host namespace; the host answers over its /32 route via the pod's host-side veth, as Cilium routes pods. Both directions are counted hop by hop (veth tx/rx, IP/UDP counters, sockets, the echo). Control: the host's /32 route points at another pod's veth: pod B's eth0 receives the replies and pod A none.",
+        passes_when: "pod A → node IP → pod A round trips over the pod's default route and the host's `/32` route, both directions counted hop by hop",
+        control: "the host's `/32` route to pod A points at pod B's veth: pod B's eth0 receives the replies, pod A none",
         variants: &["default"],
         requires: &[],
         failures: &[NOT_DELIVERED],
         reference: "https://docs.cilium.io/en/stable/network/concepts/routing/",
+        pass_because: "Plain routing between a pod namespace (/32 address, default route via its gateway) and the node, as Cilium sets pods up; no eBPF involved, so a failure means the namespaces or veths are broken.",
+        expected_failures: &[],
     },
     CheckSpec {
         id: "datapath.host-to-pod",
         title: "The host reaches a pod and gets the reply",
-        summary: "The host namespace sends to a pod's /32 address over the route via the pod's host-side veth; the pod answers via its gateway; both directions are counted hop by hop. Control: the host's /32 route points at another pod's veth: pod B's eth0 receives the requests and pod A none.",
+        passes_when: "host → pod A → host round trips",
+        control: "the same misrouted `/32`: pod B's eth0 receives the requests",
         variants: &["default"],
         requires: &[],
         failures: &[NOT_DELIVERED],
         reference: "https://docs.cilium.io/en/stable/network/concepts/routing/",
+        pass_because: "The node reaches a pod over its /32 route via the host-side veth (health checks, kubelet probes), as Cilium routes pods; no eBPF involved.",
+        expected_failures: &[],
     },
     CheckSpec {
         id: "env.bpffs.propagation",
         title: "A bpffs mounted beside the node reaches the node (the k3d mount problem)",
-        summary: "An agent mount namespace, copied from the node's as a container runtime copies one for a pod, mounts a bpffs at /sys/fs/bpf (as Cilium's mount-bpf-fs init container does through a Bidirectional hostPath) and pins a map there; the node's namespace must see a bpffs at /sys/fs/bpf and open the pin to the same map id. Variant rshared: the node's /sys/fs/bpf is a shared mount (what `mount --make-rshared /`, k3d's K3D_FIX_MOUNTS, gives); variant private: Docker's default for a container's mounts, where the agent's mount stays in its own namespace (failure not-propagated, the reason says the fix). The node is a slave copy of the probe's mount namespace, so nothing propagates back to the place or the host. Fault `drop` unlinks the agent's pin before the node looks (pin-not-seen). Control: the agent's copy is made a slave before it mounts (a HostToContainer hostPath): its mount must not reach the node.",
+        passes_when: "an \"agent\" mount namespace, copied from the node's as a runtime copies one for a pod, mounts a bpffs at `/sys/fs/bpf` (what Cilium's `mount-bpf-fs` init container does through a Bidirectional hostPath) and pins a map; the node's namespace sees a bpffs there and opens the pin to the same map id. `rshared`: the node's `/sys/fs/bpf` is shared (what `mount --make-rshared /`, k3d's `K3D_FIX_MOUNTS`, gives); `private`: Docker's default for a container's mounts, the k3d problem shown live with the fix in its reason. The node is a slave copy of the probe's mount namespace, so nothing propagates back to the host; fault `drop` unlinks the pin",
+        control: "the agent's copy made a slave before it mounts (a HostToContainer hostPath): its mount must not reach the node",
         variants: &["rshared", "private"],
         requires: &[],
         failures: &[NOT_PROPAGATED, PIN_NOT_SEEN],
         reference: "https://github.com/k3d-io/k3d/pull/1268 (K3D_FIX_MOUNTS); https://docs.cilium.io/en/stable/operations/system_requirements/#mounted-ebpf-filesystem",
+        pass_because: "A mount made in a sibling mount namespace reaches a shared one: kernel mount propagation (shared subtrees, 2.6.15), which Cilium's mount-bpf-fs init container relies on. A node's systemd (or k3d's K3D_FIX_MOUNTS, on by default since k3d 5.6.1) makes / shared; a failure means propagation itself is broken.",
+        expected_failures: &[ExpectedFailure {
+            variant: Some("private"),
+            when: None,
+            scope: "everywhere, by design",
+            failure: &NOT_PROPAGATED,
+            reason: "Docker's default for a container's mounts is private, and without K3D_FIX_MOUNTS (k3d before 5.6.1, K3D_FIX_MOUNTS=0, k3d #363 on macOS) Cilium's agent fails with '/sys/fs/bpf is not a shared or slave mount': expected to fail (not-propagated) everywhere, as the live demonstration of the k3d problem, with the fix in the reason. Whether the place itself is such a node is the bpffs.propagation fact.",
+            reference: "https://github.com/k3d-io/k3d/pull/1268",
+        }],
     },
 ];
 
@@ -243,6 +368,34 @@ mod tests {
                     f.code
                 );
             }
+        }
+    }
+
+    #[test]
+    fn expected_failures_name_the_checks_own_failures_and_variants() {
+        for c in CATALOGUE {
+            for e in c.expected_failures {
+                assert!(
+                    c.failures.contains(e.failure),
+                    "{}: {} is not one of its failures",
+                    c.id,
+                    e.failure.code
+                );
+                if let Some(v) = e.variant {
+                    assert!(c.variants.contains(&v), "{}: no variant {v}", c.id);
+                }
+                assert!(!e.reason.trim().is_empty() && !e.reference.trim().is_empty());
+            }
+            assert!(!c.pass_because.trim().is_empty(), "{}", c.id);
+        }
+    }
+
+    #[test]
+    fn expected_facts_are_boolean_and_listed_once() {
+        let mut seen = std::collections::HashSet::new();
+        for f in EXPECTED_FACTS {
+            assert!(seen.insert(f.fact), "{} twice", f.fact);
+            assert_eq!(fact_kind(f.fact), Some(crate::FactKind::Bool), "{}", f.fact);
         }
     }
 

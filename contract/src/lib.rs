@@ -13,7 +13,9 @@ pub mod lines;
 pub mod readiness;
 pub mod version;
 
-pub use catalogue::{CATALOGUE, CheckSpec, Failure, find_check};
+pub use catalogue::{
+    CATALOGUE, CheckSpec, EXPECTED_FACTS, ExpectedFact, ExpectedFailure, Failure, find_check,
+};
 pub use facts::{Bpffs, FACT_KEYS, FactKind, FactValue, Facts, HELPERS, Virtualization};
 pub use lines::{Control, ControlOutcome, Done, Line, Observation, Outcome, Plan, PlannedCheck};
 pub use readiness::{HelmValue, NeedRef, PLANNED, SETTINGS, Setting, find_setting};

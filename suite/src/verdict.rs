@@ -727,12 +727,19 @@ reason = "TCX links landed in 6.6"
             v.reason
         );
 
-        // A fact without a [[fact]] entry is expected everywhere.
-        let v = one(unsupported(&["helper.redirect_peer"]), (6, 1, 192));
+        // A fact without an entry in the matrix or the catalogue is expected everywhere.
+        let o = unsupported(&["helper.redirect"]);
+        let plan = [PlannedCheck {
+            check: o.check.clone(),
+            variant: o.variant.clone(),
+        }];
+        let mut f = facts(Some((6, 1, 192)));
+        f.helpers.insert("redirect".into(), false);
+        let v = evaluate(&matrix(), &f, &plan, &[o]).remove(0);
         assert_eq!(v.verdict, VerdictKind::Regression, "{}", v.reason);
         assert!(
             v.reason
-                .contains("no [[fact]] entry for helper.redirect_peer"),
+                .contains("nor the catalogue has an entry for helper.redirect,"),
             "{}",
             v.reason
         );

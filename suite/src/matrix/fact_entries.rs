@@ -140,11 +140,14 @@ impl Matrix {
     pub fn fact_expectation(&self, fact: &str, facts: &Facts) -> FactExpectation {
         let file = self.path.display().to_string();
         let Some(entry) = self.facts.iter().find(|e| e.fact == fact) else {
+            if let Some(default) = super::defaults::fact_expectation(fact, facts) {
+                return default;
+            }
             return FactExpectation {
                 fact: fact.to_string(),
                 presence: FactPresence::Expected,
                 reason: format!(
-                    "{file} has no [[fact]] entry for {fact}, so it is expected wherever a check needs it"
+                    "neither {file} nor the catalogue has an entry for {fact}, so it is expected wherever a check needs it"
                 ),
                 reference: None,
                 decided_by: DecidedBy::Default { file },

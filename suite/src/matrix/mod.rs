@@ -1,9 +1,12 @@
 //! Expected-capability matrices: `fixtures/matrix/<environment>.toml`.
 //!
-//! A matrix says, per check (and optionally per variant), whether the check
-//! should pass or fail in its environment, why, and with what reference; an
-//! entry can be overridden by conditions on facts (`kernel < 6.1.139`). A check
-//! with no entry is expected to pass.
+//! The catalogue says what every environment expects of each check
+//! ([`defaults`]: `pass_because`, `expected_failures`, `EXPECTED_FACTS` in
+//! `contract/src/catalogue.rs`). A matrix holds only where its environment
+//! deviates: per check (and optionally per variant), whether the check should
+//! pass or fail there, why, and with what reference; an entry can be overridden
+//! by conditions on facts (`kernel < 6.1.139`). An entry replaces the
+//! catalogue's default for that check (or variant) entirely.
 //!
 //! ```toml
 //! schema = 1
@@ -43,6 +46,7 @@
 //! probe starts instead of silently never matching.
 
 pub mod condition;
+pub mod defaults;
 mod fact_entries;
 mod location;
 
@@ -124,8 +128,17 @@ pub struct Override {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "kebab-case")]
 pub enum DecidedBy {
-    /// The check has no entry: pass by default.
+    /// Nothing says anything: a fact no matrix and no catalogue entry names
+    /// (expected everywhere). Reports of earlier suites also used it for a
+    /// check without a matrix entry.
     Default { file: String },
+    /// The catalogue's default (`contract/src/catalogue.rs`) for a check, or
+    /// for a fact (`check` is then the fact key), with the condition that held.
+    Catalogue {
+        check: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        when: Option<String>,
+    },
     /// The entry's own outcome (no `unless` held).
     Entry { file: String, line: usize },
     /// An `unless` override whose `when` held.
@@ -141,6 +154,16 @@ impl DecidedBy {
     pub fn location(&self) -> Option<String> {
         match self {
             DecidedBy::Default { .. } => None,
+            DecidedBy::Catalogue { check, when: None } => {
+                Some(format!("{} ({check})", defaults::CATALOGUE_FILE))
+            }
+            DecidedBy::Catalogue {
+                check,
+                when: Some(when),
+            } => Some(format!(
+                "{} ({check}) when {when}",
+                defaults::CATALOGUE_FILE
+            )),
             DecidedBy::Entry { file, line } => Some(format!("{file}:{line}")),
             DecidedBy::Override { file, line, when } => Some(format!("{file}:{line} when {when}")),
         }
@@ -150,7 +173,9 @@ impl DecidedBy {
 /// An override whose `when` could not be decided because facts were not measured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Undecided {
-    pub line: usize,
+    /// The matrix line; `None` for a catalogue default's condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     pub when: String,
     pub unmeasured: Vec<String>,
 }
@@ -190,11 +215,14 @@ impl Expectation {
             .undecided
             .iter()
             .map(|u| {
+                let at = match u.line {
+                    Some(line) => format!("line {line}"),
+                    None => defaults::CATALOGUE_FILE.to_string(),
+                };
                 format!(
-                    "{} not measured, so `when = {}` (line {}) could not be decided",
+                    "{} not measured, so `when = {}` ({at}) could not be decided",
                     u.unmeasured.join(", "),
                     u.when,
-                    u.line
                 )
             })
             .collect();
@@ -644,13 +672,18 @@ impl Matrix {
     pub fn expectation(&self, check: &str, variant: &str, facts: &Facts) -> Expectation {
         let file = self.path.display().to_string();
         let Some(entry) = self.entry(check, variant) else {
-            return Expectation {
-                outcome: ExpectedOutcome::Pass,
-                failure: None,
-                reason: format!("no entry in {file}; default is pass"),
-                reference: None,
-                decided_by: DecidedBy::Default { file },
-                undecided: Vec::new(),
+            return match find_check(check) {
+                Some(spec) => defaults::expectation(spec, variant, facts),
+                // Observations are checked against the catalogue before they are
+                // judged; a stream from another catalogue version can still name one.
+                None => Expectation {
+                    outcome: ExpectedOutcome::Pass,
+                    failure: None,
+                    reason: format!("{check} is not in this suite's catalogue; default is pass"),
+                    reference: None,
+                    decided_by: DecidedBy::Default { file },
+                    undecided: Vec::new(),
+                },
             };
         };
         let mut undecided = Vec::new();
@@ -672,7 +705,7 @@ impl Matrix {
             }
             if !eval.unmeasured.is_empty() {
                 undecided.push(Undecided {
-                    line: o.line,
+                    line: Some(o.line),
                     when: o.when.to_string(),
                     unmeasured: eval.unmeasured,
                 });

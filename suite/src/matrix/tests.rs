@@ -371,19 +371,18 @@ fn expectation_lookup_and_overrides() {
             line: 5
         }
     );
-    // The entry is for tcx only: legacy falls back to the default.
+    // The entry is for tcx only: legacy falls back to the catalogue's default.
     let e = m.expectation("datapath.redirect-peer", "legacy", &new);
+    let spec = conformance_contract::find_check("datapath.redirect-peer").unwrap();
     assert_eq!(
         (e.outcome, e.reason.as_str()),
-        (
-            ExpectedOutcome::Pass,
-            "no entry in fixtures/matrix/vm.toml; default is pass"
-        )
+        (ExpectedOutcome::Pass, spec.pass_because)
     );
     assert_eq!(
         e.decided_by,
-        DecidedBy::Default {
-            file: "fixtures/matrix/vm.toml".into()
+        DecidedBy::Catalogue {
+            check: "datapath.redirect-peer".into(),
+            when: None
         }
     );
 
@@ -420,7 +419,7 @@ fn unmeasured_fact_keeps_base_expectation_and_says_so() {
     assert_eq!(
         e.undecided,
         vec![Undecided {
-            line: 17,
+            line: Some(17),
             when: "kernel < 6.1.139".into(),
             unmeasured: vec!["kernel".into()]
         }]
@@ -524,8 +523,15 @@ fn fact_entries_say_where_a_fact_is_expected() {
         x.decided_by.location().unwrap(),
         format!("{}:24 when kernel >= 6.6", path.display())
     );
-    // No entry: expected everywhere.
-    let x = m.fact_expectation("helper.redirect_peer", &facts(None));
+    // No entry here: the catalogue's, which the matrix entry for tcx replaced.
+    let x = m.fact_expectation("helper.redirect_peer", &facts(Some(KernelVersion::new(4, 19, 0))));
+    assert_eq!(x.presence, FactPresence::NotExpected);
+    assert_eq!(
+        x.decided_by.location().unwrap(),
+        "contract/src/catalogue.rs (helper.redirect_peer) when kernel >= 5.10"
+    );
+    // No entry anywhere: expected everywhere.
+    let x = m.fact_expectation("helper.redirect", &facts(None));
     assert_eq!(x.presence, FactPresence::Expected);
     assert!(matches!(x.decided_by, DecidedBy::Default { .. }));
 }
