@@ -2,15 +2,26 @@
 //! pod's traffic (its counter sees every datagram) and the traffic still arrives.
 
 use super::stack_delivery::HostBound;
-use super::{Ctx, Leg, observe};
-use crate::hooks::AttachMode;
+use super::{Ctx, Leg, Registered, attach_mode, observe};
 use crate::traffic::BURST;
 use anyhow::Result;
 use conformance_contract::Observation;
 use conformance_ebpf_common::{HookConfig, PROBE_PORT, action};
 use std::time::Instant;
 
-pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result<Observation> {
+pub const CHECKS: &[Registered] = &[
+    Registered {
+        id: "tc.attach.tcx",
+        run,
+    },
+    Registered {
+        id: "tc.attach.legacy",
+        run,
+    },
+];
+
+fn run(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
+    let mode = attach_mode(check, variant)?;
     let config = |act| HookConfig {
         dport: PROBE_PORT,
         action: act,

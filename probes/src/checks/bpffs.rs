@@ -16,7 +16,7 @@
 //! the agent's copy is made a slave before it mounts (a HostToContainer hostPath,
 //! what Cilium's agent container itself gets), so its mount must not reach the node.
 
-use super::{ControlLeg, Ctx, Fault, Leg, evidence, observe};
+use super::{ControlLeg, Ctx, Fault, Leg, Registered, evidence, observe};
 use crate::facts::parse;
 use crate::pins;
 use anyhow::{Context, Result, anyhow, bail};
@@ -246,7 +246,12 @@ fn place() -> (bool, String) {
 
 const FIX: &str = "`mount --make-rshared /` in the node (k3d: K3D_FIX_MOUNTS, on by default since 5.6.1), so what Cilium's mount-bpf-fs init container mounts through its Bidirectional hostPath reaches the node";
 
-pub fn run(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
+pub const CHECKS: &[Registered] = &[Registered {
+    id: "env.bpffs.propagation",
+    run,
+}];
+
+fn run(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
     let node = Node::from_variant(variant)
         .ok_or_else(|| anyhow!("unknown variant `{variant}` for {check}"))?;
     let (place_mounted, place_propagation) = place();

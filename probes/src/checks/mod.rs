@@ -1,6 +1,11 @@
-//! The checks, one module per family, and what they share: the run context, the
-//! fault injection used to prove a broken datapath turns into a regression, and the
-//! assembly of an [`Observation`] from a positive leg and its negative control.
+//! The checks, one module per family, and what they share: the registry that
+//! pairs each catalogue id with its runner, the run context, the fault injection
+//! used to prove a broken datapath turns into a regression, and the assembly of
+//! an [`Observation`] from a positive leg and its negative control.
+//!
+//! A family module says which checks it runs in its `CHECKS`; adding a check to
+//! a family touches only that module here (and the catalogue), a new family adds
+//! one line to [`FAMILIES`].
 
 mod attach;
 mod bpffs;
@@ -361,23 +366,39 @@ fn finish_run(
     }
 }
 
+/// Runs one variant of a check: `(catalogue id, variant, ctx, started)`.
+pub type Runner = fn(&str, &str, &Ctx, Instant) -> Result<Observation>;
+
+/// A catalogue id and the code that runs it.
+pub struct Registered {
+    pub id: &'static str,
+    pub run: Runner,
+}
+
+/// Every family's `CHECKS`; `registry_matches_the_catalogue` keeps it and the
+/// catalogue in step.
+const FAMILIES: &[&[Registered]] = &[
+    attach::CHECKS,
+    stack_delivery::CHECKS,
+    redirect_peer::CHECKS,
+    routing::CHECKS,
+    bpffs::CHECKS,
+];
+
+fn registered() -> impl Iterator<Item = &'static Registered> {
+    FAMILIES.iter().flat_map(|f| f.iter())
+}
+
+/// The attach mode a `tcx`/`legacy` variant names.
+pub fn attach_mode(check: &str, variant: &str) -> Result<AttachMode> {
+    AttachMode::from_variant(variant)
+        .ok_or_else(|| anyhow!("unknown variant `{variant}` for {check}"))
+}
+
 fn dispatch(id: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
-    let mode = || {
-        AttachMode::from_variant(variant)
-            .ok_or_else(|| anyhow!("unknown variant `{variant}` for {id}"))
-    };
-    match id {
-        "tc.attach.tcx" | "tc.attach.legacy" => attach::run(id, mode()?, ctx, started),
-        "datapath.stack-delivery" => stack_delivery::run_pass(id, mode()?, ctx, started),
-        "datapath.stack-delivery.redirect" => {
-            stack_delivery::run_redirect(id, mode()?, ctx, started)
-        }
-        "datapath.redirect-peer" => redirect_peer::run(id, mode()?, ctx, started),
-        "datapath.redirect-peer.scrub" => redirect_peer::run_scrub(id, variant, ctx, started),
-        "datapath.pod-to-host" => routing::run(id, variant, false, ctx, started),
-        "datapath.host-to-pod" => routing::run(id, variant, true, ctx, started),
-        "env.bpffs.propagation" => bpffs::run(id, variant, ctx, started),
-        _ => bail!("no implementation for check {id}"),
+    match registered().find(|r| r.id == id) {
+        Some(r) => (r.run)(id, variant, ctx, started),
+        None => bail!("no implementation for check {id}"),
     }
 }
 
@@ -411,6 +432,26 @@ mod tests {
             evidence: Map::new(),
         }
         .into_control()
+    }
+
+    #[test]
+    fn registry_matches_the_catalogue() {
+        let mut seen = std::collections::HashSet::new();
+        for r in registered() {
+            assert!(seen.insert(r.id), "{} registered twice", r.id);
+            assert!(
+                conformance_contract::find_check(r.id).is_some(),
+                "{} is registered but not in the catalogue",
+                r.id
+            );
+        }
+        for spec in conformance_contract::CATALOGUE {
+            assert!(
+                seen.contains(spec.id),
+                "{} is in the catalogue but has no runner",
+                spec.id
+            );
+        }
     }
 
     #[test]

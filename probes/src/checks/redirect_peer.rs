@@ -7,8 +7,8 @@
 //! through `veth_xmit` and `eth_type_trans` instead of being handed to its peer.
 
 use super::{
-    Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, observe, send_along,
-    seqs_json,
+    Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, Registered, attach_mode, evidence,
+    observe, send_along, seqs_json,
 };
 use crate::counters::NsCounters;
 use crate::hooks::{AttachMode, Direction, Hook, meta_json};
@@ -130,7 +130,19 @@ fn udp_sender(node: &Node) -> Result<UdpSocket> {
     traffic::bind(&a.ns, a.ip, PROBE_PORT)
 }
 
-pub fn run(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result<Observation> {
+pub const CHECKS: &[Registered] = &[
+    Registered {
+        id: "datapath.redirect-peer",
+        run,
+    },
+    Registered {
+        id: "datapath.redirect-peer.scrub",
+        run: run_scrub,
+    },
+];
+
+fn run(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
+    let mode = attach_mode(check, variant)?;
     let mut p = PodToPod::setup(check, mode, ctx)?;
     let b = &p.node.pods[1];
     let (b_ip, b_mac, lxc_b) = (b.ip, b.eth0.mac, b.lxc.clone());
@@ -347,7 +359,7 @@ fn judge_scrub(
     Ok(hops.loss().zip(hops.failure()).map(|(r, f)| (f, r)))
 }
 
-pub fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
+fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
     let mode = ctx.default_mode();
     let mut p = PodToPod::setup(check, mode, ctx)?;
     let [a, b] = &p.node.pods;

@@ -2,7 +2,9 @@
 //! between a pod and the host namespace over Cilium-style /32 routes, no BPF.
 //! They separate "the routing Cilium sets up is broken" from "a BPF primitive is".
 
-use super::{CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, observe, seqs_json};
+use super::{
+    CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, Registered, evidence, observe, seqs_json,
+};
 use crate::hops::{Accounting, Figure, Path};
 use crate::netns::NetNs;
 use crate::topology::{NODE_IP, Node, pod_route};
@@ -115,7 +117,18 @@ fn round_trip(
     })
 }
 
-pub fn run(
+pub const CHECKS: &[Registered] = &[
+    Registered {
+        id: "datapath.pod-to-host",
+        run: |check, variant, ctx, started| run(check, variant, false, ctx, started),
+    },
+    Registered {
+        id: "datapath.host-to-pod",
+        run: |check, variant, ctx, started| run(check, variant, true, ctx, started),
+    },
+];
+
+fn run(
     check: &str,
     variant: &str,
     host_sends: bool,

@@ -7,8 +7,8 @@
 //! the socket) and a failure names where they were last seen.
 
 use super::{
-    Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, evidence, observe, send_along,
-    seqs_json, wait_for_leaks,
+    Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, Registered, attach_mode, evidence,
+    observe, send_along, seqs_json, wait_for_leaks,
 };
 use crate::hooks::{AttachMode, Direction, Hook, meta_json};
 use crate::hops::Path;
@@ -142,7 +142,19 @@ fn pass_config(act: u32) -> HookConfig {
 }
 
 /// TC_ACT_OK: Cilium's "-> stack".
-pub fn run_pass(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> Result<Observation> {
+pub const CHECKS: &[Registered] = &[
+    Registered {
+        id: "datapath.stack-delivery",
+        run: run_pass,
+    },
+    Registered {
+        id: "datapath.stack-delivery.redirect",
+        run: run_redirect,
+    },
+];
+
+fn run_pass(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
+    let mode = attach_mode(check, variant)?;
     let mut path = HostBound::setup(check, mode, ctx, pass_config(action::PASS))?;
     let burst = path.positive()?;
     let ok = || {
@@ -158,12 +170,8 @@ pub fn run_pass(check: &str, mode: AttachMode, ctx: &Ctx, started: Instant) -> R
 
 /// `bpf_redirect(cilium_net, BPF_F_INGRESS)` with the destination MAC rewritten, as
 /// Cilium hands host-bound traffic to cilium_host/cilium_net.
-pub fn run_redirect(
-    check: &str,
-    mode: AttachMode,
-    ctx: &Ctx,
-    started: Instant,
-) -> Result<Observation> {
+fn run_redirect(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
+    let mode = attach_mode(check, variant)?;
     // The node is built inside setup; the redirect target is only known after, so
     // start with a config that matches nothing and configure once the node exists.
     let mut path = HostBound::setup(check, mode, ctx, HookConfig::default())?;
