@@ -61,6 +61,10 @@ mod linux {
         /// (skb:kfree_skb) while the check ran.
         #[arg(long)]
         triage: bool,
+        /// Checks to run at once (each in namespaces of its own); default: twice
+        /// the CPUs, 2 to 8. With --triage, one at a time.
+        #[arg(long, value_name = "N")]
+        jobs: Option<usize>,
     }
 
     fn run_id() -> String {
@@ -176,6 +180,7 @@ mod linux {
             select: args.checks,
             faults,
             triage: args.triage,
+            jobs: args.jobs.unwrap_or(0),
         };
         match runner::run(&opts, &mut out) {
             Ok(()) => ExitCode::SUCCESS,

@@ -21,6 +21,17 @@ pub struct RunOptions {
     pub faults: BTreeMap<String, Fault>,
     /// Add `evidence.triage` to every observation that does not pass.
     pub triage: bool,
+    /// Checks run at once; 0 picks [`default_jobs`]. Triage runs one at a time.
+    pub jobs: usize,
+}
+
+/// Checks at once by default: most of a check's time is spent waiting for
+/// packets and links, not on a CPU, so twice the CPUs (at most 8) keeps a
+/// small machine busy without starving the controls' grace periods.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .clamp(2, 8)
 }
 
 /// Resolves selectors to planned (check, variant) pairs in catalogue order.
@@ -178,14 +189,53 @@ pub fn run(opts: &RunOptions, out: &mut impl Write) -> Result<()> {
         tcx: facts.tcx == Some(true),
         faults: &opts.faults,
     };
-    for (spec, variant) in &planned {
+    let run_one = |spec: &'static CheckSpec, variant: &'static str| {
         let missing = missing_requirements(spec, variant, &facts);
-        let observation = if missing == Missing::default() {
+        if missing == Missing::default() {
             checks::run(spec, variant, &ctx)
         } else {
             not_run(spec, variant, missing, &facts)
-        };
-        emit(out, &Line::Observation(observation))?;
+        }
+    };
+    // Triage scopes its evidence to "the check running now", so it runs one at a time.
+    let jobs = match (opts.triage, opts.jobs) {
+        (true, _) => 1,
+        (false, 0) => default_jobs(),
+        (false, n) => n,
+    }
+    .min(planned.len().max(1));
+    if jobs == 1 {
+        for (spec, variant) in &planned {
+            emit(out, &Line::Observation(run_one(spec, variant)))?;
+        }
+    } else {
+        // Each check builds its own namespaces, devices, programs and sockets, so
+        // checks share nothing but the facts; observations are printed as they
+        // finish (the plan line says what to expect).
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let (tx, rx) = std::sync::mpsc::channel::<Observation>();
+        std::thread::scope(|scope| -> Result<()> {
+            for _ in 0..jobs {
+                let tx = tx.clone();
+                let (next, planned, run_one) = (&next, &planned, &run_one);
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((spec, variant)) = planned.get(i) else {
+                            break;
+                        };
+                        if tx.send(run_one(spec, variant)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for observation in rx {
+                emit(out, &Line::Observation(observation))?;
+            }
+            Ok(())
+        })?;
     }
     emit(
         out,
