@@ -29,7 +29,18 @@ pub struct CheckSpec {
     pub pass_because: &'static str,
     /// Where it is expected to fail everywhere, first that applies wins.
     pub expected_failures: &'static [ExpectedFailure],
+    /// Faults (`probe --fault ID=KIND`, one of [`FAULT_KINDS`]) that must turn
+    /// every variant expected to pass into a regression, and nothing else: the
+    /// e2e fault table runs each, so every check is shown able to go red.
+    pub faults: &'static [&'static str],
 }
+
+/// The faults the probe can inject: `drop`, a program dropping the check's
+/// traffic on pod A's eth0 (egress; ingress when the host sends), before any of
+/// the check's hooks; `no-route`, the route that traffic needs removed. A check
+/// may give either its own meaning (`env.bpffs.propagation`'s `drop` unlinks
+/// its pin).
+pub const FAULT_KINDS: &[&str] = &["drop", "no-route"];
 
 /// A failure every environment expects under a condition on facts, unless its
 /// matrix has an entry of its own for the check.
@@ -146,7 +157,8 @@ or (kernel.upstream >= 6.7-rc1 and kernel.upstream < 6.12.29) \
 or (kernel.upstream >= 6.13-rc1 and kernel.upstream < 6.14.7) \
 or (kernel.upstream >= 6.15-rc1 and kernel.upstream < 6.15-rc6)";
 
-const HELPERS_REF: &str = "https://github.com/iovisor/bcc/blob/master/docs/kernel-versions.md#helpers";
+const HELPERS_REF: &str =
+    "https://github.com/iovisor/bcc/blob/master/docs/kernel-versions.md#helpers";
 const REQUIREMENTS_REF: &str = "https://docs.cilium.io/en/stable/operations/system_requirements/";
 
 /// Precondition facts that arrived with a kernel version. Every other fact a
@@ -197,6 +209,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         reference: "https://docs.cilium.io/en/stable/operations/system_requirements/ (TCX, kernel 6.6)",
         pass_because: "TCX (6.6+) is Cilium's default attach mode where the kernel has it; where it does not, the variant is unsupported, as the expected-fact entry for tcx says.",
         expected_failures: &[],
+        faults: &["drop", "no-route"],
     },
     CheckSpec {
         id: "tc.attach.legacy",
@@ -209,6 +222,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         reference: "https://docs.cilium.io/en/stable/operations/system_requirements/ (bpf.enableTCX=false)",
         pass_because: "clsact + cls_bpf is Cilium's attach mode without TCX (and with bpf.enableTCX=false); it needs NET_SCH_INGRESS and NET_CLS_BPF, which every kernel Cilium supports has.",
         expected_failures: &[],
+        faults: &["drop", "no-route"],
     },
     CheckSpec {
         id: "datapath.stack-delivery",
@@ -221,6 +235,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/",
         pass_because: "The nix-2hd primitive: every packet Cilium passes up (\"-> stack\") takes this path, with TCX and with legacy attach; nothing about a container, a VM or a cloud prevents it, so a failure here is a regression. The incident's trace (flow 0x0, ifindex 0, orig-ip 0.0.0.0) is how Cilium prints a healthy -> stack event; what was lost was delivery after the hook, which this check accounts for hop by hop.",
         expected_failures: &[],
+        faults: &["drop", "no-route"],
     },
     CheckSpec {
         id: "datapath.stack-delivery.redirect",
@@ -237,6 +252,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/",
         pass_because: "bpf_redirect to cilium_net's ingress is how Cilium hands host-bound traffic to the host; the helper exists since 4.x and stays inside the node's namespaces, so it must deliver everywhere.",
         expected_failures: &[],
+        faults: &["drop", "no-route"],
     },
     CheckSpec {
         id: "datapath.redirect-peer",
@@ -255,6 +271,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         reference: "https://github.com/torvalds/linux/blob/master/tools/testing/selftests/bpf/prog_tests/tc_redirect.c",
         pass_because: "bpf_redirect_peer (kernel 5.10, Cilium's eBPF host routing) must deliver into the peer namespace without the host forwarding, in a container as in a VM; a verifier that refuses the helper is a regression, not an environment limit.",
         expected_failures: &[],
+        faults: &["drop", "no-route"],
     },
     CheckSpec {
         id: "datapath.redirect-peer.scrub",
@@ -280,6 +297,8 @@ pub const CATALOGUE: &[CheckSpec] = &[
             reason: "CVE-2025-37959: before the fix bpf_redirect_peer does not scrub, the frame keeps pkt_type OTHERHOST and the peer drops it (for Cilium: IPsec traffic decrypted on the host kept its XFRM secpath and was dropped as XfrmInNoPols). Fixed in stable 6.1.139, 6.6.91, 6.12.29, 6.14.7 and mainline 6.15-rc6; no 5.10.y/5.15.y fix. Distribution kernels are judged by the upstream version their package is built from (`kernel.upstream`: Debian's 6.1.0-NN kernels are package 6.1.NNN-1, fixed from 6.1.139-1), `uname -r` elsewhere; a vendor kernel with the backport at another number shows as unexpected-pass. In a container, updating OrbStack or Docker Desktop updates this kernel.",
             reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959",
         }],
+        // Raw frames need no route: only `drop` breaks it.
+        faults: &["drop"],
     },
     CheckSpec {
         id: "datapath.pod-to-host",
@@ -292,6 +311,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         reference: "https://docs.cilium.io/en/stable/network/concepts/routing/",
         pass_because: "Plain routing between a pod namespace (/32 address, default route via its gateway) and the node, as Cilium sets pods up; no eBPF involved, so a failure means the namespaces or veths are broken.",
         expected_failures: &[],
+        faults: &["drop", "no-route"],
     },
     CheckSpec {
         id: "datapath.host-to-pod",
@@ -304,6 +324,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         reference: "https://docs.cilium.io/en/stable/network/concepts/routing/",
         pass_because: "The node reaches a pod over its /32 route via the host-side veth (health checks, kubelet probes), as Cilium routes pods; no eBPF involved.",
         expected_failures: &[],
+        faults: &["drop", "no-route"],
     },
     CheckSpec {
         id: "env.bpffs.propagation",
@@ -323,6 +344,8 @@ pub const CATALOGUE: &[CheckSpec] = &[
             reason: "Docker's default for a container's mounts is private, and without K3D_FIX_MOUNTS (k3d before 5.6.1, K3D_FIX_MOUNTS=0, k3d #363 on macOS) Cilium's agent fails with '/sys/fs/bpf is not a shared or slave mount': expected to fail (not-propagated) everywhere, as the live demonstration of the k3d problem, with the fix in the reason. Whether the place itself is such a node is the bpffs.propagation fact.",
             reference: "https://github.com/k3d-io/k3d/pull/1268",
         }],
+        // `drop` unlinks the agent's pin: no traffic, no route.
+        faults: &["drop"],
     },
 ];
 
@@ -387,6 +410,16 @@ mod tests {
                 assert!(!e.reason.trim().is_empty() && !e.reference.trim().is_empty());
             }
             assert!(!c.pass_because.trim().is_empty(), "{}", c.id);
+        }
+    }
+
+    #[test]
+    fn every_check_can_be_broken_by_a_known_fault() {
+        for c in CATALOGUE {
+            assert!(!c.faults.is_empty(), "{}: no fault turns it red", c.id);
+            for f in c.faults {
+                assert!(FAULT_KINDS.contains(f), "{}: unknown fault {f}", c.id);
+            }
         }
     }
 

@@ -435,6 +435,13 @@ mod tests {
     }
 
     #[test]
+    fn every_catalogue_fault_is_one_the_probe_injects() {
+        for kind in conformance_contract::catalogue::FAULT_KINDS {
+            assert!(kind.parse::<Fault>().is_ok(), "{kind}");
+        }
+    }
+
+    #[test]
     fn registry_matches_the_catalogue() {
         let mut seen = std::collections::HashSet::new();
         for r in registered() {
