@@ -9,12 +9,14 @@
 //! Not here: executing checks. The suite never touches the datapath; targets
 //! only carry the probe's lines back, and the suite judges what it reported.
 
+pub mod cilium_values;
 pub mod compare;
 pub mod env;
 pub mod error;
 pub mod explain;
 pub mod matrix;
 pub mod progress;
+pub mod readiness;
 pub mod report;
 pub mod select;
 pub mod stream;
