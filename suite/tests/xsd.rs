@@ -80,7 +80,8 @@ fn junit_validates_against_the_jenkins_schema() -> Result<(), String> {
     validate(
         "two-instances-strict",
         &render_junit(&fixture::two_instance_run(true)),
-    )
+    )?;
+    validate("cilium-values", &render_junit(&fixture::values_run(false)))
 }
 
 fn main() {

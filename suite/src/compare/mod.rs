@@ -774,6 +774,7 @@ pub(crate) mod tests {
                 target: "lab".into(),
                 strict: false,
                 selection: vec![],
+                cilium_values: None,
             },
             instances,
         )

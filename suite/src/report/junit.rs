@@ -14,6 +14,20 @@
 //! | unexpected-pass | passing + `<system-out>` note; `<failure type="unexpected-pass">` when strict |
 //! | error | `<error type="error">` + evidence |
 //!
+//! Each Cilium setting's readiness in an instance is a testcase of its own
+//! (`classname="readiness"`, `name` the setting), after the checks. So that the
+//! test tab agrees with the exit code, a setting fails only when `--cilium-values`
+//! turns it on and it cannot run here (the run exits 1 then too); a setting that
+//! is not ready or unknown otherwise is `<skipped>` with its reason, since CI
+//! reporters fail the step on any `<failure>`:
+//!
+//! | readiness | testcase |
+//! |---|---|
+//! | ready (or falls back, with values) | passing |
+//! | not ready, and turned on by the values | `<failure type="not-supported">` + the needed checks |
+//! | not ready otherwise | `<skipped type="not-ready" message=reason>` |
+//! | unknown | `<skipped type="unknown" message=reason>` |
+//!
 //! One `<testsuite>` per probe instance (`cilium-conformance lab/this host`), so
 //! CI tabs show the same check side by side per place. Each instance's facts go
 //! in its testsuite's `<properties>` (the XSD allows none on a testcase, and no
@@ -22,6 +36,7 @@
 //! characters XML 1.0 cannot carry at all) must be exactly right.
 
 use super::{Counts, InstanceRun, Run, evidence_json, fact_rows};
+use crate::readiness::{ReadinessState, SettingReadiness, WantedOutcome};
 use crate::verdict::{Verdict, VerdictKind};
 use std::fmt::Write;
 
@@ -30,7 +45,12 @@ const SUITE_NAME: &str = "cilium-conformance";
 /// The run as a JUnit XML document: one `<testsuite>` per instance, named after it.
 pub fn render_junit(run: &Run) -> String {
     let strict = run.meta.strict;
-    let (tests, failures, errors, _) = totals(&run.counts, strict);
+    let (mut tests, mut failures, errors, _) = totals(&run.counts, strict);
+    for i in &run.instances {
+        let (t, f, _) = readiness_totals(&i.readiness);
+        tests += t;
+        failures += f;
+    }
     let time = seconds(run.meta.duration_ms);
 
     let mut x = String::new();
@@ -52,9 +72,26 @@ fn totals(c: &Counts, strict: bool) -> (usize, usize, usize, usize) {
     (c.total, failures, c.error, c.expected_fail + c.unsupported)
 }
 
+/// (tests, failures, skipped) of an instance's readiness testcases.
+fn readiness_totals(rows: &[SettingReadiness]) -> (usize, usize, usize) {
+    let failures = rows.iter().filter(|r| r.blocks()).count();
+    let passing = rows.iter().filter(|r| passes(r)).count();
+    (rows.len(), failures, rows.len() - failures - passing)
+}
+
+/// Ready, or turned on by the values and Cilium falls back to what is ready.
+fn passes(r: &SettingReadiness) -> bool {
+    r.state == ReadinessState::Ready
+        || r.wanted
+            .as_ref()
+            .is_some_and(|w| w.outcome == WantedOutcome::FallsBack)
+}
+
 fn testsuite(x: &mut String, run: &Run, instance: &InstanceRun) {
     let strict = run.meta.strict;
-    let (tests, failures, errors, skipped) = totals(&instance.counts, strict);
+    let (mut tests, mut failures, errors, mut skipped) = totals(&instance.counts, strict);
+    let (t, f, s) = readiness_totals(&instance.readiness);
+    (tests, failures, skipped) = (tests + t, failures + f, skipped + s);
     let _ = writeln!(
         x,
         "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{}\" timestamp=\"{}\" hostname=\"{}\" id=\"{}\" version=\"{}\">",
@@ -77,6 +114,9 @@ fn testsuite(x: &mut String, run: &Run, instance: &InstanceRun) {
     x.push_str("    </properties>\n");
     for v in &instance.verdicts {
         testcase(x, v, strict);
+    }
+    for r in &instance.readiness {
+        readiness_case(x, r, run.meta.cilium_values.as_deref());
     }
     if !instance.preamble.is_empty() {
         let _ = writeln!(
@@ -160,6 +200,73 @@ fn testcase(x: &mut String, v: &Verdict, strict: bool) {
             );
         }
     }
+}
+
+fn readiness_case(x: &mut String, r: &SettingReadiness, values: Option<&str>) {
+    let _ = write!(
+        x,
+        "    <testcase name=\"{}\" classname=\"readiness\" time=\"0.000\"",
+        attr(&r.setting)
+    );
+    let on = |w: &crate::readiness::Wanted| {
+        format!(
+            "turned on by {} ({})",
+            values.unwrap_or("the Cilium values"),
+            w.because
+        )
+    };
+    let (element, kind, message) = match (&r.wanted, r.state) {
+        (Some(w), _) if w.outcome == WantedOutcome::NotSupported => (
+            "failure",
+            "not-supported",
+            format!("not supported here, {}: {}", on(w), w.reason),
+        ),
+        _ if passes(r) => {
+            x.push_str("/>\n");
+            return;
+        }
+        (Some(w), _) => (
+            "skipped",
+            w.outcome.as_str(),
+            format!("{}: {}", on(w), w.reason),
+        ),
+        (None, state) => ("skipped", state.as_str(), r.reason.clone()),
+    };
+    let _ = writeln!(
+        x,
+        ">\n      <{element} type=\"{kind}\" message=\"{}\">{}</{element}>\n    </testcase>",
+        attr(&message),
+        text(&readiness_details(r))
+    );
+}
+
+/// The setting, what it needs and how each need fared, Cilium's requirements.
+fn readiness_details(r: &SettingReadiness) -> String {
+    let mut s = format!("{}\nreadiness: {}: {}", r.title, r.state, r.reason);
+    if let Some(w) = &r.wanted {
+        let _ = write!(
+            s,
+            "\nturned on by the values: {} ({})",
+            w.because,
+            w.outcome.as_str()
+        );
+    }
+    for n in &r.needs {
+        let _ = write!(s, "\nneeds {}: {}", n.need, n.reason);
+    }
+    let _ = write!(
+        s,
+        "\nkernel minimum: {}\nagent probe: {}",
+        r.kernel_minimum, r.agent_probe
+    );
+    if !r.note.is_empty() {
+        let _ = write!(s, "\nnote: {}", r.note);
+    }
+    if let Some(f) = &r.fallback {
+        let _ = write!(s, "\nfalls back to: {f}");
+    }
+    let _ = write!(s, "\nreference: {}", r.reference);
+    s
 }
 
 /// Expected vs observed, then both legs as JSON: enough to triage from a CI tab.

@@ -5,9 +5,14 @@
 //!
 //! With several instances, a check × instance table and a fact × instance table
 //! put them side by side above each instance's own details.
+//!
+//! Then "Cilium feature readiness": each Cilium setting, the checks it needs,
+//! ready / not ready / unknown with the reason, Cilium's kernel minimum and agent
+//! probe; with `--cilium-values`, the settings the values turn on come first.
 
 use super::{InstanceRun, Run, evidence_json, fact_rows};
 use crate::env::EnvironmentSource;
+use crate::readiness::{NeedState, ReadinessState, SettingReadiness, WantedOutcome};
 use crate::verdict::{Verdict, VerdictKind};
 use std::fmt::Write;
 
@@ -64,6 +69,9 @@ fn single(run: &Run, instance: &InstanceRun) -> String {
             cell(&v.reason)
         );
     }
+
+    values_single(&mut md, run, instance);
+    readiness_single(&mut md, instance);
 
     let notable = notable(instance);
     if !notable.is_empty() {
@@ -171,6 +179,9 @@ fn several(run: &Run) -> String {
         let _ = writeln!(md, "| {} | {} |", cell(name), values.join(" | "));
     }
 
+    values_several(&mut md, run);
+    readiness_several(&mut md, run);
+
     for instance in &run.instances {
         let _ = writeln!(
             md,
@@ -183,6 +194,17 @@ fn several(run: &Run) -> String {
         if !notes.is_empty() {
             let _ = writeln!(md, "\n{}", notes.trim_end());
         }
+        let not_ready: Vec<&SettingReadiness> = instance
+            .readiness
+            .iter()
+            .filter(|r| r.state == ReadinessState::NotReady)
+            .collect();
+        if !not_ready.is_empty() {
+            md.push_str("\nNot ready here:\n");
+            for r in not_ready {
+                let _ = writeln!(md, "- `{}`: {}", r.setting, inline(&r.reason));
+            }
+        }
         let notable = notable(instance);
         if notable.is_empty() {
             md.push_str("\nEvery verdict is a plain pass.\n");
@@ -192,6 +214,247 @@ fn several(run: &Run) -> String {
         }
     }
     md
+}
+
+/// `NOT READY`, or `NOT SUPPORTED` for what the values turn on.
+fn readiness_word(r: &SettingReadiness) -> String {
+    match &r.wanted {
+        Some(w) => format!("{} (on)", w.outcome.label()),
+        None => r.state.label().to_string(),
+    }
+}
+
+/// Each need with its verdicts: `` `datapath.redirect-peer` (PASS, PASS) ``.
+fn needs_cell(r: &SettingReadiness) -> String {
+    if r.needs.is_empty() {
+        return "none yet".to_string();
+    }
+    r.needs
+        .iter()
+        .map(|n| {
+            let how = if n.variants.is_empty() {
+                match n.state {
+                    NeedState::Unknown if n.reason.contains("does not check yet") => {
+                        "not checked yet".to_string()
+                    }
+                    _ => "not a check".to_string(),
+                }
+            } else {
+                n.variants
+                    .iter()
+                    .map(|v| {
+                        let word = v.verdict.map_or("not run".to_string(), |k| k.label());
+                        let word = if n.variants.len() > 1 {
+                            format!("{} {word}", v.variant)
+                        } else {
+                            word
+                        };
+                        if v.not_used {
+                            format!("{word}, not used")
+                        } else {
+                            word
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            format!("`{}` ({how})", n.need)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// ` (note: ...)` for a setting with a note.
+fn note(r: &SettingReadiness) -> String {
+    if r.note.is_empty() {
+        String::new()
+    } else {
+        format!(" (note: {})", cell(&r.note))
+    }
+}
+
+/// `3 turned on: 1 not supported here, 1 unknown`.
+fn wanted_summary<'a>(rows: impl Iterator<Item = &'a SettingReadiness>) -> String {
+    let mut on = 0;
+    let mut counts = [0usize; 4];
+    let kinds = [
+        WantedOutcome::NotSupported,
+        WantedOutcome::Unknown,
+        WantedOutcome::FallsBack,
+        WantedOutcome::Supported,
+    ];
+    for w in rows.filter_map(|r| r.wanted.as_ref()) {
+        on += 1;
+        if let Some(i) = kinds.iter().position(|k| *k == w.outcome) {
+            counts[i] += 1;
+        }
+    }
+    let words = ["not supported here", "unknown", "fall back", "supported"];
+    let parts: Vec<String> = counts
+        .iter()
+        .zip(words)
+        .filter(|(n, _)| **n > 0)
+        .map(|(n, w)| format!("{n} {w}"))
+        .collect();
+    format!("{on} settings turned on: {}", parts.join(", "))
+}
+
+/// What the values turn on, and what that means here (single instance).
+fn values_single(md: &mut String, run: &Run, instance: &InstanceRun) {
+    let Some(file) = &run.meta.cilium_values else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\n### Cilium values `{}`: {}\n",
+        inline(file),
+        inline(&wanted_summary(instance.readiness.iter()))
+    );
+    if instance.blocked_settings().next().is_some() {
+        md.push_str("**A setting these values turn on cannot run here: the run exits 1.**\n\n");
+    }
+    md.push_str("| setting | here | turned on by | why |\n|---|---|---|---|\n");
+    for r in &instance.readiness {
+        if let Some(w) = &r.wanted {
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | {} | {} |",
+                r.setting,
+                w.outcome.label(),
+                cell(&w.because),
+                cell(&w.reason)
+            );
+        }
+    }
+}
+
+fn values_several(md: &mut String, run: &Run) {
+    let Some(file) = &run.meta.cilium_values else {
+        return;
+    };
+    let _ = writeln!(md, "\n### Cilium values `{}`\n", inline(file));
+    if run.values_blocked() {
+        md.push_str(
+            "**A setting these values turn on cannot run on an instance: the run exits 1.**\n\n",
+        );
+    }
+    let header: Vec<String> = run.instances.iter().map(|i| cell(&i.label())).collect();
+    let _ = writeln!(
+        md,
+        "| setting | turned on by | {} |\n|---|---{}|",
+        header.join(" | "),
+        "|---".repeat(header.len())
+    );
+    let Some(first) = run.instances.first() else {
+        return;
+    };
+    for r in first.readiness.iter().filter(|r| r.wanted.is_some()) {
+        let cells: Vec<String> = run
+            .instances
+            .iter()
+            .map(|i| {
+                i.readiness
+                    .iter()
+                    .find(|x| x.setting == r.setting)
+                    .and_then(|x| x.wanted.as_ref())
+                    .map_or("—".to_string(), |w| w.outcome.label().to_string())
+            })
+            .collect();
+        let because = r.wanted.as_ref().map_or("", |w| w.because.as_str());
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} |",
+            r.setting,
+            cell(because),
+            cells.join(" | ")
+        );
+    }
+    for i in &run.instances {
+        for r in i.readiness.iter() {
+            if let Some(w) = r.wanted.as_ref().filter(|w| {
+                matches!(
+                    w.outcome,
+                    WantedOutcome::NotSupported | WantedOutcome::Unknown
+                )
+            }) {
+                let _ = writeln!(
+                    md,
+                    "- {} `{}` {}: {}",
+                    inline(&i.label()),
+                    r.setting,
+                    w.outcome.label(),
+                    inline(&w.reason)
+                );
+            }
+        }
+    }
+}
+
+fn readiness_single(md: &mut String, instance: &InstanceRun) {
+    if instance.readiness.is_empty() {
+        return;
+    }
+    md.push_str("\n### Cilium feature readiness\n\n");
+    md.push_str("Each Cilium setting, judged from the checks it needs: ready (every needed check passed here), not ready (one failed: the reason names it), unknown (not checked by this run or this suite yet).\n\n");
+    md.push_str("| setting | readiness | why | needs | kernel minimum | agent probe |\n|---|---|---|---|---|---|\n");
+    for r in &instance.readiness {
+        let _ = writeln!(
+            md,
+            "| `{}`: {}{} | {} | {} | {} | {} | {} |",
+            r.setting,
+            cell(&r.title),
+            note(r),
+            readiness_word(r),
+            cell(&r.reason),
+            cell(&needs_cell(r)),
+            cell(&r.kernel_minimum),
+            cell(&r.agent_probe)
+        );
+    }
+}
+
+fn readiness_several(md: &mut String, run: &Run) {
+    let Some(first) = run.instances.first() else {
+        return;
+    };
+    if first.readiness.is_empty() {
+        return;
+    }
+    md.push_str("\n### Cilium feature readiness\n\n");
+    let header: Vec<String> = run.instances.iter().map(|i| cell(&i.label())).collect();
+    let _ = writeln!(
+        md,
+        "| setting | needs | kernel minimum | agent probe | {} |\n|---|---|---|---{}|",
+        header.join(" | "),
+        "|---".repeat(header.len())
+    );
+    for r in &first.readiness {
+        let states: Vec<String> = run
+            .instances
+            .iter()
+            .map(|i| {
+                i.readiness
+                    .iter()
+                    .find(|x| x.setting == r.setting)
+                    .map_or("—".to_string(), readiness_word)
+            })
+            .collect();
+        let needs: Vec<String> = r.needs.iter().map(|n| format!("`{}`", n.need)).collect();
+        let _ = writeln!(
+            md,
+            "| `{}`: {} | {} | {} | {} | {} |",
+            r.setting,
+            cell(&r.title),
+            if needs.is_empty() {
+                "none yet".to_string()
+            } else {
+                cell(&needs.join(", "))
+            },
+            cell(&r.kernel_minimum),
+            cell(&r.agent_probe),
+            states.join(" | ")
+        );
+    }
 }
 
 /// (check, variant) of every instance's verdicts, in first-seen order.

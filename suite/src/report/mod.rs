@@ -19,8 +19,10 @@ pub use table::{color_wanted, render_table};
 pub use time::rfc3339_utc;
 pub use write::{ReportError, ReportPaths, write_atomic, write_reports};
 
+use crate::cilium_values::CiliumValues;
 use crate::env::{Environment, EnvironmentSource};
-use crate::error::{EXIT_INFRA, EXIT_OK, exit_code_for};
+use crate::error::{EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, exit_code_for};
+use crate::readiness::{self, SettingReadiness};
 use crate::stream::StreamProblem;
 use crate::target::InstanceId;
 use crate::verdict::{Verdict, VerdictKind};
@@ -29,6 +31,9 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the run report's JSON shape; bump on incompatible changes so
 /// runs of different suite versions can be compared knowingly. 2: instances.
+/// Additions that older readers can ignore keep the number: `instances[].readiness`
+/// and `cilium_values` came within schema 2 (a report without them reads as
+/// having none).
 pub const REPORT_SCHEMA: u32 = 2;
 
 /// This crate's version, recorded in every report.
@@ -62,6 +67,9 @@ pub struct RunMeta {
     /// `--test` patterns; empty means every check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub selection: Vec<String>,
+    /// `--cilium-values` as given: the Helm values whose settings gate the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cilium_values: Option<String>,
 }
 
 /// What the caller knows about one instance: where it ran and how it was judged.
@@ -94,10 +102,13 @@ pub struct InstanceRun {
     #[serde(skip)]
     pub verdicts: Vec<Verdict>,
     pub counts: Counts,
+    /// Each Cilium setting judged from this instance's verdicts ([`readiness`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readiness: Vec<SettingReadiness>,
 }
 
 impl InstanceRun {
-    /// Assembles an instance's part, filling its counts.
+    /// Assembles an instance's part, filling its counts and readiness.
     pub fn new(
         meta: InstanceMeta,
         facts: Facts,
@@ -110,8 +121,14 @@ impl InstanceRun {
             preamble: Vec::new(),
             stream_problems,
             counts: Counts::of(&verdicts),
+            readiness: readiness::assess(&verdicts),
             verdicts,
         }
+    }
+
+    /// Settings the values turn on that cannot run here.
+    pub fn blocked_settings(&self) -> impl Iterator<Item = &SettingReadiness> {
+        self.readiness.iter().filter(|r| r.blocks())
     }
 
     /// `lab/this host`.
@@ -244,21 +261,50 @@ impl Run {
 
     /// The run's exit code over every instance: [`exit_code_for`] all verdicts; a
     /// damaged stream anywhere makes an otherwise clean run an infrastructure
-    /// error (3), never hiding a regression (1).
+    /// error (3), never hiding a regression (1). With `--cilium-values`, a setting
+    /// the values turn on that an instance cannot run is 1 as well (a finding, so
+    /// it wins over 3 as a regression does); readiness alone never changes it.
     pub fn exit_code(&self) -> u8 {
-        match exit_code_for(self.verdicts(), self.meta.strict) {
+        let code = match exit_code_for(self.verdicts(), self.meta.strict) {
             EXIT_OK if self.instances.iter().any(|i| !i.stream_problems.is_empty()) => EXIT_INFRA,
             code => code,
+        };
+        if self.values_blocked() {
+            EXIT_REGRESSION
+        } else {
+            code
+        }
+    }
+
+    /// Whether `--cilium-values` turns on a setting some instance cannot run.
+    pub fn values_blocked(&self) -> bool {
+        self.instances
+            .iter()
+            .any(|i| i.blocked_settings().next().is_some())
+    }
+
+    /// Judges every instance's readiness under the values' attach mode and marks
+    /// the settings they turn on; from then on [`Run::exit_code`] counts those
+    /// that cannot run.
+    pub fn apply_cilium_values(&mut self, values: &CiliumValues) {
+        self.meta.cilium_values = Some(values.file.display().to_string());
+        for i in &mut self.instances {
+            readiness::apply_values(&mut i.readiness, &values.enabled, values.attach);
         }
     }
 
     /// One phrase for the whole run: `regression`, `error`, `as expected`.
     pub fn outcome_phrase(&self) -> String {
         let code = self.exit_code();
+        let verdicts = exit_code_for(self.verdicts(), self.meta.strict);
         let what = match code {
             0 => "as expected",
+            1 if self.counts.regression > 0 && self.values_blocked() => {
+                "regression; Cilium values not supported here"
+            }
             1 if self.counts.regression > 0 => "regression",
-            1 => "unexpected pass (strict)",
+            1 if verdicts == EXIT_REGRESSION => "unexpected pass (strict)",
+            1 => "Cilium values not supported here",
             _ => "infrastructure error",
         };
         format!("{what} (exit {code})")

@@ -2,8 +2,13 @@
 //! several instances, one verdict column per instance, readable at 100 columns), with
 //! colour only for a human at a terminal (stdout is a TTY and `NO_COLOR` is
 //! unset or empty, per no-color.org), never in CI logs or redirected output.
+//!
+//! After the checks, a compact readiness block: each Cilium setting ready / not
+//! ready / unknown with its reason (per instance with several), and with
+//! `--cilium-values` what the values turn on that cannot run here.
 
 use super::{InstanceRun, Run};
+use crate::readiness::{ReadinessState, SettingReadiness, WantedOutcome};
 use crate::verdict::VerdictKind;
 use std::fmt::Write;
 use std::io::IsTerminal;
@@ -25,11 +30,189 @@ fn paint(kind: VerdictKind) -> &'static str {
 pub fn render_table(run: &Run, color: bool) -> String {
     let mut out = String::new();
     match run.instances.as_slice() {
-        [one] => single(&mut out, run, one, color),
-        _ => several(&mut out, run, color),
+        [one] => {
+            single(&mut out, run, one, color);
+            readiness_single(&mut out, one, color);
+        }
+        _ => {
+            several(&mut out, run, color);
+            readiness_several(&mut out, run, color);
+        }
     }
+    values_lines(&mut out, run);
     let _ = writeln!(out, "{} · {}", run.counts.summary(), run.outcome_phrase());
     out
+}
+
+/// Readiness colours: ready green, not ready yellow (a finding about the place,
+/// not a failed run), unknown dim; red only for what the values turn on and
+/// cannot run.
+fn paint_readiness(r: &SettingReadiness) -> &'static str {
+    if r.blocks() {
+        return "\x1b[1;31m";
+    }
+    match r.state {
+        ReadinessState::Ready => "\x1b[32m",
+        ReadinessState::NotReady => "\x1b[33m",
+        ReadinessState::Unknown => "\x1b[2m",
+    }
+}
+
+/// `READY`, or with values `NOT SUPPORTED (on)`.
+fn readiness_word(r: &SettingReadiness) -> String {
+    match &r.wanted {
+        Some(w) => format!("{} (on)", w.outcome.label()),
+        None => r.state.label().to_string(),
+    }
+}
+
+/// For a ready setting what it needs; otherwise why not.
+fn readiness_why(r: &SettingReadiness) -> String {
+    match (&r.wanted, r.state) {
+        (Some(w), _) if w.outcome != WantedOutcome::Supported => w.reason.clone(),
+        (_, ReadinessState::Ready) => {
+            let needs: Vec<&str> = r.needs.iter().map(|n| n.need.as_str()).collect();
+            format!("needs {}", needs.join(", "))
+        }
+        _ => r.reason.clone(),
+    }
+}
+
+fn readiness_single(out: &mut String, instance: &InstanceRun, color: bool) {
+    if instance.readiness.is_empty() {
+        return;
+    }
+    out.push('\n');
+    let header = ["SETTING", "READINESS", "WHY"];
+    let rows: Vec<[String; 3]> = instance
+        .readiness
+        .iter()
+        .map(|r| [r.setting.clone(), readiness_word(r), readiness_why(r)])
+        .collect();
+    let width = widths(header, &rows);
+    line(out, &width, &header, &[], false);
+    for (row, r) in rows.iter().zip(&instance.readiness) {
+        let padded = format!("{:<w$}  ", row[1], w = width[1]);
+        let state = if color {
+            format!("{}{padded}\x1b[0m", paint_readiness(r))
+        } else {
+            padded
+        };
+        let _ = writeln!(out, "{:<w$}  {state}{}", row[0], row[2], w = width[0]);
+    }
+}
+
+/// Settings × instances; then why, for what is not ready somewhere.
+fn readiness_several(out: &mut String, run: &Run, color: bool) {
+    let Some(first) = run.instances.first() else {
+        return;
+    };
+    if first.readiness.is_empty() {
+        return;
+    }
+    out.push('\n');
+    let names: Vec<String> = run.instances.iter().map(|i| i.label()).collect();
+    let mut width = vec![
+        first
+            .readiness
+            .iter()
+            .map(|r| r.setting.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("SETTING".len()),
+    ];
+    width.extend(
+        names
+            .iter()
+            .map(|n| n.chars().count().max("NOT SUPPORTED (on)".len())),
+    );
+    let mut head: Vec<&str> = vec!["SETTING"];
+    head.extend(names.iter().map(String::as_str));
+    line(out, &width, &head, &[], false);
+    for r in &first.readiness {
+        let _ = write!(out, "{:<w$}  ", r.setting, w = width[0]);
+        for (n, i) in run.instances.iter().enumerate() {
+            let found = i.readiness.iter().find(|x| x.setting == r.setting);
+            let word = found.map_or("-".to_string(), readiness_word);
+            let padded = if n + 1 == run.instances.len() {
+                word
+            } else {
+                format!("{word:<w$}  ", w = width[n + 1])
+            };
+            match found {
+                Some(x) if color => {
+                    let _ = write!(out, "{}{padded}\x1b[0m", paint_readiness(x));
+                }
+                _ => out.push_str(&padded),
+            }
+        }
+        out.push('\n');
+    }
+    let mut first_reason = true;
+    for i in &run.instances {
+        for r in i
+            .readiness
+            .iter()
+            .filter(|r| r.state == ReadinessState::NotReady || r.blocks())
+        {
+            if std::mem::take(&mut first_reason) {
+                out.push('\n');
+            }
+            let _ = writeln!(
+                out,
+                "{} {} {}:\n    {}",
+                i.label(),
+                readiness_word(r),
+                r.setting,
+                readiness_why(r)
+            );
+        }
+    }
+}
+
+/// `cilium values FILE: 7 settings on, 1 not supported here: bpf-host-routing (lab/this host)`.
+fn values_lines(out: &mut String, run: &Run) {
+    let Some(file) = &run.meta.cilium_values else {
+        return;
+    };
+    let on: Vec<&str> = run
+        .instances
+        .first()
+        .map(|i| {
+            i.readiness
+                .iter()
+                .filter(|r| r.wanted.is_some())
+                .map(|r| r.setting.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let with = |outcome: WantedOutcome| -> Vec<String> {
+        let several = run.instances.len() > 1;
+        run.instances
+            .iter()
+            .flat_map(|i| {
+                i.readiness
+                    .iter()
+                    .filter(move |r| r.wanted.as_ref().is_some_and(|w| w.outcome == outcome))
+                    .map(move |r| match several {
+                        true => format!("{} ({})", r.setting, i.label()),
+                        false => r.setting.clone(),
+                    })
+            })
+            .collect()
+    };
+    let mut parts = vec![format!("{} settings on ({})", on.len(), on.join(", "))];
+    for (outcome, words) in [
+        (WantedOutcome::NotSupported, "not supported here"),
+        (WantedOutcome::Unknown, "unknown"),
+        (WantedOutcome::FallsBack, "Cilium falls back"),
+    ] {
+        let names = with(outcome);
+        if !names.is_empty() {
+            parts.push(format!("{words}: {}", names.join(", ")));
+        }
+    }
+    let _ = writeln!(out, "\ncilium values {file}: {}", parts.join("; "));
 }
 
 /// Pads each cell to its column's width; colours a cell whose `kinds` entry is a verdict.

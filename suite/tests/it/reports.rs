@@ -156,6 +156,101 @@ fn two_instance_table_snapshot_fits_100_columns() {
 }
 
 #[test]
+fn every_instance_carries_its_readiness() {
+    let run = fixture::two_instance_run(false);
+    let json = render_json(&run);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let settings = conformance_contract::SETTINGS.len();
+    for i in 0..2 {
+        let rows = v["instances"][i]["readiness"].as_array().unwrap();
+        assert_eq!(rows.len(), settings);
+    }
+    let lab = &v["instances"][0]["readiness"];
+    let base = &lab[0];
+    assert_eq!(base["setting"], "base-datapath");
+    assert_eq!(base["state"], "not-ready");
+    assert!(
+        base["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("datapath.stack-delivery[tcx] REGRESSION: 5/5 passed the hook"),
+        "{}",
+        base["reason"]
+    );
+    assert_eq!(base["needs"][0]["variants"][0]["verdict"], "regression");
+    let host_routing = lab
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["setting"] == "bpf-host-routing")
+        .unwrap();
+    assert_eq!(host_routing["state"], "unknown");
+    assert!(host_routing.get("wanted").is_none());
+    assert!(v.get("cilium_values").is_none());
+    // Readiness alone never changes the exit code, nor the JUnit failures.
+    assert_eq!(run.exit_code(), 1);
+    let container_only = Run::new(run.meta.clone(), vec![run.instances[1].clone()]);
+    assert_eq!(container_only.exit_code(), 0);
+    let junit = render_junit(&fixture::run(false));
+    assert_eq!(
+        junit.matches("<failure").count(),
+        1,
+        "only the regression fails"
+    );
+    assert!(junit.contains("<testcase name=\"base-datapath\" classname=\"readiness\""));
+    assert!(junit.contains("<skipped type=\"not-ready\""));
+}
+
+#[test]
+fn cilium_values_gate_the_exit_code() {
+    let run = fixture::values_run(false);
+    assert_eq!(run.exit_code(), 1);
+    let v: serde_json::Value = serde_json::from_str(&render_json(&run)).unwrap();
+    assert_eq!(v["cilium_values"], "cilium-values.yaml");
+    let rows = v["instances"][0]["readiness"].as_array().unwrap();
+    let wanted = |id: &str| {
+        rows.iter().find(|r| r["setting"] == id).unwrap()["wanted"]["outcome"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(wanted("base-datapath").as_deref(), Some("not-supported"));
+    assert_eq!(wanted("native-routing").as_deref(), Some("supported"));
+    assert_eq!(wanted("bpf-host-routing").as_deref(), Some("unknown"));
+    assert_eq!(wanted("legacy-tc-attach"), None, "not turned on");
+    let back: Run = serde_json::from_str(&render_json(&run)).unwrap();
+    assert_eq!(back, run);
+    // Without the regression the values alone make it 1.
+    let mut clean = run.clone();
+    for verdict in &mut clean.instances[0].verdicts {
+        if verdict.verdict == VerdictKind::Regression {
+            verdict.verdict = VerdictKind::Error;
+        }
+    }
+    clean.instances[0].counts = conformance_suite::report::Counts::of(&clean.instances[0].verdicts);
+    let clean = Run::new(clean.meta, clean.instances);
+    assert_eq!(clean.counts.regression, 0);
+    assert_eq!(clean.exit_code(), 1, "1 wins over 3");
+    assert_eq!(
+        clean.outcome_phrase(),
+        "Cilium values not supported here (exit 1)"
+    );
+    assert_eq!(
+        run.outcome_phrase(),
+        "regression; Cilium values not supported here (exit 1)"
+    );
+    let junit = render_junit(&run);
+    assert!(junit.contains("<failure type=\"not-supported\" message=\"not supported here, turned on by cilium-values.yaml (every install): datapath.stack-delivery[tcx] REGRESSION"), "{junit}");
+}
+
+#[test]
+fn cilium_values_snapshots() {
+    let run = fixture::values_run(false);
+    insta::assert_snapshot!("junit_values", render_junit(&run));
+    insta::assert_snapshot!("markdown_values", render_markdown(&run));
+    insta::assert_snapshot!("table_values", render_table(&run, false));
+}
+
+#[test]
 fn write_reports_writes_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let paths = ReportPaths::in_dir(&dir.path().join("reports"));
