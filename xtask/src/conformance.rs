@@ -2,12 +2,19 @@
 //! on a target, judge its observations against the environment's matrix, write the
 //! reports and exit with the DESIGN.md code.
 //!
-//! Everything the user can get wrong (target, `--test`, matrix, report paths,
-//! privileges) is checked before the probe starts, and reported as one line with
-//! exit code 2. Reports are written only for a finished run, atomically.
+//! Everything the user can get wrong (target, `--test`, matrix, `--cilium-values`,
+//! report paths, privileges) is checked before the probe starts, and reported as
+//! one line with exit code 2. Reports are written only for a finished run,
+//! atomically.
+//!
+//! Exit code: the verdicts' (DESIGN.md), except that with `--cilium-values` a
+//! setting the values turn on that an instance cannot run is 1 as well, so a CI
+//! gate fails before anyone deploys the values there. Readiness without values,
+//! and settings the values leave off, never change it.
 
 use anyhow::{Result, anyhow};
 use conformance_contract::CATALOGUE;
+use conformance_suite::cilium_values;
 use conformance_suite::env::{Environment, EnvironmentSource, detect};
 use conformance_suite::matrix::Matrix;
 use conformance_suite::progress::Progress;
@@ -41,7 +48,8 @@ const TARGETS: &[(TargetKind, MakeTarget)] = &[
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Exit codes: 0 every verdict as expected, 1 regression (or unexpected pass with --strict), \
+    after_help = "Exit codes: 0 every verdict as expected, 1 regression (or unexpected pass with --strict, \
+or with --cilium-values a setting the values turn on that this environment cannot run), \
 2 bad usage or input file, 3 infrastructure error, 130 interrupted."
 )]
 pub struct Options {
@@ -74,6 +82,14 @@ pub struct Options {
     /// Markdown summary (for humans and CI step summaries). Default: reports/summary.md in the repository.
     #[arg(long, value_name = "FILE")]
     markdown_file: Option<PathBuf>,
+    /// The team's Cilium Helm values (the file they deploy with): the reports name each setting
+    /// they turn on (eBPF host routing, kube-proxy replacement, tunnel or native routing, TCX,
+    /// netkit, ...) that this environment cannot run, with the failing check's reason, and those
+    /// still unknown. Exit 1 when one cannot run, even if every verdict is as expected. Unset keys
+    /// take the Cilium 1.19 chart's defaults; a file that does not parse, or a key read with a wrong
+    /// type, exits 2 naming FILE:LINE.
+    #[arg(long, value_name = "FILE")]
+    cilium_values: Option<PathBuf>,
     /// Fail the run (exit 1) on an unexpected pass too.
     #[arg(long)]
     strict: bool,
@@ -272,6 +288,12 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         ));
     }
     let matrix_choice = choose_matrix(&opts)?;
+    let values = opts
+        .cilium_values
+        .as_deref()
+        .map(cilium_values::load)
+        .transpose()
+        .map_err(|e| fail(USAGE, e))?;
     let report = |given: &Option<PathBuf>, name: &str| {
         given
             .clone()
@@ -374,8 +396,12 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         target: kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(","),
         strict: opts.strict,
         selection: selection.patterns(),
+        cilium_values: None,
     };
-    let run = Run::new(meta, judged);
+    let mut run = Run::new(meta, judged);
+    if let Some(values) = &values {
+        run.apply_cilium_values(values);
+    }
 
     // 5. Report.
     write_reports(&run, &paths).map_err(|e| fail(e.exit_code(), e))?;
