@@ -14,6 +14,7 @@ mod faults;
 mod image;
 mod lab;
 mod privilege;
+mod readiness;
 mod support;
 mod triage;
 
@@ -36,7 +37,8 @@ fn main() {
         .chain(cleanup::TESTS)
         .chain(image::TESTS)
         .chain(container::TESTS)
-        .chain(compare::TESTS);
+        .chain(compare::TESTS)
+        .chain(readiness::TESTS);
     for (name, needs, test) in all {
         let missing = needs.missing();
         // Only tests the command line selects say why they are ignored.
