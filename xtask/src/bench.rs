@@ -175,28 +175,11 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
 }
 
 fn markers(target: &str) -> (String, String) {
-    (
-        format!("<!-- bench:{target} begin -->"),
-        format!("<!-- bench:{target} end -->"),
-    )
+    crate::sections::markers("bench", target)
 }
 
-/// `text` with the `target` section (markers included) replaced by `section`, which
-/// carries its own markers.
 fn replace_section(text: &str, target: &str, section: &str) -> Result<String, String> {
-    let (begin, end) = markers(target);
-    let (Some(a), Some(b)) = (text.find(&begin), text.find(&end)) else {
-        return Err(format!("no {begin} ... {end} section"));
-    };
-    if b < a {
-        return Err(format!("{end} comes before {begin}"));
-    }
-    Ok(format!(
-        "{}{}{}",
-        &text[..a],
-        section.trim_end(),
-        &text[b + end.len()..]
-    ))
+    crate::sections::replace(text, "bench", target, section)
 }
 
 /// Ctrl-C and SIGTERM set the flag the runner watches, as `xtask conformance` does

@@ -3,10 +3,12 @@
 mod bench;
 mod compare;
 mod conformance;
+mod docs;
 mod ebpf;
 mod explain;
 mod image;
 mod probe_build;
+mod sections;
 mod triage;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +41,8 @@ enum Command {
     Explain(explain::Options),
     /// Run the checks with triage evidence and write a bundle (summary, hops, programs on the path, drop reasons, facts) into DIR and DIR.tar.gz.
     Triage(triage::Options),
+    /// Rewrite README.md's generated sections (checks table, failure codes, expected facts) from the catalogue; `--check` fails on stale ones.
+    Docs(docs::Options),
     /// Compare two runs (their run.json): new failures, fixed, facts and evidence that changed; exit 1 if anything got worse.
     Compare(compare::Options),
 }
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Explain(opts) => report(explain::run(&opts.line, opts.json)),
         Command::Triage(opts) => report(triage::run(opts)),
         Command::Compare(opts) => report(compare::run(opts)),
+        Command::Docs(opts) => report(docs::run(opts)),
         Command::Ebpf(opts) => match ebpf::run(opts) {
             Ok(code) => code,
             Err(err) => {
