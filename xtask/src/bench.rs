@@ -222,6 +222,7 @@ fn time_runs(
     instance: InstanceId,
     probe: ProbeBinary,
     runs: usize,
+    jobs: Option<usize>,
     interrupted: &Arc<AtomicBool>,
 ) -> Result<RunFigures, Failure> {
     let matrices = load_matrices()?;
@@ -249,6 +250,7 @@ fn time_runs(
             // Unique per process in its first 6 characters (what device and
             // container names keep), so benches running side by side never collide.
             run_id: format!("{:06x}{i:02}", std::process::id() & 0xff_ffff),
+            jobs,
             ..Default::default()
         };
         let mut timing = RunTiming::default();
@@ -367,8 +369,8 @@ fn row(md: &mut String, label: &str, samples: Vec<f64>) {
     ));
 }
 
-/// The run rows (first run, warm runs and where their time goes) and the per-check table.
-fn run_tables(md: &mut String, f: &RunFigures, what: &str, first_note: &str, exited: &str) {
+/// The run rows: first run, warm runs and where their time goes.
+fn run_rows(md: &mut String, f: &RunFigures, what: &str, first_note: &str, exited: &str) {
     let n = f.warm.len();
     md.push_str(&format!(
         "| first {what} run of the process, start to verdict{first_note} | {} | — | — |\n",
@@ -384,12 +386,23 @@ fn run_tables(md: &mut String, f: &RunFigures, what: &str, first_note: &str, exi
     row(md, "· last observation read", pick(|t| t.last_observation));
     row(md, "· done line read (stream end)", pick(|t| t.done));
     row(md, &format!("· {exited}"), pick(|t| t.exited));
+}
+
+/// Each check's durations as the probe timed them, over the warm runs.
+fn check_table(md: &mut String, f: &RunFigures, how: &str) {
     md.push_str(&format!(
-        "\n| check (both legs, as the probe timed it; {n} warm runs) | min | median | max |\n|---|---|---|---|\n"
+        "\n| check (both legs, as the probe timed it; {} warm runs, {how}) | min | median | max |\n|---|---|---|---|\n",
+        f.warm.len()
     ));
     for (check, times) in &f.per_check {
         row(md, check, times.clone());
     }
+}
+
+/// The run rows and the per-check table of the same runs.
+fn run_tables(md: &mut String, f: &RunFigures, what: &str, first_note: &str, exited: &str) {
+    run_rows(md, f, what, first_note, exited);
+    check_table(md, f, "checks in parallel");
 }
 
 fn verdict_phrase(f: &RunFigures) -> String {
@@ -414,19 +427,33 @@ fn bench_lab(opts: &Options) -> Result<String, Failure> {
         None => build_probe_path(false)?,
     };
     let interrupted = interrupt_flag()?;
+    let binary = || ProbeBinary {
+        path: probe.clone(),
+        image: None,
+    };
+    eprintln!("full runs, checks in parallel (the probe's default --jobs):");
     let f = time_runs(
         &target,
-        instance,
-        ProbeBinary {
-            path: probe,
-            image: None,
-        },
+        instance.clone(),
+        binary(),
         opts.runs,
+        None,
+        &interrupted,
+    )?;
+    // What each check costs on its own: in a parallel run checks share the CPUs
+    // and the kernel's locks, so their own durations there are longer.
+    eprintln!("full runs, one check at a time (--jobs 1), for each check's own cost:");
+    let serial = time_runs(
+        &target,
+        instance,
+        binary(),
+        opts.runs,
+        Some(1),
         &interrupted,
     )?;
     let (begin, end) = markers("lab");
     let mut md = format!(
-        "{begin}\n`cargo xtask bench --runs {}` (release probe, every check with its negative control, facts included; a run is timed from before the probe starts until its observations are judged): kernel {} ({}), {} CPUs, {}; {}.\n\n| full lab run | min | median | max |\n|---|---|---|---|\n",
+        "{begin}\n`cargo xtask bench --runs {}` (release probe, every check with its negative control, facts included; a run is timed from before the probe starts until its observations are judged; checks run in parallel, the probe's default of twice the CPUs): kernel {} ({}), {} CPUs, {}; {}.\n\n| full lab run | min | median | max |\n|---|---|---|---|\n",
         opts.runs,
         f.facts.kernel_release,
         f.facts.arch,
@@ -434,7 +461,19 @@ fn bench_lab(opts: &Options) -> Result<String, Failure> {
         load_phrase(&f),
         verdict_phrase(&f),
     );
-    run_tables(&mut md, &f, "lab", "", "probe exited");
+    run_rows(&mut md, &f, "lab", "", "probe exited");
+    row(
+        &mut md,
+        &format!(
+            "warm lab run, one check at a time (`--jobs 1`; {} runs)",
+            serial.warm.len()
+        ),
+        serial.warm.iter().map(|t| t.judged).collect(),
+    );
+    md.push_str(
+        "\nEach check's own cost is measured one check at a time (`--jobs 1`), since checks running side by side share the CPUs and the kernel's locks and each takes longer there; the full run above is what a user waits for.\n",
+    );
+    check_table(&mut md, &serial, "one check at a time");
     md.push_str(&end);
     md.push('\n');
     Ok(md)
@@ -480,6 +519,7 @@ fn bench_container(opts: &Options) -> Result<String, Failure> {
             image: Some(reference),
         },
         opts.runs,
+        None,
         &interrupted,
     )?;
     Ok(container_markdown(opts, &daemon, &images, &f))

@@ -114,6 +114,10 @@ pub struct Options {
     /// (`cargo xtask triage` sets it).
     #[arg(long, hide = true)]
     probe_triage: bool,
+    /// Checks each probe runs at once, each in namespaces of its own (default: twice
+    /// the CPUs, 2 to 8; `--jobs 1` runs them one after another).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: Option<u16>,
 }
 
 /// A failure with its exit code; printed once, as one line, by `main`.
@@ -363,6 +367,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
             .collect(),
         faults: opts.fault.clone(),
         triage: opts.probe_triage,
+        jobs: opts.jobs.map(usize::from),
     };
 
     // 3. Run them: the runner reads each instance's lines; nothing is judged yet.

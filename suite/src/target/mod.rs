@@ -129,6 +129,8 @@ pub struct ProbeArgs {
     /// Collect triage evidence (namespace state, programs on the path, kernel drop
     /// reasons) for every observation that does not pass (`cargo xtask triage`).
     pub triage: bool,
+    /// Checks the probe runs at once; `None`: the probe's default (twice the CPUs).
+    pub jobs: Option<usize>,
 }
 
 impl ProbeArgs {
@@ -148,6 +150,10 @@ impl ProbeArgs {
         }
         if self.triage {
             argv.push("--triage".into());
+        }
+        if let Some(jobs) = self.jobs {
+            argv.push("--jobs".into());
+            argv.push(jobs.to_string());
         }
         argv
     }
