@@ -46,6 +46,7 @@ pub const TARGET: &str = "bpfel-unknown-none";
 pub const OBJECTS: &[(&str, &str)] = &[
     ("hook", "hook.bpf.o"),
     ("helper_probe", "helper_probe.bpf.o"),
+    ("sock", "sock.bpf.o"),
 ];
 
 /// Name of the stamp file next to the shipped objects in `ebpf/dist/`.

@@ -11,6 +11,16 @@ pub static HOOK: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 pub static HELPER_PROBE: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/helper_probe.bpf.o"));
 
+/// `sock.bpf.o`: the cgroup programs `slb_connect4`, `slb_sendmsg4`, `slb_recvmsg4`,
+/// `slb_getpeer4` (socket LB) and `slb_drop_egress` (its `drop` fault), with their
+/// `SERVICES`, `REV_NAT` and `COUNTERS` maps (layout in `crate::checks::socket_lb`).
+pub static SOCK: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sock.bpf.o"));
+
+/// `tunnel.bpf.o`: the TC programs `tunnel_encap` and `tunnel_decap` with their
+/// `ENCAP_CONFIG`, `DECAP_CONFIG`, `EVENTS` and `COUNTERS` maps (layout in
+/// `crate::tunnel_hooks`), for `tunnel.vxlan` and `tunnel.geneve`.
+pub static TUNNEL: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tunnel.bpf.o"));
+
 /// Where the embedded objects came from: `rebuilt` or `shipped`.
 pub const SOURCE: &str = env!("CONFORMANCE_EBPF_SOURCE");
 
@@ -24,7 +34,11 @@ mod tests {
 
     #[test]
     fn embedded_objects_are_bpf_elf() {
-        for (name, object) in [("hook", HOOK), ("helper_probe", HELPER_PROBE)] {
+        for (name, object) in [
+            ("hook", HOOK),
+            ("helper_probe", HELPER_PROBE),
+            ("sock", SOCK),
+        ] {
             assert!(object.starts_with(b"\x7fELF"), "{name} is not ELF");
             // e_machine (offset 18, little-endian) 247 = EM_BPF.
             assert_eq!(
