@@ -115,6 +115,24 @@ pub const METADATA_LOST: Failure = Failure {
     meaning: "the mark or tstamp set before bpf_redirect_peer was gone in pod B, which the upstream fix keeps by design",
 };
 
+/// `socket-lb.connect`: the programs did not rewrite the service address.
+pub const NOT_TRANSLATED: Failure = Failure {
+    code: "not-translated",
+    meaning: "connect4/sendmsg4 did not rewrite the service address to the backend for every connect or datagram: the programs did not run for the client's sockets (not attached to its cgroup) or found no entry for the service",
+};
+
+/// `socket-lb.connect`: the backend was reached, the client saw it instead of the service.
+pub const PEER_NOT_SERVICE: Failure = Failure {
+    code: "peer-not-service",
+    meaning: "replies came back, but the client saw the backend (or another address) as their source or as its peer, not the service it asked for: recvmsg4/getpeername4 did not reverse the translation",
+};
+
+/// `socket-lb.connect`: the backend saw another source than the client's own.
+pub const SOURCE_NOT_KEPT: Failure = Failure {
+    code: "source-not-kept",
+    meaning: "the backend saw the requests come from another address than the client's own: something translated the source (SNAT), which socket LB never does",
+};
+
 /// `env.bpffs.propagation`: a bpffs mounted in a sibling mount namespace never
 /// reached the node's.
 pub const NOT_PROPAGATED: Failure = Failure {
@@ -194,6 +212,12 @@ pub const EXPECTED_FACTS: &[ExpectedFact] = &[
         expected: "kernel >= 5.7",
         reason: "bpf_csum_level arrived in 5.7; Cilium's agent probes for it.",
         reference: HELPERS_REF,
+    },
+    ExpectedFact {
+        fact: "cgroup.sock_addr",
+        expected: "kernel >= 5.8",
+        reason: "Socket LB (kube-proxy replacement's connect/sendmsg/recvmsg/getpeername hooks) needs cgroup v2 sock_addr programs: connect4 arrived in 4.17, sendmsg4 in 4.18, recvmsg4 in 5.2, getpeername4 in 5.8. The fact also needs a writable cgroup v2 tree to attach to (a container whose /sys/fs/cgroup is read-only or cgroup v1 only has none: Cilium's agent then cannot attach its socket LB either); its note says which.",
+        reference: "https://docs.cilium.io/en/stable/network/kubernetes/kubeproxy-free/",
     },
 ];
 
@@ -346,6 +370,26 @@ pub const CATALOGUE: &[CheckSpec] = &[
         }],
         // `drop` unlinks the agent's pin: no traffic, no route.
         faults: &["drop"],
+    },
+    CheckSpec {
+        id: "socket-lb.connect",
+        title: "Socket LB: cgroup connect4/sendmsg4/recvmsg4 translate a service to a backend",
+        passes_when: "programs on the client's cgroup (a run-scoped child of the probe's, whose member creates pod A's sockets) rewrite the service 10.43.0.10:80, which nothing routes to, to a backend on the node IP, as Cilium's kube-proxy replacement does in `bpf_sock.c`: `tcp`: 5 connections, each translated by `connect4`, accepted from pod A's own address (no SNAT), one request echoed each, `getpeername` says the service (`getpeername4`); `udp`: 5 datagrams by `sendto` (`sendmsg4`) and 5 on a socket connected to the service (`connect4`), received from pod A's own address, every reply's source the service (`recvmsg4`), `getpeername` too; the programs' counters count each translation, the rest is counted hop by hop",
+        control: "the same programs stay attached, the service's entry is removed from their map: they still run (their call counters move) but translate nothing, the host drops the traffic to the unrouted service, and the backend receives none, so the check's \"backend received, peer is the service\" test fails",
+        variants: &["tcp", "udp"],
+        requires: &[("*", "cgroup.sock_addr")],
+        failures: &[
+            NOT_TRANSLATED,
+            NOT_DELIVERED,
+            SOURCE_NOT_KEPT,
+            PEER_NOT_SERVICE,
+        ],
+        reference: "https://docs.cilium.io/en/stable/network/kubernetes/kubeproxy-free/ (socket LB: kubeProxyReplacement, socketLB.enabled)",
+        pass_because: "cgroup v2 sock_addr hooks (connect4 4.17, sendmsg4 4.18, recvmsg4 5.2, getpeername4 5.8) are how Cilium's kube-proxy replacement balances services at the socket; where they can be attached (the cgroup.sock_addr fact) nothing about a container or a VM changes what they do, so a failure is a regression.",
+        expected_failures: &[],
+        // `drop`: a cgroup_skb egress program on the client's cgroup drops every
+        // packet after the translation (the TC drop hook parses UDP only).
+        faults: &["drop", "no-route"],
     },
 ];
 

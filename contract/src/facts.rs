@@ -21,6 +21,8 @@ pub const HELPERS: &[&str] = &[
     "skb_change_tail",
     "csum_level",
     "ringbuf_output",
+    "skb_set_tunnel_key",
+    "skb_get_tunnel_key",
 ];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -52,6 +54,12 @@ pub struct Facts {
     /// when it could not be measured (EPERM, a failed load; `notes["tcx"]` says why).
     /// Lines before this was optional carry a plain boolean.
     pub tcx: Option<bool>,
+    /// `cgroup.sock_addr`: cgroup v2 sock_addr programs (connect4, sendmsg4,
+    /// recvmsg4, getpeername4) could be attached to a child of the probe's cgroup:
+    /// `false` when the kernel refused them or there is no writable cgroup v2 tree
+    /// to attach to, `None` when it could not be measured (`notes["cgroup.sock_addr"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_sock_addr: Option<bool>,
     /// A netkit device could be created: `false` when the kernel has no netkit
     /// driver, `None` when it could not be measured (`notes["netkit"]` says why).
     pub netkit: Option<bool>,
@@ -169,6 +177,7 @@ pub const FACT_KEYS: &[(&str, FactKind)] = &[
     ("bpffs", FactKind::Bool),
     ("bpffs.propagation", FactKind::Text),
     ("cgroup2", FactKind::Bool),
+    ("cgroup.sock_addr", FactKind::Bool),
     ("tcx", FactKind::Bool),
     ("netkit", FactKind::Bool),
     ("cilium", FactKind::Version),
@@ -228,6 +237,7 @@ impl Facts {
                 FactValue::Text(self.bpffs.propagation.clone().unwrap_or_default())
             }
             "cgroup2" => FactValue::Bool(self.cgroup2.is_some()),
+            "cgroup.sock_addr" => FactValue::Bool(self.cgroup_sock_addr?),
             "tcx" => FactValue::Bool(self.tcx?),
             "netkit" => FactValue::Bool(self.netkit?),
             "cilium" => FactValue::Version(KernelVersion::parse_release(
@@ -277,6 +287,7 @@ impl Facts {
                 propagation: Some("private".into()),
             },
             cgroup2: Some("/sys/fs/cgroup".into()),
+            cgroup_sock_addr: Some(true),
             tcx: Some(true),
             netkit: Some(false),
             helpers: HELPERS.iter().map(|h| (h.to_string(), true)).collect(),

@@ -15,6 +15,7 @@ mod bpf;
 mod kernel;
 mod netkit;
 pub(crate) mod parse;
+mod sock_addr;
 mod virt;
 
 use crate::netns::NetNs;
@@ -124,10 +125,15 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
                 Err("object loading panicked".into()),
             )
         });
-    let (helper_results, ns_results) = std::thread::scope(|s| {
+    let (helper_results, ns_results, sock_addr_result) = std::thread::scope(|s| {
         let helpers = std::thread::Builder::new()
             .name("facts-helpers".into())
             .spawn_scoped(s, || guarded(|| Ok(bpf::helpers(helper_ebpf, HELPERS))));
+        let sock_addr = std::thread::Builder::new()
+            .name("facts-sockaddr".into())
+            .spawn_scoped(s, || {
+                guarded(|| Ok(sock_addr::measure(cgroup2.as_deref(), crate::objects::SOCK)))
+            });
         let ns = guarded(|| {
             let ns = NetNs::new("facts").map_err(|e| format!("{e:#}"))?;
             let tcx = guarded(|| {
@@ -146,8 +152,25 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
                 .unwrap_or_else(|_| Err("helper thread panicked".into())),
             Err(e) => Err(format!("spawn a thread: {e}")),
         };
-        (helpers, ns)
+        let sock_addr = match sock_addr {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err("sock_addr thread panicked".into())),
+            Err(e) => Err(format!("spawn a thread: {e}")),
+        };
+        (helpers, ns, sock_addr)
     });
+    let cgroup_sock_addr = match sock_addr_result {
+        Ok(Outcome::Yes) => Some(true),
+        Ok(Outcome::No(why)) => {
+            g.note("cgroup.sock_addr", why);
+            Some(false)
+        }
+        Ok(Outcome::Unknown(why)) | Err(why) => {
+            g.note("cgroup.sock_addr", format!("not measured: {why}"));
+            None
+        }
+    };
 
     let mut helpers = BTreeMap::new();
     let mut jited = None;
@@ -267,6 +290,7 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
             propagation,
         },
         cgroup2,
+        cgroup_sock_addr,
         tcx,
         netkit,
         helpers,

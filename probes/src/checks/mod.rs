@@ -11,6 +11,7 @@ mod attach;
 mod bpffs;
 mod redirect_peer;
 mod routing;
+mod socket_lb;
 mod stack_delivery;
 
 use crate::hooks::{AttachMode, Direction, Hook};
@@ -383,6 +384,7 @@ const FAMILIES: &[&[Registered]] = &[
     redirect_peer::CHECKS,
     routing::CHECKS,
     bpffs::CHECKS,
+    socket_lb::CHECKS,
 ];
 
 fn registered() -> impl Iterator<Item = &'static Registered> {
