@@ -10,6 +10,7 @@
 //! only carry the probe's lines back, and the suite judges what it reported.
 
 pub mod cilium_values;
+pub mod cluster;
 pub mod compare;
 pub mod env;
 pub mod error;
