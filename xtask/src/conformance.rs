@@ -58,7 +58,8 @@ pub struct Options {
     /// `container` (a k3d-node-like Docker container on the daemon the docker CLI would use,
     /// DOCKER_HOST or the current docker context:
     /// privileged, or near-privileged where privileged cannot start).
-    /// `vm` and `cluster` are planned, not built yet.
+    /// `cluster` renders its manifests (`--render-manifests DIR`); its run and `vm` are
+    /// planned, not built yet.
     #[arg(long, default_value = "lab", value_name = "TARGET,...")]
     target: String,
     /// Environment whose matrix judges every instance: `container`, `vm` or `hetzner`.
@@ -104,9 +105,23 @@ pub struct Options {
     #[arg(long, value_name = "PATH")]
     probe: Option<PathBuf>,
     /// Run the `container` target from this image (with the probe at /probe) instead of
-    /// building one around the static probe (`cargo xtask image`).
+    /// building one around the static probe (`cargo xtask image`). For `cluster`: the image
+    /// the probe pods run (default cilium-conformance-probe:latest, imported into the nodes).
     #[arg(long, value_name = "REF")]
     probe_image: Option<String>,
+    /// `--target cluster`: write every manifest the run would apply (namespace, RBAC, probe
+    /// DaemonSet, echo/client pods, services) into DIR, one file each, and exit; no cluster
+    /// is contacted. The only part of the cluster target that runs yet.
+    #[arg(long, value_name = "DIR")]
+    render_manifests: Option<PathBuf>,
+    /// `--target cluster`: the kubeconfig to use (default: KUBECONFIG, then ~/.kube/config).
+    /// Accepted; the cluster run is not built yet.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// `--target cluster`: the kubeconfig context (k3d: k3d-cilium-conformance).
+    /// Accepted; the cluster run is not built yet.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
     /// Break a check's datapath on purpose (`ID=drop` or `ID=no-route`), to see the suite catch it.
     #[arg(long, value_name = "ID=KIND", hide = true)]
     fault: Vec<String>,
@@ -279,6 +294,9 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
 
     // 1. Everything the user can get wrong, before anything is built or runs.
     let kinds = parse_targets(&opts.target)?;
+    if kinds.contains(&TargetKind::Cluster) || opts.render_manifests.is_some() {
+        return cluster(&opts, &kinds);
+    }
     let targets = kinds
         .iter()
         .map(|k| make_target(*k, &opts))
@@ -428,6 +446,63 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     Ok(ExitCode::from(run.exit_code()))
 }
 
+/// `--target cluster`: `--render-manifests DIR` writes what a run would apply; the
+/// run itself is not built yet, and says so (exit 3) instead of pretending.
+fn cluster(opts: &Options, kinds: &[TargetKind]) -> Result<ExitCode, Failure> {
+    use conformance_suite::cluster::k3d::K3dPlan;
+    use conformance_suite::cluster::manifests::{DEFAULT_PROBE_IMAGE, ManifestPlan, Placement};
+    if kinds != [TargetKind::Cluster] {
+        return Err(fail(
+            USAGE,
+            "--target cluster runs alone, and --render-manifests needs it: use --target cluster --render-manifests DIR",
+        ));
+    }
+    let Some(dir) = &opts.render_manifests else {
+        return Err(fail(
+            INFRA,
+            "the cluster target's run is not built yet: deploying the probe pods, collecting their lines and judging them is still to come (--render-manifests DIR works)",
+        ));
+    };
+    let selection = Selection::parse(&opts.tests).map_err(|e| fail(USAGE, e))?;
+    let planned = selection.plan(CATALOGUE);
+    if planned.is_empty() {
+        return Err(fail(
+            USAGE,
+            format!("--test {} selects no check", opts.tests.join(",")),
+        ));
+    }
+    let args = ProbeArgs {
+        run_id: new_run_id(),
+        checks: planned
+            .iter()
+            .map(|p| format!("{}[{}]", p.check, p.variant))
+            .collect(),
+        faults: opts.fault.clone(),
+        triage: opts.probe_triage,
+        jobs: opts.jobs.map(usize::from),
+    };
+    // No cluster to list nodes from: one echo/client pair per node of the default
+    // k3d cluster, spread by anti-affinity.
+    let k3d = K3dPlan::default();
+    let plan = ManifestPlan::new(
+        &args.run_id,
+        opts.probe_image.as_deref().unwrap_or(DEFAULT_PROBE_IMAGE),
+        args.to_argv(),
+        Placement::Count(k3d.servers + k3d.agents),
+    );
+    let written =
+        conformance_suite::cluster::manifests::render_to(&plan, dir).map_err(|e| fail(USAGE, e))?;
+    eprintln!(
+        "wrote {} manifests for run {} (namespace {}) to {}; apply with kubectl apply -f {}",
+        written.len(),
+        args.run_id,
+        plan.namespace(),
+        dir.display(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// One instance's verdicts against its matrix (given, or detected from its facts).
 fn judge(
     f: Finished,
@@ -497,5 +572,37 @@ mod tests {
             "{}",
             unknown.message
         );
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: Options,
+    }
+
+    fn failure(argv: &[&str]) -> (u8, String) {
+        let cli = <Cli as clap::Parser>::try_parse_from(
+            std::iter::once("conformance").chain(argv.iter().copied()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let f = run(cli.opts).expect_err("a failure");
+        (f.code, f.message)
+    }
+
+    #[test]
+    fn the_cluster_run_says_it_is_not_built_and_render_needs_cluster_alone() {
+        let (code, message) = failure(&["--target", "cluster", "--context", "k3d-x"]);
+        assert_eq!(code, INFRA);
+        assert!(
+            message.starts_with("the cluster target's run is not built yet: ")
+                && message.ends_with("(--render-manifests DIR works)"),
+            "{message}"
+        );
+        for argv in [
+            &["--target", "lab,cluster", "--render-manifests", "d"][..],
+            &["--target", "lab", "--render-manifests", "d"][..],
+        ] {
+            assert_eq!(failure(argv).0, USAGE, "{argv:?}");
+        }
     }
 }

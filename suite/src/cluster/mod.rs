@@ -20,5 +20,6 @@
 //! against a live cluster.
 
 pub mod k3d;
+pub mod manifests;
 pub mod values;
 pub mod yaml;
