@@ -46,6 +46,7 @@ pub const TARGET: &str = "bpfel-unknown-none";
 pub const OBJECTS: &[(&str, &str)] = &[
     ("hook", "hook.bpf.o"),
     ("helper_probe", "helper_probe.bpf.o"),
+    ("xdp", "xdp.bpf.o"),
     ("sock", "sock.bpf.o"),
 ];
 

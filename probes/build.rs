@@ -1,5 +1,5 @@
 //! Decides which eBPF objects the probe embeds (see `src/objects.rs`) and puts
-//! them in `$OUT_DIR/hook.bpf.o` and `$OUT_DIR/helper_probe.bpf.o`.
+//! them in `$OUT_DIR`, one `<name>.bpf.o` per entry of `builder::OBJECTS`.
 //!
 //! `CONFORMANCE_EBPF` chooses:
 //! - `auto` (default): with a BPF toolchain (see `ebpf/builder.rs`), rebuild from

@@ -146,6 +146,18 @@ pub const PIN_NOT_SEEN: Failure = Failure {
     meaning: "the node's mount namespace sees a bpffs at /sys/fs/bpf, but not the map the agent pinned there: another bpffs instance, or the pin was removed",
 };
 
+/// `device.netkit[scrub]`: the pod's mark survived into the peer's program.
+pub const MARK_LEAKED: Failure = Failure {
+    code: "mark-leaked",
+    meaning: "a mark the pod set (SO_MARK) was still on its packets when the netkit peer's program ran, although the pair's peer scrub is the default: netkit did not scrub skb->mark on the way out of the pod's namespace",
+};
+
+/// `device.netkit[scrub]`: HaveNetkitScrub's failure, live.
+pub const MARK_NOT_KEPT: Failure = Failure {
+    code: "mark-not-kept",
+    meaning: "the host's mark was gone when the netkit primary's program ran, although the pair was created with IFLA_NETKIT_SCRUB none (as Cilium creates it): the kernel lacks netkit's scrub attributes (6.13, 6.12.4), so Cilium's HaveNetkitScrub fails and netkit with endpoint routes is refused",
+};
+
 impl CheckSpec {
     /// The named failure with this code, if the check has it.
     pub fn failure(&self, code: &str) -> Option<&'static Failure> {
@@ -218,6 +230,12 @@ pub const EXPECTED_FACTS: &[ExpectedFact] = &[
         expected: "kernel >= 5.8",
         reason: "Socket LB (kube-proxy replacement's connect/sendmsg/recvmsg/getpeername hooks) needs cgroup v2 sock_addr programs: connect4 arrived in 4.17, sendmsg4 in 4.18, recvmsg4 in 5.2, getpeername4 in 5.8. The fact also needs a writable cgroup v2 tree to attach to (a container whose /sys/fs/cgroup is read-only or cgroup v1 only has none: Cilium's agent then cannot attach its socket LB either); its note says which.",
         reference: "https://docs.cilium.io/en/stable/network/kubernetes/kubeproxy-free/",
+    },
+    ExpectedFact {
+        fact: "netkit",
+        expected: "kernel >= 6.7 and kernel.package != \"\"",
+        reason: "netkit arrived in 6.7 and is a build option (CONFIG_NETKIT): distribution kernels from 6.7 on carry it (Debian's 6.12 kernels have NETKIT=y), so a distribution kernel without it is a regression; a kernel that names no distribution package (a micro-VM's, Firecracker's, some container hosts') may be built without it, and there the netkit variants are unsupported. Cilium's HaveNetkit: 'netkit device probe failed, requires kernel 6.7.0+ and CONFIG_NETKIT'.",
+        reference: "https://docs.cilium.io/en/stable/operations/performance/tuning/#netkit-device-mode",
     },
 ];
 
@@ -389,6 +407,39 @@ pub const CATALOGUE: &[CheckSpec] = &[
         expected_failures: &[],
         // `drop`: a cgroup_skb egress program on the client's cgroup drops every
         // packet after the translation (the TC drop hook parses UDP only).
+        faults: &["drop", "no-route"],
+    },
+    CheckSpec {
+        id: "xdp.veth",
+        title: "XDP on a veth passes traffic to the host stack",
+        passes_when: "an XDP program on pod A's host-side veth, attached native (`XDP_FLAGS_DRV_MODE`: the veth driver runs it in its NAPI poll, what `loadBalancer.acceleration=native` relies on) or generic (`XDP_FLAGS_SKB_MODE`), counts pod A's 5 datagrams and returns `XDP_PASS`; they reach the host socket, counted hop by hop (pod A eth0, the program, the veth, the host's IP and UDP counters, the socket)",
+        control: "the program returns `XDP_DROP`: it counts the burst, none reaches the socket",
+        variants: &["native", "generic"],
+        requires: &[],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
+        reference: "https://docs.cilium.io/en/stable/network/kubernetes/kubeproxy-free/#loadbalancer-nodeport-xdp-acceleration",
+        pass_because: "veth runs XDP natively since 4.19 and generic XDP works on any device, below Cilium's 5.10 minimum; nothing about a container or a VM changes that for a veth, so a failure is a regression. Whether the node's NIC driver supports native XDP is not checked.",
+        expected_failures: &[],
+        faults: &["drop", "no-route"],
+    },
+    CheckSpec {
+        id: "device.netkit",
+        title: "A netkit pair carries pod traffic through its BPF program (and scrubs as Cilium needs)",
+        passes_when: "a netkit pair (primary in the host namespace, peer as the pod's `eth0`, routed like a veth pod) in L3 mode (`l3`, Cilium's `netkit`) or L2 (`l2`, `netkit-l2`) with the `hook` program linked as the peer's program (`BPF_NETKIT_PEER`, where Cilium puts `cil_from_container`; netkit runs the transmitting side's programs) passes (`NETKIT_PASS`) the pod's 5 datagrams to the host socket, hop by hop. `scrub`: the pair as Cilium creates it (`IFLA_NETKIT_SCRUB` none, `IFLA_NETKIT_PEER_SCRUB` default): the pod's `SO_MARK` is 0 when the peer's program runs, a host socket's `SO_MARK` is kept when the primary's program (`BPF_NETKIT_PRIMARY`, `cil_to_container` with endpoint routes) runs, both directions delivered: Cilium's HaveNetkitScrub, live",
+        control: "`l3`/`l2`: the peer's program returns `TC_ACT_SHOT` (`NETKIT_DROP`): counted, none delivered. `scrub`: the inverse pair (scrub default, peer scrub none) in its own pod: the host's mark is gone at the primary's program and the pod's kept at the peer's, so the test fails",
+        variants: &["l3", "l2", "scrub"],
+        requires: &[("*", "netkit")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, MARK_LEAKED, MARK_NOT_KEPT],
+        reference: "https://github.com/torvalds/linux/blob/master/drivers/net/netkit.c (scrub: 83134ef4609388f6b9ca31a384f531155196c2a7)",
+        pass_because: "netkit (6.7, CONFIG_NETKIT) is Cilium's pod device in bpf.datapathMode=netkit/netkit-l2: where the device exists it must carry traffic through its program in either mode, and since netkit's scrub attributes (6.13, stable 6.12.4) the primary keeps a mark set before it while what leaves the pod is scrubbed. Where netkit is absent the variants are unsupported (the netkit expected-fact entry).",
+        expected_failures: &[ExpectedFailure {
+            variant: Some("scrub"),
+            when: Some("kernel.upstream >= 6.7-rc1 and kernel.upstream < 6.12.4"),
+            scope: "on kernels before netkit's scrub attributes (6.7 to 6.12.3)",
+            failure: &MARK_NOT_KEPT,
+            reason: "netkit before 83134ef46093 ('netkit: Add option for scrubbing skb meta data', mainline 6.13, stable 6.12.4) scrubs skb->mark before every program when the pair spans namespaces and ignores IFLA_NETKIT_SCRUB: the mark a host-side program (Cilium's from-netdev with endpoint routes) stored is gone when cil_to_container runs, policy misclassifies (cilium/cilium#34042), and Cilium refuses netkit with endpoint routes ('netkit driver missing scrub attributes'). Judged on kernel.upstream; a vendor kernel with the backport elsewhere shows as unexpected-pass.",
+            reference: "https://github.com/cilium/cilium/issues/34042",
+        }],
         faults: &["drop", "no-route"],
     },
 ];

@@ -74,7 +74,54 @@ pub struct Hook {
     events: RingBuf<MapData>,
     /// `<device> <direction> (<mode>)`, for evidence and errors.
     pub label: String,
+    /// A link aya does not manage (netkit): closing it detaches the program.
+    link: Option<std::os::fd::OwnedFd>,
 }
+
+/// Which of a netkit pair's program lists a hook joins (`BPF_LINK_CREATE` on the
+/// primary's ifindex). netkit runs the *transmitting* device's list, after its
+/// scrub and before the packet enters the other side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetkitSide {
+    /// `BPF_NETKIT_PRIMARY`: what the host sends into the pod (Cilium's
+    /// `cil_to_container` with endpoint routes).
+    Primary,
+    /// `BPF_NETKIT_PEER`: what the pod sends out (Cilium's `cil_from_container`).
+    Peer,
+}
+
+impl NetkitSide {
+    fn attach_type(self) -> u32 {
+        match self {
+            Self::Primary => 54, // BPF_NETKIT_PRIMARY
+            Self::Peer => 55,    // BPF_NETKIT_PEER
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Primary => "netkit primary",
+            Self::Peer => "netkit peer",
+        }
+    }
+}
+
+/// The `BPF_LINK_CREATE` member of `union bpf_attr` for tcx/netkit links: the
+/// program, the target ifindex, the attach type, flags, then `relative_fd` and
+/// `expected_revision` (zero: append, any revision).
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreateAttr {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+    relative_fd: u32,
+    _pad: u32,
+    expected_revision: u64,
+}
+
+const BPF_LINK_CREATE: libc::c_long = 28;
 
 impl Hook {
     /// Loads a fresh `hook` program, configures it and attaches it.
@@ -101,6 +148,7 @@ impl Hook {
             ebpf: Some(ebpf),
             events,
             label,
+            link: None,
         };
         hook.configure(config)?;
         let label = hook.label.clone();
@@ -136,6 +184,66 @@ impl Hook {
             Ok(())
         })
         .with_context(|| format!("attach hook on {label}"))?;
+        Ok(hook)
+    }
+
+    /// Loads a fresh `hook` program (a SchedCLS program: `TC_ACT_OK` is
+    /// `NETKIT_PASS`, `TC_ACT_SHOT` is `NETKIT_DROP`), configures it and links it
+    /// to the `side` list of the netkit pair whose primary is `primary` in `ns`.
+    pub fn attach_netkit(
+        ns: &NetNs,
+        primary: &str,
+        side: NetkitSide,
+        config: HookConfig,
+    ) -> Result<Self> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let label = format!("{primary} {} in ns {}", side.name(), ns.name());
+        let mut ebpf = Ebpf::load(objects::HOOK).context("load hook.bpf.o")?;
+        let events = RingBuf::try_from(
+            ebpf.take_map(names::EVENTS_MAP)
+                .ok_or_else(|| anyhow!("hook.bpf.o has no EVENTS map"))?,
+        )
+        .context("EVENTS is not a ring buffer")?;
+        let mut hook = Self {
+            ns: ns.try_clone()?,
+            ebpf: Some(ebpf),
+            events,
+            label,
+            link: None,
+        };
+        hook.configure(config)?;
+        let label = hook.label.clone();
+        let ebpf = hook.ebpf.as_mut().expect("loaded");
+        let link = ns
+            .run(|| {
+                let prog: &mut SchedClassifier = ebpf
+                    .program_mut(names::HOOK_PROGRAM)
+                    .ok_or_else(|| anyhow!("hook.bpf.o has no program {}", names::HOOK_PROGRAM))?
+                    .try_into()?;
+                prog.load().context("load program `hook` (verifier)")?;
+                if let Ok(info) = prog.info() {
+                    crate::triage::own(info.id());
+                }
+                let name = std::ffi::CString::new(primary)?;
+                // SAFETY: a valid NUL-terminated name; the call only reads it.
+                let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+                if ifindex == 0 {
+                    return Err(std::io::Error::last_os_error())
+                        .with_context(|| format!("no device {primary}"));
+                }
+                let fd = prog.fd()?;
+                let mut attr = LinkCreateAttr {
+                    prog_fd: fd.as_fd().as_raw_fd() as u32,
+                    target_ifindex: ifindex,
+                    attach_type: side.attach_type(),
+                    ..Default::default()
+                };
+                let link = crate::pins::bpf(BPF_LINK_CREATE, &mut attr)
+                    .context("bpf(BPF_LINK_CREATE, netkit)")?;
+                Ok(crate::pins::owned(link))
+            })
+            .with_context(|| format!("attach hook on {label}"))?;
+        hook.link = Some(link);
         Ok(hook)
     }
 

@@ -18,3 +18,4 @@ pub mod runner;
 pub mod topology;
 pub mod traffic;
 pub mod triage;
+pub mod xdp;

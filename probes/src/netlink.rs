@@ -37,6 +37,75 @@ pub struct Route {
     pub gateway: Option<Ipv4Addr>,
 }
 
+/// `enum netkit_mode` (include/uapi/linux/if_link.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetkitMode {
+    /// `NETKIT_L2`: Ethernet with random MACs and ARP (Cilium's `netkit-l2`).
+    L2 = 0,
+    /// `NETKIT_L3`: no ARP, no MAC address of its own (Cilium's `netkit`).
+    L3 = 1,
+}
+
+/// `enum netkit_scrub`: what netkit clears (`skb->mark`, `skb->priority`) before
+/// the transmitting side's programs run, when the pair spans two namespaces.
+pub const NETKIT_SCRUB_NONE: u32 = 0;
+pub const NETKIT_SCRUB_DEFAULT: u32 = 1;
+
+const IFLA_NETKIT_PEER_INFO: u16 = 1;
+const IFLA_NETKIT_MODE: u16 = 5;
+const IFLA_NETKIT_SCRUB: u16 = 6;
+const IFLA_NETKIT_PEER_SCRUB: u16 = 7;
+
+/// How [`Rtnl::add_netkit`] sets a pair up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetkitSpec {
+    pub mode: NetkitMode,
+    /// `(primary, peer)` scrub modes to request; `None` sends neither attribute
+    /// (the kernel's default, `NETKIT_SCRUB_DEFAULT` on both, where it has them).
+    pub scrub: Option<(u32, u32)>,
+}
+
+fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 4 + payload.len();
+    let mut out = Vec::with_capacity((len + 3) & !3);
+    out.extend_from_slice(&(len as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    out.resize((len + 3) & !3, 0);
+    out
+}
+
+/// The nested `IFLA_INFO_DATA` of a netkit pair: the peer's `ifinfomsg` and
+/// attributes (`IFLA_NETKIT_PEER_INFO`), the mode and the scrub modes.
+fn netkit_info_data(peer: &LinkMessage, spec: NetkitSpec) -> Vec<u8> {
+    use netlink_packet_utils::Emitable;
+    let mut peer_info = vec![0u8; peer.buffer_len()];
+    peer.emit(&mut peer_info);
+    let mut data = nla(IFLA_NETKIT_PEER_INFO, &peer_info);
+    data.extend(nla(IFLA_NETKIT_MODE, &(spec.mode as u32).to_ne_bytes()));
+    if let Some((primary, peer)) = spec.scrub {
+        data.extend(nla(IFLA_NETKIT_SCRUB, &primary.to_ne_bytes()));
+        data.extend(nla(IFLA_NETKIT_PEER_SCRUB, &peer.to_ne_bytes()));
+    }
+    data
+}
+
+/// The u32 attribute `kind` in a run of netlink attributes, if present.
+fn nla_u32(mut data: &[u8], kind: u16) -> Option<u32> {
+    while data.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([data[0], data[1]]));
+        let this = u16::from_ne_bytes([data[2], data[3]]) & 0x3fff;
+        if len < 4 || len > data.len() {
+            return None;
+        }
+        if this == kind && len >= 8 {
+            return Some(u32::from_ne_bytes(data[4..8].try_into().ok()?));
+        }
+        data = &data[((len + 3) & !3).min(data.len())..];
+    }
+    None
+}
+
 pub struct Rtnl {
     socket: Socket,
     seq: u32,
@@ -161,6 +230,68 @@ impl Rtnl {
             &format!("create {kind} link {name}"),
         )?;
         Ok(())
+    }
+
+    /// Creates a netkit pair (`drivers/net/netkit.c`, 6.7+): the primary `name`
+    /// here, the peer `peer` moved into `peer_ns`, both policies forward. `scrub`
+    /// sends `IFLA_NETKIT_SCRUB` / `IFLA_NETKIT_PEER_SCRUB` (6.13, 6.12.4); a
+    /// kernel without them ignores both (the nested data is parsed leniently), so
+    /// only [`Rtnl::netkit_scrub`] tells whether they took.
+    pub fn add_netkit(
+        &mut self,
+        name: &str,
+        peer: &str,
+        peer_ns: BorrowedFd<'_>,
+        spec: NetkitSpec,
+    ) -> Result<()> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes.push(LinkAttribute::IfName(peer.into()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::NetNsFd(peer_ns.as_raw_fd()));
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.into()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Other("netkit".into())),
+            LinkInfo::Data(InfoData::Other(netkit_info_data(&peer_msg, spec))),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!("create netkit {name} <-> {peer} ({spec:?})"),
+        )?;
+        Ok(())
+    }
+
+    /// The scrub modes a netkit primary reports (`IFLA_NETKIT_SCRUB`,
+    /// `IFLA_NETKIT_PEER_SCRUB`), `None` for each the kernel does not report:
+    /// a kernel that predates netkit's scrub attributes reports neither.
+    pub fn netkit_scrub(&mut self, name: &str) -> Result<(Option<u32>, Option<u32>)> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.into()));
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(msg),
+            NLM_F_ACK,
+            &format!("look up netkit {name}"),
+        )?;
+        for reply in replies {
+            if let RouteNetlinkMessage::NewLink(link) = reply {
+                for a in link.attributes {
+                    if let LinkAttribute::LinkInfo(infos) = a {
+                        for info in infos {
+                            if let LinkInfo::Data(InfoData::Other(data)) = info {
+                                return Ok((
+                                    nla_u32(&data, IFLA_NETKIT_SCRUB),
+                                    nla_u32(&data, IFLA_NETKIT_PEER_SCRUB),
+                                ));
+                            }
+                        }
+                    }
+                }
+                return Ok((None, None));
+            }
+        }
+        bail!("look up netkit {name}: no such link")
     }
 
     /// Index and MAC address of a link by name.
@@ -308,5 +439,43 @@ impl Rtnl {
             &format!("add neighbour {addr} on link {index}"),
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod netkit_tests {
+    use super::*;
+
+    #[test]
+    fn netkit_data_nests_peer_mode_and_scrub() {
+        let mut peer = LinkMessage::default();
+        peer.attributes.push(LinkAttribute::IfName("eth0".into()));
+        let spec = NetkitSpec {
+            mode: NetkitMode::L3,
+            scrub: Some((NETKIT_SCRUB_NONE, NETKIT_SCRUB_DEFAULT)),
+        };
+        let data = netkit_info_data(&peer, spec);
+        // IFLA_NETKIT_PEER_INFO first: a 16-byte ifinfomsg, then IFLA_IFNAME "eth0\0".
+        assert_eq!(
+            u16::from_ne_bytes([data[2], data[3]]),
+            IFLA_NETKIT_PEER_INFO
+        );
+        assert!(data.windows(5).any(|w| w == b"eth0\0"));
+        assert_eq!(nla_u32(&data, IFLA_NETKIT_MODE), Some(1));
+        assert_eq!(nla_u32(&data, IFLA_NETKIT_SCRUB), Some(NETKIT_SCRUB_NONE));
+        assert_eq!(
+            nla_u32(&data, IFLA_NETKIT_PEER_SCRUB),
+            Some(NETKIT_SCRUB_DEFAULT)
+        );
+        let plain = netkit_info_data(
+            &peer,
+            NetkitSpec {
+                mode: NetkitMode::L2,
+                scrub: None,
+            },
+        );
+        assert_eq!(nla_u32(&plain, IFLA_NETKIT_MODE), Some(0));
+        assert_eq!(nla_u32(&plain, IFLA_NETKIT_SCRUB), None);
+        assert_eq!(nla_u32(&[1, 0], IFLA_NETKIT_SCRUB), None);
     }
 }

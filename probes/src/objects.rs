@@ -11,6 +11,10 @@ pub static HOOK: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/
 pub static HELPER_PROBE: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/helper_probe.bpf.o"));
 
+/// `xdp.bpf.o`: the XDP program `xdp_probe` with its `CONFIG` and `COUNTERS` maps
+/// (layout in `crate::xdp`), for `xdp.veth`.
+pub static XDP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xdp.bpf.o"));
+
 /// `sock.bpf.o`: the cgroup programs `slb_connect4`, `slb_sendmsg4`, `slb_recvmsg4`,
 /// `slb_getpeer4` (socket LB) and `slb_drop_egress` (its `drop` fault), with their
 /// `SERVICES`, `REV_NAT` and `COUNTERS` maps (layout in `crate::checks::socket_lb`).
@@ -37,6 +41,7 @@ mod tests {
         for (name, object) in [
             ("hook", HOOK),
             ("helper_probe", HELPER_PROBE),
+            ("xdp", XDP),
             ("sock", SOCK),
         ] {
             assert!(object.starts_with(b"\x7fELF"), "{name} is not ELF");

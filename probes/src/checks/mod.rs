@@ -9,6 +9,7 @@
 
 mod attach;
 mod bpffs;
+mod devices;
 mod redirect_peer;
 mod routing;
 mod socket_lb;
@@ -384,6 +385,7 @@ const FAMILIES: &[&[Registered]] = &[
     redirect_peer::CHECKS,
     routing::CHECKS,
     bpffs::CHECKS,
+    devices::CHECKS,
     socket_lb::CHECKS,
 ];
 
