@@ -22,6 +22,48 @@ pub mod action {
     pub const REDIRECT: u32 = 2;
     /// `bpf_redirect_peer(target_ifindex, 0)` and return its result.
     pub const REDIRECT_PEER: u32 = 3;
+    /// `bpf_redirect_neigh(target_ifindex, NULL, 0, 0)` and return its result: the
+    /// kernel routes the packet out of the target and fills in its L2 header from
+    /// the neighbour table, resolving the neighbour (ARP) when it has no entry.
+    pub const REDIRECT_NEIGH: u32 = 4;
+    /// `bpf_fib_lookup` on the packet's addresses, input device the hook's own,
+    /// with [`HookConfig::fib_flags`]; the answer goes into the event
+    /// (`fib_rc`, `fib_ifindex`, `fib_smac`, `fib_dmac`). On `BPF_FIB_LKUP_RET_SUCCESS`
+    /// the frame's MACs are rewritten to the answer's and it is `bpf_redirect`ed to
+    /// the answer's device (egress), as Cilium's FIB path does; on any other answer
+    /// it is handed to the stack (`TC_ACT_OK`).
+    pub const FIB_LOOKUP: u32 = 5;
+}
+
+/// `BPF_FIB_LKUP_RET_*`: what `bpf_fib_lookup` answers (negative: an errno).
+pub mod fib_rc {
+    pub const SUCCESS: i32 = 0;
+    pub const BLACKHOLE: i32 = 1;
+    pub const UNREACHABLE: i32 = 2;
+    pub const PROHIBIT: i32 = 3;
+    pub const NOT_FWDED: i32 = 4;
+    pub const FWD_DISABLED: i32 = 5;
+    pub const UNSUPP_LWT: i32 = 6;
+    pub const NO_NEIGH: i32 = 7;
+    pub const FRAG_NEEDED: i32 = 8;
+    pub const NO_SRC_ADDR: i32 = 9;
+
+    /// The kernel's name for an answer, for evidence.
+    pub fn name(rc: i32) -> &'static str {
+        match rc {
+            SUCCESS => "SUCCESS",
+            BLACKHOLE => "BLACKHOLE",
+            UNREACHABLE => "UNREACHABLE",
+            PROHIBIT => "PROHIBIT",
+            NOT_FWDED => "NOT_FWDED",
+            FWD_DISABLED => "FWD_DISABLED",
+            UNSUPP_LWT => "UNSUPP_LWT",
+            NO_NEIGH => "NO_NEIGH",
+            FRAG_NEEDED => "FRAG_NEEDED",
+            NO_SRC_ADDR => "NO_SRC_ADDR",
+            _ => "errno",
+        }
+    }
 }
 
 /// `flags` for [`action::REDIRECT`]: deliver to the target's ingress instead of its egress.
@@ -50,6 +92,9 @@ pub struct HookConfig {
     pub set_tstamp: u64,
     pub dst_mac: [u8; 6],
     pub _pad1: [u8; 2],
+    /// `flags` for [`action::FIB_LOOKUP`] (`BPF_FIB_LOOKUP_DIRECT` 1, `OUTPUT` 2, ...).
+    pub fib_flags: u32,
+    pub _pad2: u32,
 }
 
 /// What a hook saw of one matching packet, pushed to the `EVENTS` ring buffer.
@@ -75,6 +120,19 @@ pub struct SkbMeta {
     pub tstamp: u64,
     /// Return value of the redirect helper, or the TC action returned.
     pub result: i64,
+    /// The frame's Ethernet destination and source as the hook saw them, before
+    /// any rewrite: an observer's view of the L2 header the packet arrived with.
+    pub eth_dst: [u8; 6],
+    pub eth_src: [u8; 6],
+    /// Non-zero when the hook called `bpf_fib_lookup` for this packet.
+    pub fib_called: u32,
+    /// Its return value ([`fib_rc`]) and answer: output device, source and
+    /// destination MAC (the latter two are meaningful on `SUCCESS` only).
+    pub fib_rc: i32,
+    pub fib_ifindex: u32,
+    pub fib_smac: [u8; 6],
+    pub fib_dmac: [u8; 6],
+    pub _pad: [u8; 4],
 }
 
 /// Slots of the `COUNTERS` per-CPU array; userspace sums across CPUs
@@ -121,7 +179,23 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(core::mem::size_of::<HookConfig>(), 40);
-        assert_eq!(core::mem::size_of::<SkbMeta>(), 56);
+        assert_eq!(core::mem::size_of::<HookConfig>(), 48);
+        assert_eq!(core::mem::size_of::<SkbMeta>(), 96);
+        // Each field where the one before it ends: no gap the compiler filled in.
+        use core::mem::offset_of;
+        assert_eq!(offset_of!(HookConfig, redirect_flags), 16);
+        assert_eq!(offset_of!(HookConfig, dst_mac), 32);
+        assert_eq!(offset_of!(HookConfig, fib_flags), 40);
+        assert_eq!(offset_of!(HookConfig, _pad2), 44);
+        assert_eq!(offset_of!(SkbMeta, tstamp), 40);
+        assert_eq!(offset_of!(SkbMeta, result), 48);
+        assert_eq!(offset_of!(SkbMeta, eth_dst), 56);
+        assert_eq!(offset_of!(SkbMeta, eth_src), 62);
+        assert_eq!(offset_of!(SkbMeta, fib_called), 68);
+        assert_eq!(offset_of!(SkbMeta, fib_rc), 72);
+        assert_eq!(offset_of!(SkbMeta, fib_ifindex), 76);
+        assert_eq!(offset_of!(SkbMeta, fib_smac), 80);
+        assert_eq!(offset_of!(SkbMeta, fib_dmac), 86);
+        assert_eq!(offset_of!(SkbMeta, _pad), 92);
     }
 }

@@ -7,9 +7,10 @@
 //!
 //! For a matching packet it bumps `COUNTERS[MATCHED]` (and, after a redirect
 //! helper, `REDIRECTED` or `REDIRECT_FAILED` by what the helper returned), snapshots the skb metadata
-//! (before touching anything, so the source hook shows the original `pkt_type` and
-//! `mark`), applies the configured writes (mark, tstamp, destination MAC), performs
-//! the configured action and pushes the snapshot with the action's result to
+//! and the Ethernet addresses (before touching anything, so the source hook shows the
+//! original `pkt_type`, `mark` and L2 header), applies the configured writes (mark,
+//! tstamp, destination MAC), performs the configured action and pushes the snapshot
+//! with the action's result (and, for `FIB_LOOKUP`, the kernel's answer) to
 //! `EVENTS`. Packet bytes are read with `bpf_skb_load_bytes`, never by direct
 //! packet access, so non-linear skbs and odd header lengths need no special care.
 //!
@@ -18,11 +19,13 @@
 #![no_std]
 #![no_main]
 
-use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
+use core::mem::{size_of, zeroed};
+use core::ptr::{addr_of, addr_of_mut, null_mut, read_volatile, write_volatile};
 
 use aya_ebpf::{
-    bindings::{__sk_buff, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
-    helpers::{bpf_redirect, bpf_redirect_peer},
+    EbpfContext,
+    bindings::{__sk_buff, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, bpf_fib_lookup},
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
     macros::{classifier, map},
     maps::{Array, PerCpuArray, RingBuf},
     programs::TcContext,
@@ -43,6 +46,7 @@ const ETH_HLEN: usize = 14;
 /// Offset of the EtherType in the Ethernet header.
 const ETH_TYPE_OFF: usize = 12;
 const ETH_P_IP: u16 = 0x0800;
+const AF_INET: u8 = 2;
 const IPPROTO_UDP: u8 = 17;
 const IPV4_MIN_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
@@ -79,6 +83,10 @@ struct Ipv4Fixed {
 struct Flow {
     saddr: u32,
     daddr: u32,
+    tos: u8,
+    /// UDP ports as they are in the packet (network byte order).
+    sport: u16,
+    dport: u16,
     seq: u32,
 }
 
@@ -97,7 +105,7 @@ pub fn hook(ctx: TcContext) -> i32 {
     bump(counter::MATCHED);
 
     let skb = ctx.skb.skb;
-    let mut meta = snapshot(skb, &flow);
+    let mut meta = snapshot(&ctx, skb, &flow);
 
     if cfg.set_mark != 0 {
         // SAFETY: `skb` is the context pointer; `mark` is writable for TC programs.
@@ -127,6 +135,14 @@ pub fn hook(ctx: TcContext) -> i32 {
             count_redirect(ret);
             ret
         }
+        action::REDIRECT_NEIGH => {
+            // SAFETY: NULL parameters with length 0 is the documented "look the
+            // neighbour up" form; the helper only records the target for after return.
+            let ret = unsafe { bpf_redirect_neigh(cfg.target_ifindex, null_mut(), 0, 0) };
+            count_redirect(ret);
+            ret
+        }
+        action::FIB_LOOKUP => fib_forward(&ctx, cfg.fib_flags, &flow, &mut meta),
         // PASS, and any value this object does not know: hand the packet on.
         _ => i64::from(TC_ACT_OK),
     };
@@ -144,6 +160,52 @@ fn bump(slot: u32) {
         // SAFETY: per-CPU slot of this map, only this CPU touches it now.
         unsafe { *value += 1 };
     }
+}
+
+/// `bpf_fib_lookup` for the packet (input device: the one the hook runs on, as
+/// Cilium looks up from its ingress device), the answer recorded in `meta`; on
+/// success the MACs are rewritten to the answer's and the packet redirected to the
+/// answer's device, else handed to the stack.
+#[inline(always)]
+fn fib_forward(ctx: &TcContext, flags: u32, flow: &Flow, meta: &mut SkbMeta) -> i64 {
+    // SAFETY: an all-zero `bpf_fib_lookup` is a valid value of that C struct.
+    let mut params: bpf_fib_lookup = unsafe { zeroed() };
+    params.family = AF_INET;
+    params.l4_protocol = IPPROTO_UDP;
+    params.sport = flow.sport;
+    params.dport = flow.dport;
+    // tot_len stays 0: no MTU check against a length, the helper checks the skb.
+    params.__bindgen_anon_2.tos = flow.tos;
+    params.__bindgen_anon_3.ipv4_src = flow.saddr;
+    params.__bindgen_anon_4.ipv4_dst = flow.daddr;
+    params.ifindex = meta.ifindex;
+    // SAFETY: `params` is initialised stack memory of the size passed.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.as_ptr(),
+            &mut params,
+            size_of::<bpf_fib_lookup>() as i32,
+            flags,
+        )
+    } as i32;
+    meta.fib_called = 1;
+    meta.fib_rc = rc;
+    meta.fib_ifindex = params.ifindex;
+    meta.fib_smac = params.smac;
+    meta.fib_dmac = params.dmac;
+    if rc != 0 {
+        return i64::from(TC_ACT_OK);
+    }
+    let (d, m) = (params.dmac, params.smac);
+    let macs = [
+        d[0], d[1], d[2], d[3], d[4], d[5], m[0], m[1], m[2], m[3], m[4], m[5],
+    ];
+    // A failed store leaves the frame as it was; pod B's observer shows the outcome.
+    let _ = ctx.store(0, &macs, 0);
+    // SAFETY: plain helper call; it only records the target for after return.
+    let ret = unsafe { bpf_redirect(params.ifindex, 0) };
+    count_redirect(ret);
+    ret
 }
 
 /// Counts what the redirect helper said: accepted (`TC_ACT_REDIRECT`) or refused
@@ -191,14 +253,21 @@ fn parse(ctx: &TcContext, dport: u16) -> Option<Flow> {
     Some(Flow {
         saddr: ip.saddr,
         daddr: ip.daddr,
+        tos: ip.tos,
+        sport: u16::from_ne_bytes([udp[0], udp[1]]),
+        dport: u16::from_ne_bytes([udp[2], udp[3]]),
         seq,
     })
 }
 
 /// Reads the `__sk_buff` fields as they are now, one exact-width access each
-/// (the verifier rejects merged or widened context loads).
+/// (the verifier rejects merged or widened context loads), and the Ethernet addresses.
 #[inline(always)]
-fn snapshot(skb: *mut __sk_buff, flow: &Flow) -> SkbMeta {
+fn snapshot(ctx: &TcContext, skb: *mut __sk_buff, flow: &Flow) -> SkbMeta {
+    // Parsed above, so the header is there; zeroes if the load failed anyway.
+    let eth: [u8; 12] = ctx.load(0).unwrap_or([0; 12]);
+    let eth_dst = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
+    let eth_src = [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]];
     // SAFETY: `skb` is the program's context pointer; all fields are readable by TC programs.
     unsafe {
         SkbMeta {
@@ -214,6 +283,9 @@ fn snapshot(skb: *mut __sk_buff, flow: &Flow) -> SkbMeta {
             seq: flow.seq,
             tstamp: read_volatile(addr_of!((*skb).tstamp)),
             result: 0,
+            eth_dst,
+            eth_src,
+            ..SkbMeta::default()
         }
     }
 }
