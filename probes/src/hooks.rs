@@ -308,9 +308,18 @@ impl Drop for Hook {
     }
 }
 
-/// The metadata fields a report shows, named as in `struct __sk_buff`.
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The metadata fields a report shows, named as in `struct __sk_buff`, then the
+/// frame's Ethernet addresses and, where the hook looked the route up, its answer.
 pub fn meta_json(m: &SkbMeta) -> Value {
-    json!({
+    let mut v = json!({
         "seq": m.seq,
         "ifindex": m.ifindex,
         "ingress_ifindex": m.ingress_ifindex,
@@ -323,5 +332,17 @@ pub fn meta_json(m: &SkbMeta) -> Value {
         "daddr": std::net::Ipv4Addr::from(u32::from_be(m.daddr)).to_string(),
         "tstamp": m.tstamp,
         "result": m.result,
-    })
+        "eth_dst": mac_text(&m.eth_dst),
+        "eth_src": mac_text(&m.eth_src),
+    });
+    if m.fib_called != 0 {
+        v["fib"] = json!({
+            "rc": m.fib_rc,
+            "answer": conformance_ebpf_common::fib_rc::name(m.fib_rc),
+            "ifindex": m.fib_ifindex,
+            "smac": mac_text(&m.fib_smac),
+            "dmac": mac_text(&m.fib_dmac),
+        });
+    }
+    v
 }

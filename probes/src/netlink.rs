@@ -106,6 +106,43 @@ fn nla_u32(mut data: &[u8], kind: u16) -> Option<u32> {
     None
 }
 
+/// An IPv4 route as the kernel lists it, in any table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// `RT_TABLE_MAIN` 254, `RT_TABLE_LOCAL` 255, ...
+    pub table: u32,
+    pub kind: RouteType,
+    pub dst: Ipv4Addr,
+    pub prefix: u8,
+    pub oif: Option<u32>,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// An IPv4 neighbour entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourEntry {
+    pub ifindex: u32,
+    pub addr: Ipv4Addr,
+    pub state: NeighbourState,
+    pub mac: Option<Mac>,
+}
+
+impl NeighbourEntry {
+    /// `NUD_VALID`: an entry the kernel transmits with (what `bpf_fib_lookup`
+    /// requires before it answers with a MAC).
+    pub fn valid(&self) -> bool {
+        matches!(
+            self.state,
+            NeighbourState::Permanent
+                | NeighbourState::Noarp
+                | NeighbourState::Reachable
+                | NeighbourState::Probe
+                | NeighbourState::Stale
+                | NeighbourState::Delay
+        )
+    }
+}
+
 pub struct Rtnl {
     socket: Socket,
     seq: u32,
@@ -477,5 +514,91 @@ mod netkit_tests {
         assert_eq!(nla_u32(&plain, IFLA_NETKIT_MODE), Some(0));
         assert_eq!(nla_u32(&plain, IFLA_NETKIT_SCRUB), None);
         assert_eq!(nla_u32(&[1, 0], IFLA_NETKIT_SCRUB), None);
+    }
+
+    /// Removes a neighbour entry (the kernel must then resolve the address itself).
+    pub fn delete_neighbour(&mut self, index: u32, addr: Ipv4Addr) -> Result<()> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                addr,
+            )));
+        self.request(
+            RouteNetlinkMessage::DelNeighbour(msg),
+            NLM_F_ACK,
+            &format!("delete neighbour {addr} on link {index}"),
+        )?;
+        Ok(())
+    }
+
+    /// Every IPv4 neighbour entry in this namespace.
+    pub fn neighbours(&mut self) -> Result<Vec<NeighbourEntry>> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        let replies = self.dump(RouteNetlinkMessage::GetNeighbour(msg), "list neighbours")?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewNeighbour(n) => {
+                    let mut addr = None;
+                    let mut mac = None;
+                    for a in n.attributes {
+                        match a {
+                            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
+                                addr = Some(ip)
+                            }
+                            NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
+                                mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(NeighbourEntry {
+                        ifindex: n.header.ifindex,
+                        addr: addr?,
+                        state: n.header.state,
+                        mac,
+                    })
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Every IPv4 route in every table of this namespace.
+    pub fn routes(&mut self) -> Result<Vec<RouteEntry>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        let replies = self.dump(RouteNetlinkMessage::GetRoute(msg), "list routes")?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(m) => {
+                    let mut entry = RouteEntry {
+                        table: u32::from(m.header.table),
+                        kind: m.header.kind,
+                        dst: Ipv4Addr::UNSPECIFIED,
+                        prefix: m.header.destination_prefix_length,
+                        oif: None,
+                        gateway: None,
+                    };
+                    for a in m.attributes {
+                        match a {
+                            RouteAttribute::Table(t) => entry.table = t,
+                            RouteAttribute::Destination(RouteAddress::Inet(ip)) => entry.dst = ip,
+                            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => {
+                                entry.gateway = Some(ip)
+                            }
+                            RouteAttribute::Oif(i) => entry.oif = Some(i),
+                            _ => {}
+                        }
+                    }
+                    Some(entry)
+                }
+                _ => None,
+            })
+            .collect())
     }
 }
