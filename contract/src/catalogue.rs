@@ -133,6 +133,25 @@ pub const SOURCE_NOT_KEPT: Failure = Failure {
     meaning: "the backend saw the requests come from another address than the client's own: something translated the source (SNAT), which socket LB never does",
 };
 
+/// `datapath.redirect-neigh`, `datapath.fib-lookup`, `datapath.redirect-egress`:
+/// delivered, but the host namespace's IP forwarding moved the packets.
+pub const FORWARDED: Failure = Failure {
+    code: "forwarded",
+    meaning: "delivered, but the host namespace forwarded the packets (IpForwDatagrams moved): its stack moved them, not the program's redirect",
+};
+
+/// `datapath.redirect-neigh`: the packets did not get the neighbour's L2 header.
+pub const NOT_RESOLVED: Failure = Failure {
+    code: "not-resolved",
+    meaning: "the frames reached pod B without the L2 header the neighbour subsystem gives (destination pod B's eth0 MAC, source the target device's MAC, pkt_type HOST), or no neighbour entry for pod B was resolved: bpf_redirect_neigh did not fill in L2 from the neighbour table",
+};
+
+/// `datapath.fib-lookup`: the helper's answer is not what the routes say.
+pub const FIB_MISMATCH: Failure = Failure {
+    code: "fib-mismatch",
+    meaning: "bpf_fib_lookup answered differently from the namespace's routes and neighbours read over netlink (return code, output device, source or destination MAC)",
+};
+
 /// `env.bpffs.propagation`: a bpffs mounted in a sibling mount namespace never
 /// reached the node's.
 pub const NOT_PROPAGATED: Failure = Failure {
@@ -440,6 +459,50 @@ pub const CATALOGUE: &[CheckSpec] = &[
             reason: "netkit before 83134ef46093 ('netkit: Add option for scrubbing skb meta data', mainline 6.13, stable 6.12.4) scrubs skb->mark before every program when the pair spans namespaces and ignores IFLA_NETKIT_SCRUB: the mark a host-side program (Cilium's from-netdev with endpoint routes) stored is gone when cil_to_container runs, policy misclassifies (cilium/cilium#34042), and Cilium refuses netkit with endpoint routes ('netkit driver missing scrub attributes'). Judged on kernel.upstream; a vendor kernel with the backport elsewhere shows as unexpected-pass.",
             reference: "https://github.com/cilium/cilium/issues/34042",
         }],
+        faults: &["drop", "no-route"],
+    },
+    CheckSpec {
+        id: "datapath.redirect-neigh",
+        title: "bpf_redirect_neigh fills in L2 from the neighbour table and delivers into another pod",
+        passes_when: "a program on pod A's host-side veth ingress calls `bpf_redirect_neigh(lxc B, NULL, 0, 0)` on frames addressed to the gateway (lxc A's MAC); the kernel routes them out of lxc B and writes their L2 header from its neighbour table: pod B's eth0 observer sees destination pod B's MAC, source lxc B's, pkt_type HOST, and pod B's socket receives all 5, counted hop by hop, with the host's `IpForwDatagrams` +0 (forwarding is off). `known`: pod B's neighbour entry exists (permanent); `resolve`: it is deleted first, and the kernel must resolve it by ARP, queue the burst and deliver it: the entry that appeared is in the evidence",
+        control: "the neighbour step removed and nothing else: a plain `bpf_redirect` to lxc B's egress (the same device, direction and frames; in `resolve` the entry deleted again), so the frames keep the gateway's MAC; pod B sees them OTHERHOST and drops them, and the check's \"L2 from the neighbour table\" witness fails",
+        variants: &["known", "resolve"],
+        // The control's plain bpf_redirect needs `helper.redirect` too.
+        requires: &[("*", "helper.redirect_neigh"), ("*", "helper.redirect")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, NOT_RESOLVED, FORWARDED],
+        reference: "https://github.com/torvalds/linux/commit/b4ab31414970 (bpf: Add redirect_neigh helper as redirect drop-in); https://docs.cilium.io/en/stable/operations/performance/tuning/#ebpf-host-routing",
+        pass_because: "bpf_redirect_neigh (5.10; the nexthop form 5.11) is how Cilium's eBPF host routing sends traffic whose L2 it does not know: the kernel's own route and neighbour lookup, ARP included. It stays inside the node's namespaces, so it must work wherever the helper exists; where it does not, the expected-fact entry for helper.redirect_neigh says so.",
+        expected_failures: &[],
+        faults: &["drop", "no-route"],
+    },
+    CheckSpec {
+        id: "datapath.fib-lookup",
+        title: "bpf_fib_lookup answers what the routes and neighbours say, and its answer forwards",
+        passes_when: "a program on pod A's host-side veth ingress calls `bpf_fib_lookup` (flags 0: rules and tables, as the stack forwards) for every packet, pod A → pod B and pod A → the node IP, and records the answer; it must equal what the host namespace's routes and neighbours, read over netlink, give: pod B → `SUCCESS` via lxc B with source lxc B's MAC and destination pod B's neighbour MAC, the node IP → `NOT_FWDED` (a local route). The program then does what Cilium's FIB path does: on `SUCCESS` it rewrites both MACs and `bpf_redirect`s to the answer's device, otherwise it hands the packet to the stack; both bursts arrive (pod B's socket, the host's), counted hop by hop, with `IpForwDatagrams` +0. The lookup answers `FWD_DISABLED` on a device without IPv4 forwarding, so forwarding is turned on for lxc A alone in this check's own host namespace, as a Cilium node has it (the +0 shows the redirect, not the stack, moved the packets)",
+        control: "pod B's `/32` route removed before the same traffic: the lookup must answer `NOT_FWDED` (no route), which is not the forwarding answer pod B's route gives, so the check's \"answer matches the routes\" test fails; the stack drops the packets (`InNoRoutes`)",
+        variants: &["default"],
+        requires: &[
+            ("*", "helper.fib_lookup"),
+            ("*", "helper.redirect"),
+            ("*", "helper.skb_store_bytes"),
+        ],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, FIB_MISMATCH, FORWARDED],
+        reference: "https://github.com/torvalds/linux/commit/87f5fc7e48dd (bpf: Provide helper to do forwarding lookups in kernel FIB table); https://docs.cilium.io/en/stable/operations/performance/tuning/#ebpf-host-routing",
+        pass_because: "bpf_fib_lookup (4.18) is how Cilium's eBPF host routing and NodePort find the next hop and its MACs without the stack; a kernel whose answer disagrees with its own routes, or whose answer does not forward, breaks that everywhere.",
+        expected_failures: &[],
+        faults: &["drop", "no-route"],
+    },
+    CheckSpec {
+        id: "datapath.redirect-egress",
+        title: "bpf_redirect to another device's egress transmits out of it",
+        passes_when: "a program on pod A's host-side veth ingress rewrites the destination MAC to pod B's and calls `bpf_redirect(lxc B, 0)`, the way Cilium sends out of a native device; lxc B transmits all 5 and pod B's eth0 receives them (the veth's own counters), pod B's socket gets them, `IpForwDatagrams` +0. Unlike `datapath.redirect-peer`, whose control takes this path only to show its own tx +0 witness can fail, the egress redirect is the subject here, judged hop by hop, and its control flips only the direction",
+        control: "the same redirect with `BPF_F_INGRESS`: the frames land on lxc B's ingress in the host namespace (an observer there counts them) instead of leaving through it, so lxc B transmits 0 and the check's \"lxc B transmitted 5\" witness fails; the host stack drops them",
+        variants: &["default"],
+        requires: &[("*", "helper.redirect"), ("*", "helper.skb_store_bytes")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, FORWARDED],
+        reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/; https://man7.org/linux/man-pages/man7/bpf-helpers.7.html (bpf_redirect)",
+        pass_because: "bpf_redirect to a device's egress (3.19/4.4) is Cilium's way out of the node through its native device; it stays inside the node's namespaces, so it must work everywhere.",
+        expected_failures: &[],
         faults: &["drop", "no-route"],
     },
 ];

@@ -9,6 +9,7 @@
 
 mod attach;
 mod bpffs;
+mod host_routing;
 mod devices;
 mod redirect_peer;
 mod routing;
@@ -385,6 +386,7 @@ const FAMILIES: &[&[Registered]] = &[
     redirect_peer::CHECKS,
     routing::CHECKS,
     bpffs::CHECKS,
+    host_routing::CHECKS,
     devices::CHECKS,
     socket_lb::CHECKS,
 ];
