@@ -139,6 +139,32 @@ impl Drop for Cgroup {
     }
 }
 
+/// What a terminating signal must undo: this probe's own `cc-<pid>-...`
+/// directories, which would outlive the process (a member forked for sockets
+/// exits on its own within moments, so a busy one is retried briefly).
+pub fn on_terminate() {
+    let Ok(parent) = own_dir() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(&parent) else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        if owner_pid(&entry.file_name().to_string_lossy()) != Some(me) {
+            continue;
+        }
+        for _ in 0..50 {
+            match std::fs::remove_dir(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
 /// Removes `cc-<pid>-...` directories under `parent` whose process is gone and
 /// that are older than [`SWEEP_AGE`]. Best effort: a busy one stays.
 pub fn sweep(parent: &Path) -> usize {

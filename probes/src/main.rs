@@ -104,8 +104,8 @@ mod linux {
     }
 
     /// On SIGTERM or SIGINT the terminator undoes what would outlive the process
-    /// (triage's tracing instance; namespaces, devices and programs die with it
-    /// anyway) and exits 128 + the signal. Installed explicitly because as a
+    /// (triage's tracing instance, socket-LB's cgroups; namespaces, devices and
+    /// programs die with it anyway) and exits 128 + the signal. Installed explicitly because as a
     /// container's pid 1 the probe would otherwise ignore SIGTERM and wait for
     /// Docker's SIGKILL.
     fn handle_terminate() {
@@ -121,6 +121,7 @@ mod linux {
             // SAFETY: read(2) of one byte into a live buffer from our own pipe.
             while unsafe { libc::read(read_end, (&mut byte as *mut u8).cast(), 1) } != 1 {}
             conformance_probes::triage::on_terminate();
+            conformance_probes::cgroup::on_terminate();
             // SAFETY: _exit ends the process without running other threads' code.
             unsafe { libc::_exit(128 + i32::from(byte)) }
         });
