@@ -48,6 +48,7 @@ pub const OBJECTS: &[(&str, &str)] = &[
     ("helper_probe", "helper_probe.bpf.o"),
     ("xdp", "xdp.bpf.o"),
     ("sock", "sock.bpf.o"),
+    ("tunnel", "tunnel.bpf.o"),
 ];
 
 /// Name of the stamp file next to the shipped objects in `ebpf/dist/`.

@@ -43,6 +43,7 @@ mod tests {
             ("helper_probe", HELPER_PROBE),
             ("xdp", XDP),
             ("sock", SOCK),
+            ("tunnel", TUNNEL),
         ] {
             assert!(object.starts_with(b"\x7fELF"), "{name} is not ELF");
             // e_machine (offset 18, little-endian) 247 = EM_BPF.

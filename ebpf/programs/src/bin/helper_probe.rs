@@ -17,10 +17,11 @@ use core::{
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_CSUM_LEVEL_QUERY, TC_ACT_OK, bpf_fib_lookup},
+    bindings::{BPF_CSUM_LEVEL_QUERY, TC_ACT_OK, bpf_fib_lookup, bpf_tunnel_key},
     helpers::{
         bpf_csum_level, bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh,
-        bpf_redirect_peer, bpf_skb_change_tail, bpf_skb_store_bytes,
+        bpf_redirect_peer, bpf_skb_change_tail, bpf_skb_get_tunnel_key,
+        bpf_skb_set_tunnel_key, bpf_skb_store_bytes,
     },
     macros::{classifier, map},
     maps::RingBuf,
@@ -115,6 +116,31 @@ pub fn probe_csum_level(ctx: TcContext) -> i32 {
 #[classifier]
 pub fn probe_ringbuf_output(_ctx: TcContext) -> i32 {
     let _ = PROBE_RINGBUF.output::<u64>(&0u64, 0);
+    OK
+}
+
+/// `offsetof(struct bpf_tunnel_key, local_ipv4)`: the key layout every kernel
+/// accepts (the full 44-byte one only from 6.0), as `tunnel.rs` passes it.
+const TUNNEL_KEY_SIZE: u32 = 28;
+
+/// `bpf_skb_set_tunnel_key` of a zeroed key, no flags (on an skb that is not
+/// redirected to a tunnel device, the key is never used).
+#[classifier]
+pub fn probe_skb_set_tunnel_key(ctx: TcContext) -> i32 {
+    // SAFETY: an all-zero `bpf_tunnel_key` is a valid value of that C struct.
+    let mut key: bpf_tunnel_key = unsafe { zeroed() };
+    // SAFETY: `key` is initialised stack memory of at least the size passed.
+    let _ = unsafe { bpf_skb_set_tunnel_key(ctx.skb.skb, &mut key, TUNNEL_KEY_SIZE, 0) };
+    OK
+}
+
+/// `bpf_skb_get_tunnel_key` into a stack key (-EINVAL at run time without tunnel metadata).
+#[classifier]
+pub fn probe_skb_get_tunnel_key(ctx: TcContext) -> i32 {
+    // SAFETY: an all-zero `bpf_tunnel_key` is a valid value of that C struct.
+    let mut key: bpf_tunnel_key = unsafe { zeroed() };
+    // SAFETY: `key` is writable stack memory of at least the size passed.
+    let _ = unsafe { bpf_skb_get_tunnel_key(ctx.skb.skb, &mut key, TUNNEL_KEY_SIZE, 0) };
     OK
 }
 
