@@ -256,6 +256,18 @@ pub const EXPECTED_FACTS: &[ExpectedFact] = &[
         reason: "netkit arrived in 6.7 and is a build option (CONFIG_NETKIT): distribution kernels from 6.7 on carry it (Debian's 6.12 kernels have NETKIT=y), so a distribution kernel without it is a regression; a kernel that names no distribution package (a micro-VM's, Firecracker's, some container hosts') may be built without it, and there the netkit variants are unsupported. Cilium's HaveNetkit: 'netkit device probe failed, requires kernel 6.7.0+ and CONFIG_NETKIT'.",
         reference: "https://docs.cilium.io/en/stable/operations/performance/tuning/#netkit-device-mode",
     },
+    ExpectedFact {
+        fact: "vxlan",
+        expected: "kernel.package != \"\"",
+        reason: "Collect-metadata VXLAN devices (CONFIG_VXLAN, 4.3) are in every distribution kernel (Debian builds vxlan as a module), so a distribution kernel that cannot create one is a regression; a kernel that names no distribution package (a micro-VM's, Firecracker's) may be built without it, and there tunnel.vxlan is unsupported. Cilium's routingMode: tunnel with tunnelProtocol: vxlan (the default) needs it.",
+        reference: "https://docs.cilium.io/en/stable/operations/system_requirements/#linux-kernel",
+    },
+    ExpectedFact {
+        fact: "geneve",
+        expected: "kernel.package != \"\"",
+        reason: "Collect-metadata Geneve devices (CONFIG_GENEVE, 4.6) are in every distribution kernel (Debian builds geneve as a module), so a distribution kernel that cannot create one is a regression; a kernel that names no distribution package (a micro-VM's, Firecracker's) may be built without it, and there tunnel.geneve is unsupported. Cilium's tunnelProtocol: geneve needs it.",
+        reference: "https://docs.cilium.io/en/stable/operations/system_requirements/#linux-kernel",
+    },
 ];
 
 pub const CATALOGUE: &[CheckSpec] = &[

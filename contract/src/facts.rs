@@ -63,6 +63,15 @@ pub struct Facts {
     /// A netkit device could be created: `false` when the kernel has no netkit
     /// driver, `None` when it could not be measured (`notes["netkit"]` says why).
     pub netkit: Option<bool>,
+    /// `vxlan` / `geneve`: a collect-metadata (`external`) tunnel device of that kind
+    /// could be created, as Cilium's `routingMode: tunnel` creates `cilium_vxlan` /
+    /// `cilium_geneve`: `false` when the kernel does not know the kind (built without
+    /// CONFIG_VXLAN / CONFIG_GENEVE, or the module cannot be loaded here), `None`
+    /// when it could not be measured (`notes["vxlan"]`, `notes["geneve"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geneve: Option<bool>,
     /// `helper.<name>`: a TC program calling the helper passed the verifier.
     pub helpers: BTreeMap<String, bool>,
     /// `/sys/class/dmi/id/sys_vendor` (`Hetzner` on Hetzner Cloud, `QEMU`), if readable.
@@ -180,6 +189,8 @@ pub const FACT_KEYS: &[(&str, FactKind)] = &[
     ("cgroup.sock_addr", FactKind::Bool),
     ("tcx", FactKind::Bool),
     ("netkit", FactKind::Bool),
+    ("vxlan", FactKind::Bool),
+    ("geneve", FactKind::Bool),
     ("cilium", FactKind::Version),
     ("k3s", FactKind::Text),
     ("container.mode", FactKind::Text),
@@ -240,6 +251,8 @@ impl Facts {
             "cgroup.sock_addr" => FactValue::Bool(self.cgroup_sock_addr?),
             "tcx" => FactValue::Bool(self.tcx?),
             "netkit" => FactValue::Bool(self.netkit?),
+            "vxlan" => FactValue::Bool(self.vxlan?),
+            "geneve" => FactValue::Bool(self.geneve?),
             "cilium" => FactValue::Version(KernelVersion::parse_release(
                 self.cilium_version.as_deref()?.trim_start_matches('v'),
             )?),
@@ -290,6 +303,8 @@ impl Facts {
             cgroup_sock_addr: Some(true),
             tcx: Some(true),
             netkit: Some(false),
+            vxlan: Some(true),
+            geneve: Some(true),
             helpers: HELPERS.iter().map(|h| (h.to_string(), true)).collect(),
             system_vendor: Some("QEMU".into()),
             cap_eff: Some("000001ffffffffff".into()),

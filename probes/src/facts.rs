@@ -16,8 +16,10 @@ mod kernel;
 mod netkit;
 pub(crate) mod parse;
 mod sock_addr;
+mod tunnel;
 mod virt;
 
+use crate::netlink::TunnelKind;
 use crate::netns::NetNs;
 use bpf::Outcome;
 use conformance_contract::KernelVersion;
@@ -144,7 +146,13 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
                 ns.run(|| Ok(netkit::try_create("nkfacts0")))
                     .map_err(|e| format!("{e:#}"))
             });
-            Ok((tcx, netkit))
+            let tunnels = [TunnelKind::Vxlan, TunnelKind::Geneve].map(|kind| {
+                guarded(|| {
+                    ns.run(|| Ok(tunnel::try_create(&format!("{}facts0", kind.kind()), kind)))
+                        .map_err(|e| format!("{e:#}"))
+                })
+            });
+            Ok((tcx, netkit, tunnels))
         });
         let helpers = match helpers {
             Ok(thread) => thread
@@ -200,9 +208,51 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
     }
     let mut tcx = None;
     let mut netkit = None;
-    let (tcx_result, netkit_result) = match ns_results {
+    let (tcx_result, netkit_result, tunnel_results) = match ns_results {
         Ok(results) => results,
-        Err(why) => (Err(why.clone()), Err(why)),
+        Err(why) => (
+            Err(why.clone()),
+            Err(why.clone()),
+            [Err(why.clone()), Err(why)],
+        ),
+    };
+    let [vxlan, geneve] = {
+        let [vxlan_result, geneve_result] = tunnel_results;
+        [
+            (TunnelKind::Vxlan, vxlan_result),
+            (TunnelKind::Geneve, geneve_result),
+        ]
+        .map(|(kind, result)| {
+            let key = kind.kind();
+            match result {
+                Ok(Ok(ack)) if ack.errno == 0 => Some(true),
+                Ok(Ok(ack)) if ack.errno == libc::EOPNOTSUPP => {
+                    g.note(
+                        key,
+                        format!(
+                            "RTM_NEWLINK kind {key} external: {}: kernel built without the {key} driver (or its module cannot be loaded here)",
+                            ack.describe()
+                        ),
+                    );
+                    Some(false)
+                }
+                Ok(Ok(ack)) => {
+                    g.note(
+                        key,
+                        format!("not measured: RTM_NEWLINK kind {key} external: {}", ack.describe()),
+                    );
+                    None
+                }
+                Ok(Err(e)) => {
+                    g.note(key, format!("not measured: netlink: {e}"));
+                    None
+                }
+                Err(why) => {
+                    g.note(key, format!("not measured: {why}"));
+                    None
+                }
+            }
+        })
     };
     match tcx_result {
         Ok((outcome, size)) => {
@@ -293,6 +343,8 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
         cgroup_sock_addr,
         tcx,
         netkit,
+        vxlan,
+        geneve,
         helpers,
         system_vendor,
         cap_eff,

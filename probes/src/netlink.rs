@@ -602,3 +602,284 @@ mod netkit_tests {
             .collect())
     }
 }
+
+/// The kind of a collect-metadata (`external`) tunnel device, as Cilium's
+/// `routingMode: tunnel` creates them (`cilium_vxlan`, `cilium_geneve`): one
+/// device per node for every remote node, the remote and the VNI chosen per
+/// packet by a BPF program (`bpf_skb_set_tunnel_key`) instead of by the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelKind {
+    Vxlan,
+    Geneve,
+}
+
+impl TunnelKind {
+    /// The rtnetlink kind (`IFLA_INFO_KIND`).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Vxlan => "vxlan",
+            Self::Geneve => "geneve",
+        }
+    }
+
+    /// The device name Cilium gives it.
+    pub fn cilium_name(self) -> &'static str {
+        match self {
+            Self::Vxlan => "cilium_vxlan",
+            Self::Geneve => "cilium_geneve",
+        }
+    }
+
+    /// Cilium's UDP destination port: 8472 for VXLAN (the Linux default, not IANA's
+    /// 4789), 6081 for Geneve (`tunnelPort`).
+    pub fn port(self) -> u16 {
+        match self {
+            Self::Vxlan => 8472,
+            Self::Geneve => 6081,
+        }
+    }
+
+    /// Bytes the encapsulation adds to an inner IPv4 packet over an IPv4 underlay:
+    /// the inner Ethernet header (14), the VXLAN header or the Geneve base header
+    /// without options (8), outer UDP (8) and outer IPv4 (20). Cilium's pod MTU is
+    /// the underlay MTU minus this (1500 → 1450).
+    pub fn overhead(self) -> u32 {
+        match self {
+            Self::Vxlan | Self::Geneve => 14 + 8 + 8 + 20,
+        }
+    }
+}
+
+/// `RTM_NEWLINK` for a collect-metadata tunnel device named `name`: VXLAN with
+/// `IFLA_VXLAN_COLLECT_METADATA` 1, `IFLA_VXLAN_PORT` and `IFLA_VXLAN_LEARNING` 0
+/// (`ip link add NAME type vxlan external dstport 8472 nolearning`); Geneve with
+/// the `IFLA_GENEVE_COLLECT_METADATA` flag and `IFLA_GENEVE_PORT` (`ip link add
+/// NAME type geneve external dstport 6081`). No lower device, no remote, no VNI:
+/// that is what external mode means (include/uapi/linux/if_link.h).
+pub fn tunnel_link_message(name: &str, kind: TunnelKind) -> LinkMessage {
+    use netlink_packet_route::link::{InfoGeneve, InfoVxlan};
+    let data = match kind {
+        TunnelKind::Vxlan => InfoData::Vxlan(vec![
+            InfoVxlan::CollectMetadata(true),
+            InfoVxlan::Port(kind.port()),
+            InfoVxlan::Learning(false),
+        ]),
+        TunnelKind::Geneve => InfoData::Geneve(vec![
+            InfoGeneve::CollectMetadata,
+            InfoGeneve::Port(kind.port()),
+        ]),
+    };
+    let info_kind = match kind {
+        TunnelKind::Vxlan => InfoKind::Vxlan,
+        TunnelKind::Geneve => InfoKind::Geneve,
+    };
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.into()));
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(info_kind),
+        LinkInfo::Data(data),
+    ]));
+    msg
+}
+
+/// Tunnel devices and MTUs (the tunnel checks' topology).
+impl Rtnl {
+    /// Creates a collect-metadata tunnel device (see [`tunnel_link_message`]).
+    pub fn add_tunnel(&mut self, name: &str, kind: TunnelKind) -> Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewLink(tunnel_link_message(name, kind)),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!(
+                "create {} device {name} (external, dstport {})",
+                kind.kind(),
+                kind.port()
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Sets a link's MTU (`ip link set dev X mtu N`).
+    pub fn set_link_mtu(&mut self, index: u32, mtu: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            NLM_F_ACK,
+            &format!("set mtu {mtu} on link {index}"),
+        )?;
+        Ok(())
+    }
+
+    /// A link's MTU, its kind (`IFLA_INFO_KIND`, `None` for a device without one,
+    /// like `lo`) and whether it is a collect-metadata tunnel device
+    /// (`IFLA_VXLAN_COLLECT_METADATA` 1 or the `IFLA_GENEVE_COLLECT_METADATA` flag)
+    /// with its UDP port, as the kernel reports them.
+    pub fn link_details(&mut self, name: &str) -> Result<LinkDetails> {
+        use netlink_packet_route::link::{InfoGeneve, InfoVxlan};
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.into()));
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(msg),
+            NLM_F_ACK,
+            &format!("look up link {name}"),
+        )?;
+        let Some(link) = replies.into_iter().find_map(|r| match r {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        }) else {
+            bail!("look up link {name}: no such link");
+        };
+        let mut details = LinkDetails {
+            index: link.header.index,
+            ..LinkDetails::default()
+        };
+        for attr in link.attributes {
+            match attr {
+                LinkAttribute::Mtu(m) => details.mtu = m,
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        match info {
+                            LinkInfo::Kind(k) => details.kind = Some(k.to_string()),
+                            LinkInfo::Data(InfoData::Vxlan(nlas)) => {
+                                for nla in nlas {
+                                    match nla {
+                                        InfoVxlan::CollectMetadata(on) => {
+                                            details.collect_metadata = on
+                                        }
+                                        InfoVxlan::Port(p) => details.port = Some(p),
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            LinkInfo::Data(InfoData::Geneve(nlas)) => {
+                                for nla in nlas {
+                                    match nla {
+                                        InfoGeneve::CollectMetadata => {
+                                            details.collect_metadata = true
+                                        }
+                                        InfoGeneve::Port(p) => details.port = Some(p),
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(details)
+    }
+}
+
+/// What [`Rtnl::link_details`] reports of a link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkDetails {
+    pub index: u32,
+    pub mtu: u32,
+    pub kind: Option<String>,
+    pub collect_metadata: bool,
+    pub port: Option<u16>,
+}
+
+#[cfg(test)]
+mod tunnel_tests {
+    use super::*;
+    use netlink_packet_utils::Emitable as _;
+
+    fn bytes(msg: &LinkMessage) -> Vec<u8> {
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        buf
+    }
+
+    /// `(type, payload)` of every attribute nested anywhere in `buf` that has the
+    /// given type, by walking netlink attributes (4-byte aligned `len, type, payload`).
+    fn find(buf: &[u8], kind: u16) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut off = 0;
+        while off + 4 <= buf.len() {
+            let len = usize::from(u16::from_ne_bytes([buf[off], buf[off + 1]]));
+            let ty = u16::from_ne_bytes([buf[off + 2], buf[off + 3]]) & 0x3fff;
+            if len < 4 || off + len > buf.len() {
+                break;
+            }
+            let payload = &buf[off + 4..off + len];
+            if ty == kind {
+                out.push(payload.to_vec());
+            }
+            out.extend(find(payload, kind));
+            off += (len + 3) & !3;
+        }
+        out
+    }
+
+    #[test]
+    fn vxlan_is_external_on_cilium_port_without_learning() {
+        let b = bytes(&tunnel_link_message("cilium_vxlan", TunnelKind::Vxlan));
+        let attrs = &b[16..]; // after struct ifinfomsg
+        assert!(b.windows(6).any(|w| w == b"vxlan\0"));
+        // IFLA_VXLAN_PORT (15), big-endian 8472.
+        assert!(find(attrs, 15).contains(&8472u16.to_be_bytes().to_vec()));
+        // IFLA_VXLAN_COLLECT_METADATA (25) = 1, IFLA_VXLAN_LEARNING (7) = 0.
+        assert!(find(attrs, 25).contains(&vec![1]));
+        assert!(find(attrs, 7).contains(&vec![0]));
+    }
+
+    #[test]
+    fn geneve_is_external_on_cilium_port() {
+        let b = bytes(&tunnel_link_message("cilium_geneve", TunnelKind::Geneve));
+        let attrs = &b[16..];
+        assert!(b.windows(7).any(|w| w == b"geneve\0"));
+        // IFLA_GENEVE_PORT (5), big-endian 6081; IFLA_GENEVE_COLLECT_METADATA (6), a flag.
+        assert!(find(attrs, 5).contains(&6081u16.to_be_bytes().to_vec()));
+        assert!(find(attrs, 6).contains(&Vec::new()));
+    }
+
+    #[test]
+    fn overhead_is_what_cilium_subtracts() {
+        for kind in [TunnelKind::Vxlan, TunnelKind::Geneve] {
+            assert_eq!(1500 - kind.overhead(), 1450, "{kind:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod netkit_tests {
+    use super::*;
+
+    #[test]
+    fn netkit_data_nests_peer_mode_and_scrub() {
+        let mut peer = LinkMessage::default();
+        peer.attributes.push(LinkAttribute::IfName("eth0".into()));
+        let spec = NetkitSpec {
+            mode: NetkitMode::L3,
+            scrub: Some((NETKIT_SCRUB_NONE, NETKIT_SCRUB_DEFAULT)),
+        };
+        let data = netkit_info_data(&peer, spec);
+        // IFLA_NETKIT_PEER_INFO first: a 16-byte ifinfomsg, then IFLA_IFNAME "eth0\0".
+        assert_eq!(
+            u16::from_ne_bytes([data[2], data[3]]),
+            IFLA_NETKIT_PEER_INFO
+        );
+        assert!(data.windows(5).any(|w| w == b"eth0\0"));
+        assert_eq!(nla_u32(&data, IFLA_NETKIT_MODE), Some(1));
+        assert_eq!(nla_u32(&data, IFLA_NETKIT_SCRUB), Some(NETKIT_SCRUB_NONE));
+        assert_eq!(
+            nla_u32(&data, IFLA_NETKIT_PEER_SCRUB),
+            Some(NETKIT_SCRUB_DEFAULT)
+        );
+        let plain = netkit_info_data(
+            &peer,
+            NetkitSpec {
+                mode: NetkitMode::L2,
+                scrub: None,
+            },
+        );
+        assert_eq!(nla_u32(&plain, IFLA_NETKIT_MODE), Some(0));
+        assert_eq!(nla_u32(&plain, IFLA_NETKIT_SCRUB), None);
+        assert_eq!(nla_u32(&[1, 0], IFLA_NETKIT_SCRUB), None);
+    }
+}
