@@ -177,6 +177,24 @@ pub const MARK_NOT_KEPT: Failure = Failure {
     meaning: "the host's mark was gone when the netkit primary's program ran, although the pair was created with IFLA_NETKIT_SCRUB none (as Cilium creates it): the kernel lacks netkit's scrub attributes (6.13, 6.12.4), so Cilium's HaveNetkitScrub fails and netkit with endpoint routes is refused",
 };
 
+/// `tunnel.vxlan`, `tunnel.geneve`: the packets never left the node encapsulated.
+pub const NOT_ENCAPSULATED: Failure = Failure {
+    code: "not-encapsulated",
+    meaning: "the encapsulation step lost the packets: bpf_skb_set_tunnel_key refused the key, the redirect to the collect-metadata tunnel device failed, the device sent nothing, or nothing left the node on the underlay; or the receiving program found no tunnel key on them",
+};
+
+/// `tunnel.vxlan`, `tunnel.geneve`: decapsulated with a key other than the one set.
+pub const WRONG_TUNNEL_KEY: Failure = Failure {
+    code: "wrong-tunnel-key",
+    meaning: "the receiving node's program read a tunnel key (bpf_skb_get_tunnel_key) other than the sending program set: a different remote (outer source) address or tunnel id (VNI, Cilium's source identity), or none for some packet",
+};
+
+/// `tunnel.vxlan[no-frag]`, `tunnel.geneve[no-frag]`: pod-to-pod-no-frag's failure.
+pub const FRAGMENTED: Failure = Failure {
+    code: "fragmented",
+    meaning: "datagrams that fit the pod MTU were fragmented on the way (IP FragCreates in the sending pod or node, ReasmReqds on the receiving node) or did not arrive whole: the pod MTU does not leave room for the tunnel overhead, cilium-cli's pod-to-pod-no-frag failure",
+};
+
 impl CheckSpec {
     /// The named failure with this code, if the check has it.
     pub fn failure(&self, code: &str) -> Option<&'static Failure> {
@@ -514,6 +532,58 @@ pub const CATALOGUE: &[CheckSpec] = &[
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN, FORWARDED],
         reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/; https://man7.org/linux/man-pages/man7/bpf-helpers.7.html (bpf_redirect)",
         pass_because: "bpf_redirect to a device's egress (3.19/4.4) is Cilium's way out of the node through its native device; it stays inside the node's namespaces, so it must work everywhere.",
+        expected_failures: &[],
+        faults: &["drop", "no-route"],
+    },
+    CheckSpec {
+        id: "tunnel.vxlan",
+        title: "VXLAN collect-metadata tunnel: bpf_skb_set_tunnel_key carries pod traffic between nodes unfragmented",
+        passes_when: "two nodes (host namespaces) joined by an underlay veth (192.0.2.1/24 and .2/24, MTU 1500), each with `cilium_vxlan` in external (collect-metadata) mode on UDP 8472: a program on pod A's host-side veth (node 1) sets the tunnel key (`bpf_skb_set_tunnel_key`: remote node 2's underlay address, VNI 4242, ttl 64, `BPF_F_ZERO_CSUM_TX` as Cilium passes) and redirects to `cilium_vxlan`; a program on node 2's `cilium_vxlan` ingress reads the key (`bpf_skb_get_tunnel_key`) and redirects to pod B's host-side veth. Pod B's socket receives all 5 datagrams whole, the receiving program saw remote 192.0.2.1 and VNI 4242 for each, hop by hop (pod A eth0, the encap program, node 1's tunnel device and underlay tx, node 2's underlay rx and tunnel UDP socket, its tunnel device, the decap program, pod B), and no hop fragmented (IP FragCreates / ReasmReqds +0 in every namespace). `small`: 8-byte datagrams; `no-frag` (cilium-cli's pod-to-pod-no-frag): the pod MTU is Cilium's (underlay 1500 − 50 = 1450 on both ends of both pods' veths) and each datagram fills it (1422 bytes of payload, 1450-byte IP packet, 1500 bytes on the underlay)",
+        control: "`small`: the encap program sets VNI 4243 instead (only the key changes): the packets still cross the tunnel and are delivered, but the receiving program reads the wrong VNI, so the check's tunnel-key test fails; `no-frag`: the pod MTU is the underlay's (1500, the overhead forgotten) and the datagrams fill it: they arrive whole but the underlay carries each as two fragments, so the check's no-fragments test fails",
+        variants: &["small", "no-frag"],
+        requires: &[
+            ("*", "vxlan"),
+            ("*", "helper.skb_set_tunnel_key"),
+            ("*", "helper.skb_get_tunnel_key"),
+            ("*", "helper.redirect"),
+            ("*", "helper.skb_store_bytes"),
+        ],
+        failures: &[
+            NOT_DELIVERED,
+            HOOK_NOT_RUN,
+            NOT_ENCAPSULATED,
+            WRONG_TUNNEL_KEY,
+            FRAGMENTED,
+        ],
+        reference: "https://docs.cilium.io/en/stable/network/concepts/routing/#encapsulation (routingMode: tunnel, tunnelProtocol: vxlan); cilium-cli connectivity test pod-to-pod-no-frag",
+        pass_because: "Collect-metadata VXLAN devices (4.3, `ip link ... type vxlan external`) with bpf_skb_set_tunnel_key / bpf_skb_get_tunnel_key (4.3) are Cilium's default routing mode; with the pod MTU it computes (underlay minus 50) a full-size pod packet fits the underlay whole. Nothing about a container or a VM changes that; a failure is a regression. Where the kernel cannot create the device at all, the check is unsupported (the vxlan fact and its expected-fact entry).",
+        expected_failures: &[],
+        // `drop`: the dropping program on pod A's eth0 egress; `no-route`: pod A's
+        // default route removed (`Ctx::apply_pod_fault`).
+        faults: &["drop", "no-route"],
+    },
+    CheckSpec {
+        id: "tunnel.geneve",
+        title: "Geneve collect-metadata tunnel: bpf_skb_set_tunnel_key carries pod traffic between nodes unfragmented",
+        passes_when: "the same as `tunnel.vxlan` with `cilium_geneve` in external (collect-metadata) mode on UDP 6081 (`tunnelProtocol: geneve`), no Geneve options (overhead 50: the pod MTU 1450 on a 1500 underlay)",
+        control: "the same as `tunnel.vxlan`: `small` a wrong VNI (4243) set by the encap program, the receiving program reads it and the tunnel-key test fails; `no-frag` the pod MTU 1500, the underlay fragments every datagram and the no-fragments test fails",
+        variants: &["small", "no-frag"],
+        requires: &[
+            ("*", "geneve"),
+            ("*", "helper.skb_set_tunnel_key"),
+            ("*", "helper.skb_get_tunnel_key"),
+            ("*", "helper.redirect"),
+            ("*", "helper.skb_store_bytes"),
+        ],
+        failures: &[
+            NOT_DELIVERED,
+            HOOK_NOT_RUN,
+            NOT_ENCAPSULATED,
+            WRONG_TUNNEL_KEY,
+            FRAGMENTED,
+        ],
+        reference: "https://docs.cilium.io/en/stable/network/concepts/routing/#encapsulation (tunnelProtocol: geneve); cilium-cli connectivity test pod-to-pod-no-frag",
+        pass_because: "Collect-metadata Geneve devices (4.6 for collect_md, `ip link ... type geneve external`) with the tunnel-key helpers are Cilium's `tunnelProtocol: geneve`; without options Geneve adds the same 50 bytes as VXLAN, so Cilium's pod MTU fits. A failure is a regression; where the kernel cannot create the device, the check is unsupported (the geneve fact).",
         expected_failures: &[],
         faults: &["drop", "no-route"],
     },

@@ -100,8 +100,6 @@ pub const PLANNED: &[&str] = &[
     "datapath.redirect-neigh",
     "datapath.fib-lookup",
     "socket-lb.connect",
-    "tunnel.vxlan",
-    "tunnel.geneve",
     "device.netkit",
     "xdp.veth",
 ];

@@ -16,6 +16,8 @@ pub mod objects;
 pub mod pins;
 pub mod runner;
 pub mod topology;
+pub mod topology_two_nodes;
 pub mod traffic;
 pub mod triage;
+pub mod tunnel_hooks;
 pub mod xdp;

@@ -15,6 +15,7 @@ mod redirect_peer;
 mod routing;
 mod socket_lb;
 mod stack_delivery;
+mod tunnel;
 
 use crate::hooks::{AttachMode, Direction, Hook};
 use crate::hops::{Accounting, Figure, Path};
@@ -118,6 +119,51 @@ impl Ctx<'_> {
                     };
                     pod.rtnl.delete_route(&route)?;
                 }
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl Ctx<'_> {
+    /// [`Ctx::apply_fault`] for a topology of a check's own (the tunnel checks' two
+    /// nodes, `crate::topology_two_nodes`), where the pod that sends is not
+    /// `Node::pods[0]`: `drop` attaches the dropping program on `pod`'s eth0
+    /// egress, `no-route` removes `pod`'s default route via `gateway`. The
+    /// returned hook (for `drop`) must live as long as the traffic.
+    pub fn apply_pod_fault(
+        &self,
+        check: &str,
+        pod: &mut crate::topology::Pod,
+        gateway: Ipv4Addr,
+    ) -> Result<Option<Hook>> {
+        let Some(fault) = self.fault(check) else {
+            return Ok(None);
+        };
+        match fault {
+            Fault::Drop => {
+                let config = HookConfig {
+                    dport: PROBE_PORT,
+                    action: action::DROP,
+                    ..Default::default()
+                };
+                let hook = Hook::attach(
+                    &pod.ns,
+                    "eth0",
+                    Direction::Egress,
+                    self.default_mode(),
+                    config,
+                )?;
+                crate::triage::disown_last();
+                Ok(Some(hook))
+            }
+            Fault::NoRoute => {
+                pod.rtnl.delete_route(&Route {
+                    dst: Ipv4Addr::UNSPECIFIED,
+                    prefix: 0,
+                    oif: pod.eth0.index,
+                    gateway: Some(gateway),
+                })?;
                 Ok(None)
             }
         }
@@ -389,6 +435,7 @@ const FAMILIES: &[&[Registered]] = &[
     host_routing::CHECKS,
     devices::CHECKS,
     socket_lb::CHECKS,
+    tunnel::CHECKS,
 ];
 
 fn registered() -> impl Iterator<Item = &'static Registered> {
