@@ -49,12 +49,13 @@ fn main() {
             sigterm_removes_the_tracing_instance,
         ),
     ];
-    let trials = tests
+    let mut trials: Vec<Trial> = tests
         .into_iter()
         .map(|(name, f)| {
             Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(missing.is_some())
         })
         .collect();
+    trials.extend(tunnel_device_trials(missing.is_some()));
     libtest_mimic::run(&args, trials).exit();
 }
 
@@ -418,4 +419,58 @@ fn sigterm_removes_the_tracing_instance() -> TestResult {
     check(left.is_empty(), || {
         format!("tracing instances left: {left:?}")
     })
+}
+
+/// One trial per collect-metadata tunnel kind the tunnel checks create; a kind
+/// this kernel has no driver for (EOPNOTSUPP, e.g. a micro-VM kernel without
+/// CONFIG_GENEVE) is ignored with one printed line, never passed.
+fn tunnel_device_trials(lab_missing: bool) -> Vec<Trial> {
+    use conformance_probes::netlink::TunnelKind;
+    [TunnelKind::Vxlan, TunnelKind::Geneve]
+        .into_iter()
+        .map(|kind| {
+            let name = format!("tunnel_device_{}_is_external_on_cilium_port", kind.kind());
+            let absent = !lab_missing
+                && NetNs::new("tunnel-kind")
+                    .and_then(|ns| ns.run(|| Rtnl::new()?.add_tunnel("probe0", kind)))
+                    .is_err_and(|e| format!("{e:#}").contains("os error 95"));
+            if absent {
+                eprintln!(
+                    "{name} is ignored here: the kernel has no {} driver (EOPNOTSUPP)",
+                    kind.kind()
+                );
+            }
+            Trial::test(name, move || tunnel_device(kind).map_err(Into::into))
+                .with_ignored_flag(lab_missing || absent)
+        })
+        .collect()
+}
+
+/// `Rtnl::add_tunnel` makes the device Cilium's tunnel mode uses: the kind asked
+/// for, collect-metadata (external), Cilium's UDP port; `set_link_mtu` changes
+/// its MTU; and it can be brought up (which opens its UDP socket).
+fn tunnel_device(kind: conformance_probes::netlink::TunnelKind) -> TestResult {
+    let e = |e: anyhow::Error| format!("{e:#}");
+    let ns = NetNs::new("tunnel-test").map_err(e)?;
+    let (details, mtu) = ns
+        .run(|| {
+            let mut rtnl = Rtnl::new()?;
+            rtnl.add_tunnel(kind.cilium_name(), kind)?;
+            let details = rtnl.link_details(kind.cilium_name())?;
+            rtnl.set_link_mtu(details.index, 1450)?;
+            rtnl.set_up(details.index)?;
+            let mtu = rtnl.link_details(kind.cilium_name())?.mtu;
+            Ok((details, mtu))
+        })
+        .map_err(e)?;
+    check(details.kind.as_deref() == Some(kind.kind()), || {
+        format!("kind {:?}, want {}", details.kind, kind.kind())
+    })?;
+    check(details.collect_metadata, || {
+        format!("{details:?} is not collect-metadata (external)")
+    })?;
+    check(details.port == Some(kind.port()), || {
+        format!("port {:?}, want {}", details.port, kind.port())
+    })?;
+    check(mtu == 1450, || format!("mtu {mtu} after setting 1450"))
 }
