@@ -19,6 +19,7 @@
 //! `cargo xtask cluster up|down|status`, cluster facts. None of this has run
 //! against a live cluster.
 
+pub mod deploy;
 pub mod k3d;
 pub mod manifests;
 pub mod values;

@@ -1,0 +1,922 @@
+//! Applying a run's [`Manifest`]s to a cluster and getting the probes' lines
+//! back, with any [`kube::Client`]: server-side apply of every object, a wait
+//! until each node's probe pod is Ready (its probe init container finished), each
+//! probe's log (its JSON lines), and the namespace deleted — also when a step
+//! failed ([`Deployer::run`]).
+//!
+//! Tested against a tower-test mock API server (below): the requests' methods,
+//! paths, parameters and bodies, and the error paths (an image that cannot be
+//! pulled, a pod that never becomes Ready, a probe that failed, the API
+//! refusing an object). Not yet run against a live cluster.
+//!
+//! Waiting polls (a list every `interval`, at most `polls` times) rather than
+//! watching: one request shape, simple to reason about and to mock, and at a
+//! second's interval no slower for a run that takes seconds. Failures that
+//! waiting cannot cure end the wait at once: an image pull error (the probe
+//! image is node-local, `IfNotPresent`: a failed pull will not succeed later), a
+//! probe that exited non-zero.
+//!
+//! Interruption: dropping [`Deployer::run`]'s future (Ctrl-C, the runner's
+//! timeout) skips its teardown, so the caller then awaits
+//! [`Deployer::delete_namespace`]; a run killed outright leaves a namespace
+//! labelled `cilium-conformance/run-id` for the next run's sweep (not built yet).
+
+use super::manifests::{Manifest, ManifestPlan, PROBE_CONTAINER, RUN_LABEL};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ContainerStatus, Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::time::Duration;
+
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "cilium-conformance";
+
+/// Waiting reasons after which a pod will not start without a change.
+const IMAGE_PULL_REASONS: [&str; 4] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeployError {
+    #[error("apply {object}: {message}")]
+    Apply { object: String, message: String },
+    #[error(
+        "image pull failed: pod {} (node {}), container {}, image {}: {}: {}",
+        .0.pod, .0.node, .0.container, .0.image, .0.reason, .0.message
+    )]
+    ImagePull(Box<ImagePullFailure>),
+    #[error("the probe failed in pod {pod} (node {node}): {detail}")]
+    ProbeFailed {
+        pod: String,
+        node: String,
+        detail: String,
+    },
+    #[error("pod {pod} (node {node}) not Ready after {seconds} s: {why}")]
+    NotReady {
+        pod: String,
+        node: String,
+        seconds: u64,
+        why: String,
+    },
+    #[error("DaemonSet {daemonset} had no pod scheduled after {seconds} s (desired {desired})")]
+    NoPods {
+        daemonset: String,
+        seconds: u64,
+        desired: i32,
+    },
+    #[error("{op}: {message}")]
+    Api { op: String, message: String },
+    #[error("deleting namespace {namespace}: {message}")]
+    Delete { namespace: String, message: String },
+}
+
+/// Where an image could not be pulled, and the kubelet's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePullFailure {
+    pub pod: String,
+    pub node: String,
+    pub container: String,
+    pub image: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// One node's probe output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLines {
+    pub node: String,
+    pub pod: String,
+    /// The probe container's log, one JSON line each (empty lines dropped).
+    pub lines: Vec<String>,
+}
+
+/// How long to wait for the probe pods: `polls` lists, `interval` apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitPolicy {
+    pub polls: u32,
+    pub interval: Duration,
+}
+
+impl WaitPolicy {
+    /// About `timeout`, polling every second.
+    pub fn for_timeout(timeout: Duration) -> WaitPolicy {
+        WaitPolicy {
+            polls: timeout.as_secs().max(1) as u32,
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    fn seconds(&self) -> u64 {
+        (self.interval * self.polls).as_secs()
+    }
+}
+
+/// One line from the API's error (its own message where it sent one).
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            let reason = if status.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", status.reason)
+            };
+            format!("{}{reason}", status.message.replace('\n', " "))
+        }
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// A run's objects on one cluster.
+pub struct Deployer {
+    client: Client,
+    namespace: String,
+    run_id: String,
+}
+
+impl Deployer {
+    pub fn new(client: Client, plan: &ManifestPlan) -> Deployer {
+        Deployer {
+            client,
+            namespace: plan.namespace(),
+            run_id: plan.run_id.clone(),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Apply, wait, collect; the namespace is deleted afterwards whatever
+    /// happened. The first error wins; a failed deletion is reported only when
+    /// everything else went well.
+    pub async fn run(
+        &self,
+        manifests: &[Manifest],
+        wait: WaitPolicy,
+    ) -> Result<Vec<NodeLines>, DeployError> {
+        let result = async {
+            self.apply_all(manifests).await?;
+            let pods = self.wait_for_probes(wait).await?;
+            self.collect(&pods).await
+        }
+        .await;
+        let deleted = self.delete_namespace().await;
+        let lines = result?;
+        deleted?;
+        Ok(lines)
+    }
+
+    /// Server-side apply of every object, in order, forcing our field manager.
+    pub async fn apply_all(&self, manifests: &[Manifest]) -> Result<(), DeployError> {
+        for m in manifests {
+            let r = match m {
+                Manifest::Namespace(o) => {
+                    apply(Api::<Namespace>::all(self.client.clone()), o).await
+                }
+                Manifest::ServiceAccount(o) => self.apply_namespaced(o).await,
+                Manifest::Role(o) => self.apply_namespaced(o).await,
+                Manifest::RoleBinding(o) => self.apply_namespaced(o).await,
+                Manifest::DaemonSet(o) => self.apply_namespaced(o).await,
+                Manifest::Pod(o) => self.apply_namespaced(o).await,
+                Manifest::Service(o) => self.apply_namespaced(o).await,
+            };
+            r.map_err(|e| DeployError::Apply {
+                object: m.label(),
+                message: api_message(&e),
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn apply_namespaced<K>(&self, object: &K) -> Result<(), kube::Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Serialize
+            + Debug,
+    {
+        apply(
+            Api::<K>::namespaced(self.client.clone(), &self.namespace),
+            object,
+        )
+        .await
+    }
+
+    fn probe_selector(&self) -> String {
+        format!(
+            "app.kubernetes.io/name=cilium-conformance-probe,{RUN_LABEL}={}",
+            self.run_id
+        )
+    }
+
+    /// Waits until the probe DaemonSet has a Ready pod on every node it wants
+    /// one on; returns those pods.
+    pub async fn wait_for_probes(&self, wait: WaitPolicy) -> Result<Vec<Pod>, DeployError> {
+        let daemonsets = Api::<DaemonSet>::namespaced(self.client.clone(), &self.namespace);
+        let pods_api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
+        let selector = ListParams::default().labels(&self.probe_selector());
+        let name = super::manifests::PROBE_DAEMONSET;
+        let mut last: Vec<Pod> = Vec::new();
+        let mut desired = 0;
+        for poll in 0..wait.polls.max(1) {
+            if poll > 0 {
+                tokio::time::sleep(wait.interval).await;
+            }
+            let ds = daemonsets.get(name).await.map_err(|e| DeployError::Api {
+                op: format!("get DaemonSet {name}"),
+                message: api_message(&e),
+            })?;
+            desired = ds
+                .status
+                .as_ref()
+                .map(|s| s.desired_number_scheduled)
+                .unwrap_or(0);
+            let pods = pods_api
+                .list(&selector)
+                .await
+                .map_err(|e| DeployError::Api {
+                    op: format!("list pods {}", self.probe_selector()),
+                    message: api_message(&e),
+                })?
+                .items;
+            for pod in &pods {
+                fatal(pod)?;
+            }
+            let ready = pods.iter().filter(|p| is_ready(p)).count();
+            if desired > 0 && ready as i32 >= desired {
+                return Ok(pods.into_iter().filter(is_ready).collect());
+            }
+            last = pods;
+        }
+        let seconds = wait.seconds();
+        match last.iter().find(|p| !is_ready(p)) {
+            Some(pod) => Err(DeployError::NotReady {
+                pod: pod_name(pod),
+                node: node_name(pod),
+                seconds,
+                why: not_ready_why(pod),
+            }),
+            None => Err(DeployError::NoPods {
+                daemonset: name.to_string(),
+                seconds,
+                desired,
+            }),
+        }
+    }
+
+    /// Each pod's probe log, as lines.
+    pub async fn collect(&self, pods: &[Pod]) -> Result<Vec<NodeLines>, DeployError> {
+        let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
+        let params = LogParams {
+            container: Some(PROBE_CONTAINER.to_string()),
+            ..LogParams::default()
+        };
+        let mut out = Vec::new();
+        for pod in pods {
+            let name = pod_name(pod);
+            let text = api
+                .logs(&name, &params)
+                .await
+                .map_err(|e| DeployError::Api {
+                    op: format!("read the log of pod {name} (container {PROBE_CONTAINER})"),
+                    message: api_message(&e),
+                })?;
+            out.push(NodeLines {
+                node: node_name(pod),
+                pod: name,
+                lines: text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(String::from)
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes the run's namespace (and with it everything in it); a namespace
+    /// already gone is fine.
+    pub async fn delete_namespace(&self) -> Result<(), DeployError> {
+        let api = Api::<Namespace>::all(self.client.clone());
+        match api
+            .delete(&self.namespace, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(DeployError::Delete {
+                namespace: self.namespace.clone(),
+                message: api_message(&e),
+            }),
+        }
+    }
+}
+
+async fn apply<K>(api: Api<K>, object: &K) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(object)).await?;
+    Ok(())
+}
+
+fn pod_name(pod: &Pod) -> String {
+    pod.metadata.name.clone().unwrap_or_default()
+}
+
+fn node_name(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_else(|| "not scheduled".to_string())
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    let status = pod.status.as_ref();
+    let init = status
+        .and_then(|s| s.init_container_statuses.as_deref())
+        .unwrap_or_default();
+    let main = status
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default();
+    init.iter().chain(main)
+}
+
+/// A state no wait will cure: an image that cannot be pulled, a probe that
+/// exited non-zero (or keeps crashing).
+fn fatal(pod: &Pod) -> Result<(), DeployError> {
+    for cs in statuses(pod) {
+        let state = cs.state.as_ref();
+        if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
+            let reason = w.reason.clone().unwrap_or_default();
+            if IMAGE_PULL_REASONS.contains(&reason.as_str()) {
+                return Err(DeployError::ImagePull(Box::new(ImagePullFailure {
+                    pod: pod_name(pod),
+                    node: node_name(pod),
+                    container: cs.name.clone(),
+                    image: cs.image.clone(),
+                    reason,
+                    message: w.message.clone().unwrap_or_default().replace('\n', " "),
+                })));
+            }
+        }
+        if cs.name != PROBE_CONTAINER {
+            continue;
+        }
+        let terminated = state
+            .and_then(|s| s.terminated.as_ref())
+            .or_else(|| cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
+        if let Some(t) = terminated
+            && t.exit_code != 0
+        {
+            let message = t
+                .message
+                .as_deref()
+                .and_then(|m| m.lines().rev().find(|l| !l.trim().is_empty()))
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            return Err(DeployError::ProbeFailed {
+                pod: pod_name(pod),
+                node: node_name(pod),
+                detail: format!(
+                    "container {} exited with code {} ({}){message}",
+                    cs.name,
+                    t.exit_code,
+                    t.reason.as_deref().unwrap_or("no reason"),
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Why a pod is not Ready: a container's waiting reason, else an unscheduled
+/// pod's condition, else its phase.
+fn not_ready_why(pod: &Pod) -> String {
+    for cs in statuses(pod) {
+        if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            let reason = w.reason.as_deref().unwrap_or("waiting");
+            return match w.message.as_deref() {
+                Some(m) if !m.is_empty() => format!("container {} {reason}: {m}", cs.name),
+                _ => format!("container {} {reason}", cs.name),
+            };
+        }
+    }
+    let status = pod.status.as_ref();
+    if let Some(c) = status.and_then(|s| s.conditions.as_ref()).and_then(|cs| {
+        cs.iter()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+    }) {
+        return format!(
+            "not scheduled: {}: {}",
+            c.reason.as_deref().unwrap_or("unknown"),
+            c.message.as_deref().unwrap_or_default()
+        );
+    }
+    format!(
+        "phase {}",
+        status.and_then(|s| s.phase.as_deref()).unwrap_or("unknown")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! A mock API server (tower-test): each test scripts the requests it expects,
+    //! in order, asserts what matters in each, and answers with what a real API
+    //! server sends (objects, lists, `Status` errors).
+
+    use super::*;
+    use crate::cluster::manifests::{DEFAULT_PROBE_IMAGE, Placement};
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use tower_test::mock::{self, Handle};
+
+    type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+    const NS: &str = "cilium-conformance-0123abcd";
+
+    fn plan() -> ManifestPlan {
+        ManifestPlan::new(
+            "0123abcd",
+            DEFAULT_PROBE_IMAGE,
+            vec!["run".into()],
+            Placement::Count(2),
+        )
+    }
+
+    fn setup() -> (Deployer, ApiHandle) {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        (Deployer::new(client, &plan()), handle)
+    }
+
+    /// One request seen by the mock server.
+    struct Seen {
+        method: String,
+        path: String,
+        query: String,
+        content_type: String,
+        body: Value,
+    }
+
+    /// Takes the next request and answers `status` with `reply`.
+    async fn serve(handle: &mut ApiHandle, status: u16, reply: Value) -> Seen {
+        let (request, send) = handle.next_request().await.expect("a request");
+        let method = request.method().to_string();
+        let path = request.uri().path().to_string();
+        let query = request.uri().query().unwrap_or_default().to_string();
+        let content_type = request
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let text = match &reply {
+            Value::String(s) => s.clone().into_bytes(),
+            other => serde_json::to_vec(other).unwrap(),
+        };
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(text))
+                .unwrap(),
+        );
+        Seen {
+            method,
+            path,
+            query,
+            content_type,
+            body,
+        }
+    }
+
+    /// Answers an apply with the object it was sent.
+    async fn serve_apply(handle: &mut ApiHandle) -> Seen {
+        let (request, send) = handle.next_request().await.expect("an apply");
+        let method = request.method().to_string();
+        let path = request.uri().path().to_string();
+        let query = request.uri().query().unwrap_or_default().to_string();
+        let content_type = request.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        send.send_response(
+            Response::builder()
+                .body(Body::from(bytes.to_vec()))
+                .unwrap(),
+        );
+        Seen {
+            method,
+            path,
+            query,
+            content_type,
+            body: serde_json::from_slice(&bytes).unwrap(),
+        }
+    }
+
+    fn status(code: u16, reason: &str, message: &str) -> Value {
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": message, "reason": reason, "code": code})
+    }
+
+    fn daemonset(desired: i32) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+               "metadata": {"name": "probe", "namespace": NS},
+               "spec": {"selector": {}, "template": {}},
+               "status": {"desiredNumberScheduled": desired, "currentNumberScheduled": desired,
+                          "numberMisscheduled": 0, "numberReady": 0}})
+    }
+
+    fn pod(name: &str, node: &str, ready: bool, init_status: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": NS},
+               "spec": {"nodeName": node, "containers": [{"name": "done"}]},
+               "status": {"phase": if ready {"Running"} else {"Pending"},
+                          "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}],
+                          "initContainerStatuses": [init_status]}})
+    }
+
+    fn probe_done() -> Value {
+        json!({"name": "probe", "image": DEFAULT_PROBE_IMAGE, "imageID": "", "ready": true,
+               "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}})
+    }
+
+    fn pods(items: Vec<Value>) -> Value {
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
+    }
+
+    fn quick(polls: u32) -> WaitPolicy {
+        WaitPolicy {
+            polls,
+            interval: Duration::ZERO,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_applies_every_object_waits_collects_and_deletes_the_namespace() {
+        let (deployer, mut handle) = setup();
+        let manifests = plan().manifests().unwrap();
+        let count = manifests.len();
+        let server = tokio::spawn(async move {
+            let mut applied = Vec::new();
+            for _ in 0..count {
+                applied.push(serve_apply(&mut handle).await);
+            }
+            // First poll: one pod still running its probe; second: both done.
+            let running = json!({"name": "probe", "image": DEFAULT_PROBE_IMAGE, "imageID": "",
+                "ready": false, "restartCount": 0, "state": {"running": {}}});
+            let polls = [
+                (
+                    serve(&mut handle, 200, daemonset(2)).await,
+                    serve(
+                        &mut handle,
+                        200,
+                        pods(vec![
+                            pod("probe-a", "k3d-x-server-0", true, probe_done()),
+                            pod("probe-b", "k3d-x-agent-0", false, running),
+                        ]),
+                    )
+                    .await,
+                ),
+                (
+                    serve(&mut handle, 200, daemonset(2)).await,
+                    serve(
+                        &mut handle,
+                        200,
+                        pods(vec![
+                            pod("probe-a", "k3d-x-server-0", true, probe_done()),
+                            pod("probe-b", "k3d-x-agent-0", true, probe_done()),
+                        ]),
+                    )
+                    .await,
+                ),
+            ];
+            let log_a = serve(
+                &mut handle,
+                200,
+                json!("{\"kind\":\"facts\"}\n\n{\"kind\":\"done\"}\n"),
+            )
+            .await;
+            let log_b = serve(&mut handle, 200, json!("{\"kind\":\"facts\"}\n")).await;
+            let delete = serve(
+                &mut handle,
+                200,
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": NS}, "status": {"phase": "Terminating"}}),
+            )
+            .await;
+            (applied, polls, log_a, log_b, delete)
+        });
+        let lines = deployer.run(&manifests, quick(5)).await.unwrap();
+        let (applied, polls, log_a, log_b, delete) = server.await.unwrap();
+
+        // Server-side apply of each object, in order, to its own path.
+        let paths: Vec<&str> = applied.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths[0], format!("/api/v1/namespaces/{NS}"));
+        assert_eq!(
+            paths[1],
+            format!("/api/v1/namespaces/{NS}/serviceaccounts/cilium-conformance")
+        );
+        assert_eq!(
+            paths[2],
+            format!(
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/roles/cilium-conformance-runner"
+            )
+        );
+        assert_eq!(
+            paths[3],
+            format!(
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}/rolebindings/cilium-conformance-runner"
+            )
+        );
+        assert_eq!(
+            paths[4],
+            format!("/apis/apps/v1/namespaces/{NS}/daemonsets/probe")
+        );
+        assert_eq!(paths[5], format!("/api/v1/namespaces/{NS}/pods/echo-0"));
+        assert_eq!(
+            paths[count - 1],
+            format!("/api/v1/namespaces/{NS}/services/echo-nodeport")
+        );
+        for (seen, m) in applied.iter().zip(&manifests) {
+            assert_eq!(seen.method, "PATCH", "{}", m.label());
+            assert_eq!(seen.content_type, "application/apply-patch+yaml");
+            assert!(
+                seen.query.contains("fieldManager=cilium-conformance")
+                    && seen.query.contains("force=true"),
+                "{}",
+                seen.query
+            );
+            assert_eq!(seen.body, m.to_json(), "{} is sent as rendered", m.label());
+        }
+        assert_eq!(
+            applied[4].body["spec"]["template"]["spec"]["hostNetwork"],
+            true
+        );
+
+        // The wait reads the DaemonSet and lists the run's probe pods.
+        for (ds, list) in &polls {
+            assert_eq!(
+                (ds.method.as_str(), ds.path.as_str()),
+                (
+                    "GET",
+                    &*format!("/apis/apps/v1/namespaces/{NS}/daemonsets/probe")
+                )
+            );
+            assert_eq!(
+                (list.method.as_str(), list.path.as_str()),
+                ("GET", &*format!("/api/v1/namespaces/{NS}/pods"))
+            );
+            assert!(list.query.contains("labelSelector=app.kubernetes.io%2Fname%3Dcilium-conformance-probe%2Ccilium-conformance%2Frun-id%3D0123abcd"), "{}", list.query);
+        }
+        // Logs of the probe container, one request per pod.
+        assert_eq!(
+            log_a.path,
+            format!("/api/v1/namespaces/{NS}/pods/probe-a/log")
+        );
+        assert!(log_a.query.contains("container=probe"), "{}", log_a.query);
+        assert_eq!(
+            log_b.path,
+            format!("/api/v1/namespaces/{NS}/pods/probe-b/log")
+        );
+        assert_eq!(
+            lines,
+            [
+                NodeLines {
+                    node: "k3d-x-server-0".into(),
+                    pod: "probe-a".into(),
+                    lines: vec!["{\"kind\":\"facts\"}".into(), "{\"kind\":\"done\"}".into()]
+                },
+                NodeLines {
+                    node: "k3d-x-agent-0".into(),
+                    pod: "probe-b".into(),
+                    lines: vec!["{\"kind\":\"facts\"}".into()]
+                },
+            ]
+        );
+        assert_eq!(
+            (delete.method.as_str(), delete.path.as_str()),
+            ("DELETE", &*format!("/api/v1/namespaces/{NS}"))
+        );
+        assert_eq!(delete.body["propagationPolicy"], "Background");
+    }
+
+    #[tokio::test]
+    async fn an_image_pull_failure_ends_the_wait_and_the_namespace_is_still_deleted() {
+        let (deployer, mut handle) = setup();
+        let manifests = plan().manifests().unwrap();
+        let count = manifests.len();
+        let server = tokio::spawn(async move {
+            for _ in 0..count {
+                serve_apply(&mut handle).await;
+            }
+            let pulling = json!({"name": "probe", "image": DEFAULT_PROBE_IMAGE, "imageID": "",
+                "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ErrImagePull",
+                "message": "failed to pull and unpack image \"docker.io/library/cilium-conformance-probe:latest\": not found"}}});
+            serve(&mut handle, 200, daemonset(2)).await;
+            serve(
+                &mut handle,
+                200,
+                pods(vec![pod("probe-a", "k3d-x-agent-1", false, pulling)]),
+            )
+            .await;
+            serve(
+                &mut handle,
+                404,
+                status(404, "NotFound", "namespaces \"x\" not found"),
+            )
+            .await
+        });
+        let err = deployer.run(&manifests, quick(5)).await.unwrap_err();
+        let delete = server.await.unwrap();
+        assert_eq!(
+            err.to_string(),
+            "image pull failed: pod probe-a (node k3d-x-agent-1), container probe, image cilium-conformance-probe:latest: ErrImagePull: failed to pull and unpack image \"docker.io/library/cilium-conformance-probe:latest\": not found"
+        );
+        // Deleted after the failure; a namespace already gone is not a second error.
+        assert_eq!(delete.method, "DELETE");
+    }
+
+    #[tokio::test]
+    async fn a_pod_that_never_becomes_ready_is_named_with_its_reason() {
+        let (deployer, mut handle) = setup();
+        let server = tokio::spawn(async move {
+            let waiting = json!({"name": "probe", "image": DEFAULT_PROBE_IMAGE, "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "PodInitializing"}}});
+            let mut requests = 0;
+            for _ in 0..3 {
+                serve(&mut handle, 200, daemonset(2)).await;
+                serve(
+                    &mut handle,
+                    200,
+                    pods(vec![
+                        pod("probe-a", "k3d-x-server-0", true, probe_done()),
+                        pod("probe-b", "k3d-x-agent-0", false, waiting.clone()),
+                    ]),
+                )
+                .await;
+                requests += 2;
+            }
+            requests
+        });
+        let err = deployer
+            .wait_for_probes(WaitPolicy {
+                polls: 3,
+                interval: Duration::ZERO,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(server.await.unwrap(), 6, "three polls, then the error");
+        assert!(matches!(&err, DeployError::NotReady { pod, .. } if pod == "probe-b"));
+        assert_eq!(
+            err.to_string(),
+            "pod probe-b (node k3d-x-agent-0) not Ready after 0 s: container probe PodInitializing"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unschedulable_pod_and_a_daemonset_without_pods() {
+        let (deployer, mut handle) = setup();
+        let server = tokio::spawn(async move {
+            serve(&mut handle, 200, daemonset(1)).await;
+            let unscheduled = json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "probe-c", "namespace": NS},
+                "spec": {"containers": [{"name": "done"}]},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                    "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory."}]}});
+            serve(&mut handle, 200, pods(vec![unscheduled])).await;
+            serve(&mut handle, 200, daemonset(0)).await;
+            serve(&mut handle, 200, pods(vec![])).await;
+        });
+        let one = WaitPolicy {
+            polls: 1,
+            interval: Duration::from_secs(30),
+        };
+        let err = deployer.wait_for_probes(one).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "pod probe-c (node not scheduled) not Ready after 30 s: not scheduled: Unschedulable: 0/3 nodes are available: 3 Insufficient memory."
+        );
+        let err = deployer.wait_for_probes(one).await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "DaemonSet probe had no pod scheduled after 30 s (desired 0)"
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_failed_is_reported_with_its_exit_code() {
+        let (deployer, mut handle) = setup();
+        let server = tokio::spawn(async move {
+            let crashed = json!({"name": "probe", "image": DEFAULT_PROBE_IMAGE, "imageID": "",
+                "ready": false, "restartCount": 2,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}},
+                "lastState": {"terminated": {"exitCode": 3, "reason": "Error",
+                    "message": "{\"kind\":\"facts\"}\nerror: create netns: Operation not permitted\n"}}});
+            serve(&mut handle, 200, daemonset(1)).await;
+            serve(
+                &mut handle,
+                200,
+                pods(vec![pod("probe-a", "k3d-x-server-0", false, crashed)]),
+            )
+            .await;
+        });
+        let err = deployer
+            .wait_for_probes(quick(5))
+            .await
+            .unwrap_err()
+            .to_string();
+        server.await.unwrap();
+        assert_eq!(
+            err,
+            "the probe failed in pod probe-a (node k3d-x-server-0): container probe exited with code 3 (Error): error: create netns: Operation not permitted"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_object_stops_the_apply_and_names_it() {
+        let (deployer, mut handle) = setup();
+        let manifests = plan().manifests().unwrap();
+        let server = tokio::spawn(async move {
+            serve_apply(&mut handle).await;
+            serve_apply(&mut handle).await;
+            let seen = serve(&mut handle, 403, status(403, "Forbidden",
+                "roles.rbac.authorization.k8s.io \"cilium-conformance-runner\" is forbidden: user \"ci\" cannot patch resource \"roles\"")).await;
+            // Teardown still runs.
+            let delete = serve(
+                &mut handle,
+                200,
+                json!({"kind": "Status", "apiVersion": "v1",
+                "metadata": {}, "status": "Success", "code": 200}),
+            )
+            .await;
+            (seen, delete)
+        });
+        let err = deployer.run(&manifests, quick(1)).await.unwrap_err();
+        let (seen, delete) = server.await.unwrap();
+        assert!(seen.path.ends_with("/roles/cilium-conformance-runner"));
+        assert_eq!(delete.method, "DELETE");
+        assert_eq!(
+            err.to_string(),
+            "apply Role/cilium-conformance-runner: roles.rbac.authorization.k8s.io \"cilium-conformance-runner\" is forbidden: user \"ci\" cannot patch resource \"roles\" (Forbidden)"
+        );
+    }
+
+    #[tokio::test]
+    async fn teardown_takes_a_namespace_already_gone_and_names_a_failure() {
+        let (deployer, mut handle) = setup();
+        let server = tokio::spawn(async move {
+            let gone = serve(
+                &mut handle,
+                404,
+                status(404, "NotFound", "namespaces not found"),
+            )
+            .await;
+            serve(
+                &mut handle,
+                500,
+                status(500, "InternalError", "etcdserver: request timed out"),
+            )
+            .await;
+            gone
+        });
+        deployer.delete_namespace().await.unwrap();
+        let err = deployer.delete_namespace().await.unwrap_err().to_string();
+        let gone = server.await.unwrap();
+        assert_eq!(gone.path, format!("/api/v1/namespaces/{NS}"));
+        assert_eq!(
+            err,
+            format!("deleting namespace {NS}: etcdserver: request timed out (InternalError)")
+        );
+    }
+}
