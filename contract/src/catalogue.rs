@@ -264,8 +264,8 @@ pub const EXPECTED_FACTS: &[ExpectedFact] = &[
     },
     ExpectedFact {
         fact: "cgroup.sock_addr",
-        expected: "kernel >= 5.8",
-        reason: "Socket LB (kube-proxy replacement's connect/sendmsg/recvmsg/getpeername hooks) needs cgroup v2 sock_addr programs: connect4 arrived in 4.17, sendmsg4 in 4.18, recvmsg4 in 5.2, getpeername4 in 5.8. The fact also needs a writable cgroup v2 tree to attach to (a container whose /sys/fs/cgroup is read-only or cgroup v1 only has none: Cilium's agent then cannot attach its socket LB either); its note says which.",
+        expected: "kernel >= 5.8 and cgroup2",
+        reason: "Socket LB (kube-proxy replacement's connect/sendmsg/recvmsg/getpeername hooks) needs cgroup v2 sock_addr programs: connect4 arrived in 4.17, sendmsg4 in 4.18, recvmsg4 in 5.2, getpeername4 in 5.8. They attach to a cgroup v2 tree, so where the place has none mounted (a container on a cgroup v1 Docker host: Cilium's agent cannot attach its socket LB there either) the variants are unsupported; with cgroup v2 mounted, a fact that is missing (a read-only tree, a refused attach; its note says which) is a regression.",
         reference: "https://docs.cilium.io/en/stable/network/kubernetes/kubeproxy-free/",
     },
     ExpectedFact {
