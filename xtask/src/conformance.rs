@@ -605,4 +605,39 @@ mod tests {
             assert_eq!(failure(argv).0, USAGE, "{argv:?}");
         }
     }
+
+    #[test]
+    fn render_manifests_writes_the_run_s_objects_with_the_selected_checks() {
+        let dir = std::env::temp_dir().join(format!("cc-render-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "conformance",
+            "--target",
+            "cluster",
+            "--render-manifests",
+            dir.to_str().unwrap(),
+            "--probe-image",
+            "probe:test",
+            "--test",
+            "^datapath.redirect-peer$",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let result = run(cli.opts);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let daemonset = std::fs::read_to_string(dir.join(&names[4])).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(result.is_ok());
+        assert_eq!(names.len(), 13, "{names:?}");
+        assert!(names[4].ends_with("-daemonset-probe.yaml"), "{names:?}");
+        assert!(daemonset.contains("image: probe:test"), "{daemonset}");
+        assert!(
+            daemonset.contains("- datapath.redirect-peer["),
+            "{daemonset}"
+        );
+        assert!(!daemonset.contains("redirect-peer.scrub"), "{daemonset}");
+    }
 }
