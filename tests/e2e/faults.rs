@@ -54,6 +54,18 @@ fn each_fault_turns_only_its_check_into_a_regression() -> TestResult {
     let mut wrong = Vec::new();
     for spec in CATALOGUE {
         let check = spec.id;
+        // A check none of whose variants can run here (its precondition fact is
+        // missing: netkit without CONFIG_NETKIT) cannot be turned red here.
+        if spec
+            .variants
+            .iter()
+            .all(|v| crate::support::unsupported_here(check, v))
+        {
+            eprintln!(
+                "faults: skipped {check} (every variant unsupported here: its precondition facts are missing)"
+            );
+            continue;
+        }
         for fault in spec.faults {
             if let Err(e) = fault_breaks_only(check, fault) {
                 wrong.push(format!("--fault {check}={fault}: {e}"));

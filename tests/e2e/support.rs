@@ -200,9 +200,36 @@ pub fn expected_fail_count() -> usize {
         .count()
 }
 
+/// The facts the probe measures on this machine (`probe facts`), once; `None`
+/// when they cannot be read.
+fn host_facts() -> Option<&'static conformance_contract::Facts> {
+    static FACTS: OnceLock<Option<conformance_contract::Facts>> = OnceLock::new();
+    FACTS
+        .get_or_init(|| {
+            let (probe, _) = binaries().ok()?;
+            let out = Command::new(probe).arg("facts").output().ok()?;
+            serde_json::from_slice(&out.stdout).ok()
+        })
+        .as_ref()
+}
+
+/// Whether (check, variant) needs a precondition fact this machine's probe
+/// measured false (`netkit` on a kernel built without CONFIG_NETKIT): a clean run
+/// reports it `unsupported` (or a regression where the fact is expected, which
+/// the tests then rightly flag).
+pub fn unsupported_here(check: &str, variant: &str) -> bool {
+    let (Some(spec), Some(facts)) = (conformance_contract::find_check(check), host_facts()) else {
+        return false;
+    };
+    spec.requirements(variant)
+        .any(|f| facts.get(f) == Some(conformance_contract::FactValue::Bool(false)))
+}
+
 /// The verdict a clean run on a healthy kernel gives (check, variant).
 pub fn clean_verdict(check: &str, variant: &str) -> &'static str {
-    if expected_everywhere_to_fail(check, variant) {
+    if unsupported_here(check, variant) {
+        "unsupported"
+    } else if expected_everywhere_to_fail(check, variant) {
         "expected-fail"
     } else {
         "pass"
@@ -210,9 +237,11 @@ pub fn clean_verdict(check: &str, variant: &str) -> &'static str {
 }
 
 /// The probe's outcome in a clean run on a healthy kernel: `fail` only where
-/// [`expected_everywhere_to_fail`].
+/// [`expected_everywhere_to_fail`], `unsupported` where [`unsupported_here`].
 pub fn clean_outcome(check: &str, variant: &str) -> conformance_contract::Outcome {
-    if expected_everywhere_to_fail(check, variant) {
+    if unsupported_here(check, variant) {
+        conformance_contract::Outcome::Unsupported
+    } else if expected_everywhere_to_fail(check, variant) {
         conformance_contract::Outcome::Fail
     } else {
         conformance_contract::Outcome::Pass
