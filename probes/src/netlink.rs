@@ -37,6 +37,43 @@ pub struct Route {
     pub gateway: Option<Ipv4Addr>,
 }
 
+/// An IPv4 route as the kernel lists it, in any table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEntry {
+    /// `RT_TABLE_MAIN` 254, `RT_TABLE_LOCAL` 255, ...
+    pub table: u32,
+    pub kind: RouteType,
+    pub dst: Ipv4Addr,
+    pub prefix: u8,
+    pub oif: Option<u32>,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// An IPv4 neighbour entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighbourEntry {
+    pub ifindex: u32,
+    pub addr: Ipv4Addr,
+    pub state: NeighbourState,
+    pub mac: Option<Mac>,
+}
+
+impl NeighbourEntry {
+    /// `NUD_VALID`: an entry the kernel transmits with (what `bpf_fib_lookup`
+    /// requires before it answers with a MAC).
+    pub fn valid(&self) -> bool {
+        matches!(
+            self.state,
+            NeighbourState::Permanent
+                | NeighbourState::Noarp
+                | NeighbourState::Reachable
+                | NeighbourState::Probe
+                | NeighbourState::Stale
+                | NeighbourState::Delay
+        )
+    }
+}
+
 /// `enum netkit_mode` (include/uapi/linux/if_link.h).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetkitMode {
@@ -104,43 +141,6 @@ fn nla_u32(mut data: &[u8], kind: u16) -> Option<u32> {
         data = &data[((len + 3) & !3).min(data.len())..];
     }
     None
-}
-
-/// An IPv4 route as the kernel lists it, in any table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteEntry {
-    /// `RT_TABLE_MAIN` 254, `RT_TABLE_LOCAL` 255, ...
-    pub table: u32,
-    pub kind: RouteType,
-    pub dst: Ipv4Addr,
-    pub prefix: u8,
-    pub oif: Option<u32>,
-    pub gateway: Option<Ipv4Addr>,
-}
-
-/// An IPv4 neighbour entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NeighbourEntry {
-    pub ifindex: u32,
-    pub addr: Ipv4Addr,
-    pub state: NeighbourState,
-    pub mac: Option<Mac>,
-}
-
-impl NeighbourEntry {
-    /// `NUD_VALID`: an entry the kernel transmits with (what `bpf_fib_lookup`
-    /// requires before it answers with a MAC).
-    pub fn valid(&self) -> bool {
-        matches!(
-            self.state,
-            NeighbourState::Permanent
-                | NeighbourState::Noarp
-                | NeighbourState::Reachable
-                | NeighbourState::Probe
-                | NeighbourState::Stale
-                | NeighbourState::Delay
-        )
-    }
 }
 
 pub struct Rtnl {
@@ -476,44 +476,6 @@ impl Rtnl {
             &format!("add neighbour {addr} on link {index}"),
         )?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod netkit_tests {
-    use super::*;
-
-    #[test]
-    fn netkit_data_nests_peer_mode_and_scrub() {
-        let mut peer = LinkMessage::default();
-        peer.attributes.push(LinkAttribute::IfName("eth0".into()));
-        let spec = NetkitSpec {
-            mode: NetkitMode::L3,
-            scrub: Some((NETKIT_SCRUB_NONE, NETKIT_SCRUB_DEFAULT)),
-        };
-        let data = netkit_info_data(&peer, spec);
-        // IFLA_NETKIT_PEER_INFO first: a 16-byte ifinfomsg, then IFLA_IFNAME "eth0\0".
-        assert_eq!(
-            u16::from_ne_bytes([data[2], data[3]]),
-            IFLA_NETKIT_PEER_INFO
-        );
-        assert!(data.windows(5).any(|w| w == b"eth0\0"));
-        assert_eq!(nla_u32(&data, IFLA_NETKIT_MODE), Some(1));
-        assert_eq!(nla_u32(&data, IFLA_NETKIT_SCRUB), Some(NETKIT_SCRUB_NONE));
-        assert_eq!(
-            nla_u32(&data, IFLA_NETKIT_PEER_SCRUB),
-            Some(NETKIT_SCRUB_DEFAULT)
-        );
-        let plain = netkit_info_data(
-            &peer,
-            NetkitSpec {
-                mode: NetkitMode::L2,
-                scrub: None,
-            },
-        );
-        assert_eq!(nla_u32(&plain, IFLA_NETKIT_MODE), Some(0));
-        assert_eq!(nla_u32(&plain, IFLA_NETKIT_SCRUB), None);
-        assert_eq!(nla_u32(&[1, 0], IFLA_NETKIT_SCRUB), None);
     }
 
     /// Removes a neighbour entry (the kernel must then resolve the address itself).
