@@ -279,7 +279,14 @@ fn unwritable_report_path_is_rejected() -> TestResult {
 }
 
 fn unbuilt_target_is_rejected() -> TestResult {
-    rejected(&["conformance", "--target", "cluster"], &["cluster"])
+    rejected(&["conformance", "--target", "vm"], &["vm", "not built yet"])?;
+    rejected(
+        &["conformance", "--target", "cluster"],
+        &[
+            "cluster target's run is not built yet",
+            "--render-manifests DIR works",
+        ],
+    )
 }
 
 /// `--target a,b`: every name is checked, in one line with exit 2, before a build or a probe.

@@ -447,7 +447,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
 }
 
 /// `--target cluster`: `--render-manifests DIR` writes what a run would apply; the
-/// run itself is not built yet, and says so (exit 3) instead of pretending.
+/// run itself is not built yet, and says so (exit 2, as for `vm`) instead of pretending.
 fn cluster(opts: &Options, kinds: &[TargetKind]) -> Result<ExitCode, Failure> {
     use conformance_suite::cluster::k3d::K3dPlan;
     use conformance_suite::cluster::manifests::{DEFAULT_PROBE_IMAGE, ManifestPlan, Placement};
@@ -458,8 +458,9 @@ fn cluster(opts: &Options, kinds: &[TargetKind]) -> Result<ExitCode, Failure> {
         ));
     }
     let Some(dir) = &opts.render_manifests else {
+        // As for `vm`: asking for what this build does not have is a usage error.
         return Err(fail(
-            INFRA,
+            USAGE,
             "the cluster target's run is not built yet: deploying the probe pods, collecting their lines and judging them is still to come (--render-manifests DIR works)",
         ));
     };
@@ -592,7 +593,7 @@ mod tests {
     #[test]
     fn the_cluster_run_says_it_is_not_built_and_render_needs_cluster_alone() {
         let (code, message) = failure(&["--target", "cluster", "--context", "k3d-x"]);
-        assert_eq!(code, INFRA);
+        assert_eq!(code, USAGE);
         assert!(
             message.starts_with("the cluster target's run is not built yet: ")
                 && message.ends_with("(--render-manifests DIR works)"),

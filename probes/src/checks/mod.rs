@@ -9,8 +9,8 @@
 
 mod attach;
 mod bpffs;
-mod host_routing;
 mod devices;
+mod host_routing;
 mod redirect_peer;
 mod routing;
 mod socket_lb;

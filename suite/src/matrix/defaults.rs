@@ -141,7 +141,10 @@ mod tests {
         // And the parsed table covers every one of them.
         assert_eq!(
             parsed().failures.len(),
-            CATALOGUE.iter().map(|c| c.expected_failures.len()).sum::<usize>()
+            CATALOGUE
+                .iter()
+                .map(|c| c.expected_failures.len())
+                .sum::<usize>()
         );
     }
 }

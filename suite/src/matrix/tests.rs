@@ -524,7 +524,10 @@ fn fact_entries_say_where_a_fact_is_expected() {
         format!("{}:24 when kernel >= 6.6", path.display())
     );
     // No entry here: the catalogue's, which the matrix entry for tcx replaced.
-    let x = m.fact_expectation("helper.redirect_peer", &facts(Some(KernelVersion::new(4, 19, 0))));
+    let x = m.fact_expectation(
+        "helper.redirect_peer",
+        &facts(Some(KernelVersion::new(4, 19, 0))),
+    );
     assert_eq!(x.presence, FactPresence::NotExpected);
     assert_eq!(
         x.decided_by.location().unwrap(),

@@ -220,18 +220,39 @@ fn precondition_facts_are_expected_from_their_kernel() {
     for m in shipped() {
         let presence =
             |fact: &str, release: &str| m.fact_expectation(fact, &with_kernel(release)).presence;
-        // On a current kernel every fact a check needs is expected: its absence
-        // is a regression, never a grey `unsupported`.
+        // On a current distribution kernel with cgroup v2 every fact a check
+        // needs is expected: its absence is a regression, never a grey `unsupported`.
+        let mut current = with_kernel("6.18.44");
+        current.kernel_package = Some(KernelPackage {
+            distribution: "Debian".into(),
+            version: "6.18.44-1".into(),
+            upstream: Some(KernelVersion::new(6, 18, 44)),
+        });
+        assert!(current.cgroup2.is_some());
         for check in CATALOGUE {
             for (_, fact) in check.requires {
                 assert_eq!(
-                    presence(fact, "6.18.44"),
+                    m.fact_expectation(fact, &current).presence,
                     FactPresence::Expected,
                     "{}: {fact} for {}",
                     m.path.display(),
                     check.id
                 );
             }
+        }
+        // Drivers a kernel may be built without (netkit, geneve, vxlan) are
+        // expected on distribution kernels only; socket LB's cgroup programs
+        // where a cgroup v2 tree is mounted.
+        let mut micro_vm = current.clone();
+        micro_vm.kernel_package = None;
+        micro_vm.cgroup2 = None;
+        for fact in ["netkit", "vxlan", "geneve", "cgroup.sock_addr"] {
+            assert_eq!(
+                m.fact_expectation(fact, &micro_vm).presence,
+                FactPresence::NotExpected,
+                "{}: {fact} on a kernel of no distribution, without cgroup v2",
+                m.path.display()
+            );
         }
         for (fact, before, from) in [
             ("tcx", "6.1.0-56-cloud-amd64", "6.6.0"),
