@@ -137,7 +137,7 @@ impl Hook {
             Direction::Egress => "egress",
         };
         let label = format!("{device} {dir} ({}) in ns {}", mode.name(), ns.name());
-        let mut ebpf = Ebpf::load(objects::HOOK).context("load hook.bpf.o")?;
+        let mut ebpf = crate::loader::load(objects::HOOK).context("load hook.bpf.o")?;
         let events = RingBuf::try_from(
             ebpf.take_map(names::EVENTS_MAP)
                 .ok_or_else(|| anyhow!("hook.bpf.o has no EVENTS map"))?,
@@ -198,7 +198,7 @@ impl Hook {
     ) -> Result<Self> {
         use std::os::fd::{AsFd, AsRawFd};
         let label = format!("{primary} {} in ns {}", side.name(), ns.name());
-        let mut ebpf = Ebpf::load(objects::HOOK).context("load hook.bpf.o")?;
+        let mut ebpf = crate::loader::load(objects::HOOK).context("load hook.bpf.o")?;
         let events = RingBuf::try_from(
             ebpf.take_map(names::EVENTS_MAP)
                 .ok_or_else(|| anyhow!("hook.bpf.o has no EVENTS map"))?,

@@ -9,6 +9,7 @@ pub mod facts;
 pub mod hooks;
 pub mod hops;
 pub mod kernel_support;
+pub mod loader;
 pub mod mountns;
 pub mod netlink;
 pub mod netns;

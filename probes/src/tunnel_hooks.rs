@@ -172,7 +172,7 @@ impl TunnelProgram {
             mode.name(),
             ns.name()
         );
-        let mut ebpf = Ebpf::load(objects::TUNNEL).context("load tunnel.bpf.o")?;
+        let mut ebpf = crate::loader::load(objects::TUNNEL).context("load tunnel.bpf.o")?;
         let events = RingBuf::try_from(
             ebpf.take_map(EVENTS_MAP)
                 .ok_or_else(|| anyhow!("tunnel.bpf.o has no {EVENTS_MAP} map"))?,

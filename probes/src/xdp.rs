@@ -88,7 +88,7 @@ impl XdpHook {
         action: XdpAction,
     ) -> Result<Self> {
         let label = format!("{device} xdp ({}) in ns {}", mode.name(), ns.name());
-        let ebpf = Ebpf::load(objects::XDP).context("load xdp.bpf.o")?;
+        let ebpf = crate::loader::load(objects::XDP).context("load xdp.bpf.o")?;
         let mut hook = Self {
             ns: ns.try_clone()?,
             ebpf: Some(ebpf),

@@ -170,7 +170,7 @@ impl SockLb {
     /// Loads sock.bpf.o and attaches its four socket-address programs to `cgroup`
     /// (and `slb_drop_egress` when `drop` is set: the injected fault).
     fn attach(cgroup: &Cgroup, drop: bool) -> Result<Self> {
-        let mut ebpf = Ebpf::load(crate::objects::SOCK).context("load sock.bpf.o")?;
+        let mut ebpf = crate::loader::load(crate::objects::SOCK).context("load sock.bpf.o")?;
         for name in SOCK_ADDR_PROGRAMS {
             let prog: &mut CgroupSockAddr = ebpf
                 .program_mut(name)

@@ -4,7 +4,6 @@
 
 use super::bpf::Outcome;
 use crate::cgroup::Cgroup;
-use aya::Ebpf;
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, ProgramError};
 
 const PROGRAMS: [&str; 4] = [
@@ -51,7 +50,7 @@ pub fn measure(cgroup2: Option<&str>, object: &[u8]) -> Outcome {
             };
         }
     };
-    let mut ebpf = match Ebpf::load(object) {
+    let mut ebpf = match crate::loader::load(object) {
         Ok(e) => e,
         Err(e) => return Outcome::Unknown(format!("load sock.bpf.o: {e}")),
     };
