@@ -123,20 +123,25 @@ struct LinkCreateAttr {
 
 const BPF_LINK_CREATE: libc::c_long = 28;
 
+/// Loads program `hook` of `ebpf` into the kernel (the verifier runs here) and
+/// records it as the running check's own, so triage tells it from programs
+/// others put on the path.
+fn load_program(ebpf: &mut aya::Ebpf) -> Result<&mut SchedClassifier> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(names::HOOK_PROGRAM)
+        .ok_or_else(|| anyhow!("hook.bpf.o has no program {}", names::HOOK_PROGRAM))?
+        .try_into()?;
+    prog.load().context("load program `hook` (verifier)")?;
+    if let Ok(info) = prog.info() {
+        crate::triage::own(info.id());
+    }
+    Ok(prog)
+}
+
 impl Hook {
-    /// Loads a fresh `hook` program, configures it and attaches it.
-    pub fn attach(
-        ns: &NetNs,
-        device: &str,
-        direction: Direction,
-        mode: AttachMode,
-        config: HookConfig,
-    ) -> Result<Self> {
-        let dir = match direction {
-            Direction::Ingress => "ingress",
-            Direction::Egress => "egress",
-        };
-        let label = format!("{device} {dir} ({}) in ns {}", mode.name(), ns.name());
+    /// A fresh `hook.bpf.o` with its EVENTS ring taken and `config` written,
+    /// its program not loaded nor attached yet.
+    fn configured(ns: &NetNs, label: String, config: HookConfig) -> Result<Self> {
         let mut ebpf = crate::loader::load(objects::HOOK).context("load hook.bpf.o")?;
         let events = RingBuf::try_from(
             ebpf.take_map(names::EVENTS_MAP)
@@ -151,18 +156,27 @@ impl Hook {
             link: None,
         };
         hook.configure(config)?;
+        Ok(hook)
+    }
+
+    /// Loads a fresh `hook` program, configures it and attaches it.
+    pub fn attach(
+        ns: &NetNs,
+        device: &str,
+        direction: Direction,
+        mode: AttachMode,
+        config: HookConfig,
+    ) -> Result<Self> {
+        let dir = match direction {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        };
+        let label = format!("{device} {dir} ({}) in ns {}", mode.name(), ns.name());
+        let mut hook = Self::configured(ns, label, config)?;
         let label = hook.label.clone();
         let ebpf = hook.ebpf.as_mut().expect("loaded");
         ns.run(|| {
-            let prog: &mut SchedClassifier = ebpf
-                .program_mut(names::HOOK_PROGRAM)
-                .ok_or_else(|| anyhow!("hook.bpf.o has no program {}", names::HOOK_PROGRAM))?
-                .try_into()?;
-            prog.load().context("load program `hook` (verifier)")?;
-            // The check's own: triage tells it from programs others put on the path.
-            if let Ok(info) = prog.info() {
-                crate::triage::own(info.id());
-            }
+            let prog = load_program(ebpf)?;
             let attach_type = match direction {
                 Direction::Ingress => TcAttachType::Ingress,
                 Direction::Egress => TcAttachType::Egress,
@@ -198,32 +212,12 @@ impl Hook {
     ) -> Result<Self> {
         use std::os::fd::{AsFd, AsRawFd};
         let label = format!("{primary} {} in ns {}", side.name(), ns.name());
-        let mut ebpf = crate::loader::load(objects::HOOK).context("load hook.bpf.o")?;
-        let events = RingBuf::try_from(
-            ebpf.take_map(names::EVENTS_MAP)
-                .ok_or_else(|| anyhow!("hook.bpf.o has no EVENTS map"))?,
-        )
-        .context("EVENTS is not a ring buffer")?;
-        let mut hook = Self {
-            ns: ns.try_clone()?,
-            ebpf: Some(ebpf),
-            events,
-            label,
-            link: None,
-        };
-        hook.configure(config)?;
+        let mut hook = Self::configured(ns, label, config)?;
         let label = hook.label.clone();
         let ebpf = hook.ebpf.as_mut().expect("loaded");
         let link = ns
             .run(|| {
-                let prog: &mut SchedClassifier = ebpf
-                    .program_mut(names::HOOK_PROGRAM)
-                    .ok_or_else(|| anyhow!("hook.bpf.o has no program {}", names::HOOK_PROGRAM))?
-                    .try_into()?;
-                prog.load().context("load program `hook` (verifier)")?;
-                if let Ok(info) = prog.info() {
-                    crate::triage::own(info.id());
-                }
+                let prog = load_program(ebpf)?;
                 let name = std::ffi::CString::new(primary)?;
                 // SAFETY: a valid NUL-terminated name; the call only reads it.
                 let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
