@@ -168,8 +168,10 @@ fn not_root_with_sudo_runs_the_probe_through_sudo() -> TestResult {
     ensure(
         run["counts"]["pass"].as_u64().unwrap_or_default()
             + run["counts"]["expected_fail"].as_u64().unwrap_or_default()
+            + run["counts"]["unsupported"].as_u64().unwrap_or_default()
             == run["counts"]["total"].as_u64().unwrap_or(u64::MAX)
             && run["counts"]["expected_fail"] == crate::support::expected_fail_count()
+            && run["counts"]["unsupported"] == crate::support::unsupported_count()
             && run["counts"]["total"] == crate::support::expected_observations(),
         || format!("counts: {}", run["counts"]),
     )

@@ -225,6 +225,16 @@ pub fn unsupported_here(check: &str, variant: &str) -> bool {
         .any(|f| facts.get(f) == Some(conformance_contract::FactValue::Bool(false)))
 }
 
+/// How many planned variants a clean full run on this machine reports as
+/// `unsupported` (a precondition fact measured false here, see [`unsupported_here`]).
+pub fn unsupported_count() -> usize {
+    conformance_contract::CATALOGUE
+        .iter()
+        .flat_map(|c| c.variants.iter().map(move |v| (c.id, *v)))
+        .filter(|(c, v)| clean_verdict(c, v) == "unsupported")
+        .count()
+}
+
 /// The verdict a clean run on a healthy kernel gives (check, variant).
 pub fn clean_verdict(check: &str, variant: &str) -> &'static str {
     if unsupported_here(check, variant) {
