@@ -279,14 +279,7 @@ impl Hook {
 
     /// Takes every skb metadata record the hook has written so far.
     pub fn drain_events(&mut self) -> Vec<SkbMeta> {
-        let mut out = Vec::new();
-        while let Some(item) = self.events.next() {
-            if item.len() >= std::mem::size_of::<SkbMeta>() {
-                // SAFETY: SkbMeta is plain old data of exactly this size; read_unaligned copes with any alignment.
-                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const SkbMeta) });
-            }
-        }
-        out
+        drain_ring(&mut self.events)
     }
 }
 
@@ -300,6 +293,19 @@ impl Drop for Hook {
             });
         }
     }
+}
+
+/// Takes every record written to `ring` so far, as `T`s; a shorter record is skipped.
+pub(crate) fn drain_ring<T: aya::Pod>(ring: &mut RingBuf<MapData>) -> Vec<T> {
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        if item.len() >= std::mem::size_of::<T>() {
+            // SAFETY: `T: Pod` is plain old data, valid for any bit pattern of its
+            // size; read_unaligned copes with any alignment.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const T) });
+        }
+    }
+    out
 }
 
 /// `aa:bb:cc:dd:ee:ff`.

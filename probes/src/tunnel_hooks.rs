@@ -88,6 +88,8 @@ pub struct TunnelEvent {
 unsafe impl aya::Pod for EncapConfig {}
 // SAFETY: as above.
 unsafe impl aya::Pod for DecapConfig {}
+// SAFETY: as above.
+unsafe impl aya::Pod for TunnelEvent {}
 
 impl TunnelEvent {
     pub fn remote(&self) -> Ipv4Addr {
@@ -259,18 +261,11 @@ impl TunnelProgram {
 
     /// Takes every event written so far (only `tunnel_decap` writes any).
     pub fn drain_events(&self) -> Vec<TunnelEvent> {
-        let mut out = Vec::new();
         let mut events = self
             .events
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while let Some(item) = events.next() {
-            if item.len() >= std::mem::size_of::<TunnelEvent>() {
-                // SAFETY: TunnelEvent is plain old data of this size; read_unaligned copes with any alignment.
-                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr() as *const TunnelEvent) });
-            }
-        }
-        out
+        crate::hooks::drain_ring(&mut events)
     }
 }
 
