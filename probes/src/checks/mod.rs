@@ -95,34 +95,44 @@ impl Ctx<'_> {
                 } else {
                     Direction::Egress
                 };
-                let config = HookConfig {
-                    dport: PROBE_PORT,
-                    action: action::DROP,
-                    ..Default::default()
-                };
-                let hook = Hook::attach(&pod.ns, "eth0", direction, self.default_mode(), config)?;
-                // Not part of the check: triage reports it as a program on the path
-                // that the check did not put there, as a foreign one would be.
-                crate::triage::disown_last();
-                Ok(Some(hook))
+                self.drop_on_eth0(pod, direction).map(Some)
+            }
+            Fault::NoRoute if host_sends || check.starts_with("datapath.pod-to-host") => {
+                let route = crate::topology::pod_route(pod.ip, &pod.lxc);
+                node.host_rtnl.delete_route(&route)?;
+                Ok(None)
             }
             Fault::NoRoute => {
-                if host_sends || check.starts_with("datapath.pod-to-host") {
-                    let route = crate::topology::pod_route(pod.ip, &pod.lxc);
-                    node.host_rtnl.delete_route(&route)?;
-                } else {
-                    let route = Route {
-                        dst: Ipv4Addr::UNSPECIFIED,
-                        prefix: 0,
-                        oif: pod.eth0.index,
-                        gateway: Some(GATEWAY_IP),
-                    };
-                    pod.rtnl.delete_route(&route)?;
-                }
+                delete_default_route(pod, GATEWAY_IP)?;
                 Ok(None)
             }
         }
     }
+
+    /// `drop`'s program: drops the check's traffic on `pod`'s eth0 before any of
+    /// the check's hooks sees it.
+    fn drop_on_eth0(&self, pod: &crate::topology::Pod, direction: Direction) -> Result<Hook> {
+        let config = HookConfig {
+            dport: PROBE_PORT,
+            action: action::DROP,
+            ..Default::default()
+        };
+        let hook = Hook::attach(&pod.ns, "eth0", direction, self.default_mode(), config)?;
+        // Not part of the check: triage reports it as a program on the path
+        // that the check did not put there, as a foreign one would be.
+        crate::triage::disown_last();
+        Ok(hook)
+    }
+}
+
+/// `no-route` on the sending pod: its default route via `gateway` removed.
+fn delete_default_route(pod: &mut crate::topology::Pod, gateway: Ipv4Addr) -> Result<()> {
+    pod.rtnl.delete_route(&Route {
+        dst: Ipv4Addr::UNSPECIFIED,
+        prefix: 0,
+        oif: pod.eth0.index,
+        gateway: Some(gateway),
+    })
 }
 
 impl Ctx<'_> {
@@ -141,29 +151,9 @@ impl Ctx<'_> {
             return Ok(None);
         };
         match fault {
-            Fault::Drop => {
-                let config = HookConfig {
-                    dport: PROBE_PORT,
-                    action: action::DROP,
-                    ..Default::default()
-                };
-                let hook = Hook::attach(
-                    &pod.ns,
-                    "eth0",
-                    Direction::Egress,
-                    self.default_mode(),
-                    config,
-                )?;
-                crate::triage::disown_last();
-                Ok(Some(hook))
-            }
+            Fault::Drop => self.drop_on_eth0(pod, Direction::Egress).map(Some),
             Fault::NoRoute => {
-                pod.rtnl.delete_route(&Route {
-                    dst: Ipv4Addr::UNSPECIFIED,
-                    prefix: 0,
-                    oif: pod.eth0.index,
-                    gateway: Some(gateway),
-                })?;
+                delete_default_route(pod, gateway)?;
                 Ok(None)
             }
         }
