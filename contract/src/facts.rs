@@ -110,6 +110,11 @@ pub struct Virtualization {
     /// `CONFORMANCE_CONTAINER_MODE`. `None` outside such a container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_mode: Option<String>,
+    /// How the `vm` target's qemu ran this guest (`tcg`, `kvm`), as it said through
+    /// `CONFORMANCE_VM_ACCEL`: a guest cannot tell emulation from a hypervisor
+    /// itself. `None` outside the `vm` target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_accel: Option<String>,
 }
 
 /// A distribution kernel package as the running kernel names it.
@@ -194,6 +199,7 @@ pub const FACT_KEYS: &[(&str, FactKind)] = &[
     ("cilium", FactKind::Version),
     ("k3s", FactKind::Text),
     ("container.mode", FactKind::Text),
+    ("vm.accel", FactKind::Text),
     ("system_vendor", FactKind::Text),
 ];
 
@@ -263,6 +269,7 @@ impl Facts {
                     .clone()
                     .unwrap_or_default(),
             ),
+            "vm.accel" => FactValue::Text(self.virtualization.vm_accel.clone().unwrap_or_default()),
             "system_vendor" => FactValue::Text(self.system_vendor.clone().unwrap_or_default()),
             _ => return None,
         })
@@ -292,6 +299,7 @@ impl Facts {
                 container: None,
                 nested: Some(false),
                 container_mode: None,
+                vm_accel: None,
             },
             btf: true,
             jit: Some(1),

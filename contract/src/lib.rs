@@ -9,6 +9,7 @@
 
 pub mod catalogue;
 pub mod facts;
+pub mod guest;
 pub mod lines;
 pub mod readiness;
 pub mod version;

@@ -454,12 +454,20 @@ fn virtualization(
     if let Some(n) = m_note {
         notes.push(("container.mode", n));
     }
+    let (vm_accel, a_note) = vm_accel(
+        std::env::var(VM_ACCEL_VAR).ok().as_deref(),
+        std::env::var(VM_ACCEL_NOTE_VAR).ok().as_deref(),
+    );
+    if let Some(n) = a_note {
+        notes.push(("vm.accel", n));
+    }
     (
         Virtualization {
             hypervisor,
             container,
             nested,
             container_mode,
+            vm_accel,
         },
         notes,
     )
@@ -492,6 +500,47 @@ fn container_mode(told: Option<&str>, container: Option<&str>) -> (Option<String
                 "{CONTAINER_MODE_VAR}={other:?} is not a mode this probe knows (privileged, near-privileged): not recorded"
             )),
         ),
+    }
+}
+
+/// Set by the guest's init from what the `vm` target wrote: the accelerator qemu
+/// ran the guest with, and why that one.
+pub const VM_ACCEL_VAR: &str = "CONFORMANCE_VM_ACCEL";
+pub const VM_ACCEL_NOTE_VAR: &str = "CONFORMANCE_VM_ACCEL_NOTE";
+
+/// The `vm.accel` fact: only the accelerators qemu is started with here.
+fn vm_accel(told: Option<&str>, why: Option<&str>) -> (Option<String>, Option<String>) {
+    match told {
+        None | Some("") => (None, None),
+        Some(accel @ ("tcg" | "kvm")) => {
+            let note = match why.filter(|w| !w.is_empty()) {
+                Some(why) => format!("{accel}, as the vm target started this guest: {why}"),
+                None => format!("{accel}, as the vm target started this guest"),
+            };
+            (Some(accel.to_string()), Some(note))
+        }
+        Some(other) => (
+            None,
+            Some(format!(
+                "{VM_ACCEL_VAR}={other:?} is not an accelerator this probe knows (tcg, kvm): not recorded"
+            )),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod vm_accel_tests {
+    use super::vm_accel;
+
+    #[test]
+    fn only_known_accelerators_are_recorded() {
+        assert_eq!(vm_accel(None, None), (None, None));
+        let (accel, note) = vm_accel(Some("tcg"), Some("KVM refused at start"));
+        assert_eq!(accel.as_deref(), Some("tcg"));
+        assert!(note.unwrap().contains("KVM refused at start"));
+        let (accel, note) = vm_accel(Some("hvf"), None);
+        assert_eq!(accel, None);
+        assert!(note.unwrap().contains("not recorded"));
     }
 }
 

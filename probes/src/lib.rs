@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod checks;
 pub mod counters;
 pub mod facts;
+pub mod guest;
 pub mod hooks;
 pub mod hops;
 pub mod kernel_support;

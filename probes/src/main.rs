@@ -41,6 +41,10 @@ mod linux {
         Facts,
         /// List check ids and variants.
         List,
+        /// Act as a `vm` target guest's init: mount, load modules, run the checks
+        /// its /conformance/guest.json names, power off. Started by the kernel only.
+        #[command(hide = true)]
+        GuestInit,
     }
 
     #[derive(clap::Args, Default)]
@@ -156,9 +160,51 @@ mod linux {
                 );
                 return ExitCode::SUCCESS;
             }
+            Some(Command::GuestInit) => return guest_init(),
             Some(Command::Run(args)) => args,
             None => cli.run,
         };
+        run(args, &mut out)
+    }
+
+    /// The guest's init: its run's arguments come from the target's config file.
+    fn guest_init() -> ExitCode {
+        use conformance_probes::guest;
+        let (config, mut port) = match guest::prepare() {
+            Ok(ready) => ready,
+            Err(e) => {
+                guest::error(&e);
+                guest::finish(3, None);
+            }
+        };
+        let argv = std::iter::once("probe".to_string()).chain(config.args.iter().cloned());
+        let args = match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Some(Command::Run(args)),
+                ..
+            }) => args,
+            Ok(_) => {
+                guest::error("guest.json: args must start with `run`");
+                guest::finish(2, Some(port));
+            }
+            Err(e) => {
+                guest::error(&format!("guest.json args: {}", e.to_string().trim()));
+                guest::finish(2, Some(port));
+            }
+        };
+        let code = run(args, &mut port);
+        // ExitCode has no accessor: the run's codes are 0, 2 and 3.
+        let code = if code == ExitCode::SUCCESS {
+            0
+        } else if code == ExitCode::from(2) {
+            2
+        } else {
+            3
+        };
+        guest::finish(code, Some(port))
+    }
+
+    fn run(args: RunArgs, out: &mut impl std::io::Write) -> ExitCode {
         let faults = match parse_faults(&args.faults) {
             Ok(f) => f,
             Err(e) => {
@@ -183,7 +229,7 @@ mod linux {
             triage: args.triage,
             jobs: args.jobs.unwrap_or(0),
         };
-        match runner::run(&opts, &mut out) {
+        match runner::run(&opts, out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("probe: {e:#}");
