@@ -7,6 +7,7 @@ mod docs;
 mod ebpf;
 mod explain;
 mod image;
+mod kernels;
 mod probe_build;
 mod sections;
 mod triage;
@@ -43,6 +44,8 @@ enum Command {
     Triage(triage::Options),
     /// Rewrite README.md's generated sections (checks table, failure codes, expected facts) from the catalogue; `--check` fails on stale ones.
     Docs(docs::Options),
+    /// List the guest kernels of `--target vm` (fixtures/kernels.toml) and whether they are cached; `--fetch NAME...|all` downloads, verifies and unpacks them from Debian's archive.
+    Kernels(kernels::Options),
     /// Compare two runs (their run.json): new failures, fixed, facts and evidence that changed; exit 1 if anything got worse.
     Compare(compare::Options),
 }
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Triage(opts) => report(triage::run(opts)),
         Command::Compare(opts) => report(compare::run(opts)),
         Command::Docs(opts) => report(docs::run(opts)),
+        Command::Kernels(opts) => report(kernels::run(opts)),
         Command::Ebpf(opts) => match ebpf::run(opts) {
             Ok(code) => code,
             Err(err) => {
