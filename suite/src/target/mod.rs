@@ -38,6 +38,7 @@ pub mod container;
 pub mod docker;
 pub mod lab;
 pub mod runner;
+pub mod vm;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
