@@ -286,6 +286,34 @@ impl Facts {
             .or(self.kernel)
     }
 
+    /// Facts of a place no probe ran on (a guest the suite could not start): nothing
+    /// measured, every boolean empty, `notes["not-run"]` says why.
+    pub fn not_measured(arch: &str, why: &str) -> Self {
+        Facts {
+            kernel_release: String::new(),
+            kernel: None,
+            kernel_package: None,
+            arch: arch.into(),
+            page_size: 0,
+            virtualization: Virtualization::default(),
+            btf: false,
+            jit: None,
+            bpffs: Bpffs::default(),
+            cgroup2: None,
+            cgroup_sock_addr: None,
+            tcx: None,
+            netkit: None,
+            vxlan: None,
+            geneve: None,
+            helpers: BTreeMap::new(),
+            system_vendor: None,
+            cap_eff: None,
+            cilium_version: None,
+            k3s_version: None,
+            notes: BTreeMap::from([("not-run".to_string(), why.to_string())]),
+        }
+    }
+
     /// A plausible fact set for tests and snapshots (no I/O).
     pub fn example() -> Self {
         Facts {

@@ -23,7 +23,9 @@
 //! probe's word alone: it stands only where the matrix's `[[fact]]` entries say
 //! the missing fact is not expected, so a broken primitive cannot hide as grey.
 
-use crate::matrix::{Expectation, ExpectedOutcome, FactExpectation, FactPresence, Matrix};
+use crate::matrix::{
+    DecidedBy, Expectation, ExpectedOutcome, FactExpectation, FactPresence, Matrix,
+};
 use conformance_contract::{
     CheckSpec, ControlOutcome, FactValue, Facts, Observation, Outcome, PlannedCheck, find_check,
 };
@@ -108,6 +110,35 @@ impl Verdict {
     pub fn duration_ms(&self) -> f64 {
         self.observation.as_ref().map_or(0.0, |o| o.duration_ms)
     }
+}
+
+/// Verdicts for an instance the suite could not start here for want of a tool on
+/// this machine (qemu for an arm64 guest, the aarch64 Rust target): each planned
+/// variant `unsupported`, saying why, so the rest of the matrix still runs and the
+/// report shows the gap instead of failing on a missing cross toolchain.
+pub fn not_run(planned: &[PlannedCheck], why: &str) -> Vec<Verdict> {
+    planned
+        .iter()
+        .map(|p| Verdict {
+            check: p.check.clone(),
+            variant: p.variant.clone(),
+            verdict: VerdictKind::Unsupported,
+            reason: format!("not run: {why}"),
+            expected: Expectation {
+                outcome: ExpectedOutcome::Pass,
+                failure: None,
+                reason: "this place could not be started from this machine; nothing was observed"
+                    .into(),
+                reference: None,
+                decided_by: DecidedBy::Default {
+                    file: "the vm target (not run)".into(),
+                },
+                undecided: Vec::new(),
+            },
+            facts_expected: Vec::new(),
+            observation: None,
+        })
+        .collect()
 }
 
 /// Judges every planned (check, variant) and every observation the probe sent.

@@ -26,6 +26,8 @@ use conformance_suite::select::Selection;
 use conformance_suite::target::container::Container;
 use conformance_suite::target::lab::Lab;
 use conformance_suite::target::runner::{self, Finished, Planned, RunnerError};
+use conformance_suite::target::vm::Vm;
+use conformance_suite::target::vm::qemu::AccelChoice;
 use conformance_suite::target::{
     InstanceId, ProbeArgs, ProbeBinary, RunControl, Target, TargetError, TargetKind,
 };
@@ -44,6 +46,9 @@ type MakeTarget = fn(&Options) -> Box<dyn Target>;
 const TARGETS: &[(TargetKind, MakeTarget)] = &[
     (TargetKind::Lab, |_| Box::new(Lab::new())),
     (TargetKind::Container, |_| Box::new(Container::new())),
+    (TargetKind::Vm, |opts| {
+        Box::new(Vm::new(opts.kernels.clone(), opts.vm_accel))
+    }),
 ];
 
 #[derive(clap::Args)]
@@ -58,8 +63,9 @@ pub struct Options {
     /// `container` (a k3d-node-like Docker container on the daemon the docker CLI would use,
     /// DOCKER_HOST or the current docker context:
     /// privileged, or near-privileged where privileged cannot start).
-    /// `cluster` renders its manifests (`--render-manifests DIR`); its run and `vm` are
-    /// planned, not built yet.
+    /// `vm` (a guest booted under qemu per `--kernel`, the probe as its init;
+    /// x86_64 and arm64 guests, emulated where KVM does not work).
+    /// `cluster` renders its manifests (`--render-manifests DIR`); its run is not built yet.
     #[arg(long, default_value = "lab", value_name = "TARGET,...")]
     target: String,
     /// Environment whose matrix judges every instance: `container`, `vm` or `hetzner`.
@@ -122,6 +128,15 @@ pub struct Options {
     /// Accepted; the cluster run is not built yet.
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
+    /// `--target vm`: a kernel to boot, repeatable (one guest each, side by side): a name
+    /// from `cargo xtask kernels` (fetched into its cache: `--fetch NAME`), a Debian
+    /// `linux-image-*.deb`, or `IMAGE,MODULES_DIR` (a kernel image and its lib/modules/<release>).
+    #[arg(long = "kernel", value_name = "SPEC")]
+    kernels: Vec<String>,
+    /// `--target vm`: qemu's accelerator: `auto` (KVM where a trial boot of the kernel works,
+    /// else TCG emulation; the choice and why are facts of the run), `tcg` or `kvm`.
+    #[arg(long, value_name = "ACCEL", default_value = "auto")]
+    vm_accel: AccelChoice,
     /// Break a check's datapath on purpose (`ID=drop` or `ID=no-route`), to see the suite catch it.
     #[arg(long, value_name = "ID=KIND", hide = true)]
     fault: Vec<String>,
@@ -243,6 +258,34 @@ fn image_for(
     Ok(image.reference)
 }
 
+/// The static probe a guest of `arch` runs as its init (`--probe` for the host's
+/// architecture if given and static), built once per architecture.
+fn static_probe_for(
+    opts: &Options,
+    arch: &str,
+    built: &mut Vec<(String, PathBuf)>,
+) -> Result<PathBuf, Failure> {
+    if let Some((_, path)) = built.iter().find(|(a, _)| a == arch) {
+        return Ok(path.clone());
+    }
+    let arch_kind = crate::probe_build::Arch::from_docker(arch).map_err(|e| fail(INFRA, e))?;
+    let path = match &opts.probe {
+        Some(given) if crate::probe_build::static_arch(given).ok() == Some(arch_kind) => {
+            given.clone()
+        }
+        _ => {
+            eprintln!(
+                "building the static {arch} probe for the guests (about 2 minutes the first time) ..."
+            );
+            crate::probe_build::build_static_probe(arch_kind, opts.verbose)
+                .map_err(|e| fail(INFRA, format!("{e:#}")))?
+                .path
+        }
+    };
+    built.push((arch.to_string(), path.clone()));
+    Ok(path)
+}
+
 fn new_run_id() -> String {
     let mut bytes = [0u8; 4];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -328,15 +371,24 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     };
     paths.preflight().map_err(|e| fail(e.exit_code(), e))?;
     let mut instances: Vec<(&dyn Target, InstanceId)> = Vec::new();
+    let mut not_run: Vec<(InstanceId, String)> = Vec::new();
     for target in &targets {
         for id in target.preflight().map_err(target_failure)? {
-            if instances.iter().any(|(_, i)| i.label() == id.label()) {
+            if instances.iter().any(|(_, i)| i.label() == id.label())
+                || not_run.iter().any(|(i, _)| i.label() == id.label())
+            {
                 return Err(fail(
                     INFRA,
                     format!("two instances are named {}", id.label()),
                 ));
             }
-            instances.push((target.as_ref(), id));
+            match guest_cannot_start(&opts, &id)? {
+                Some(why) => {
+                    eprintln!("warning: {}: not run: {why}", id.label());
+                    not_run.push((id, why));
+                }
+                None => instances.push((target.as_ref(), id)),
+            }
         }
     }
 
@@ -344,12 +396,17 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     // probe for the daemon's architecture. Each is made once, whatever the instances.
     let mut host_probe: Option<PathBuf> = None;
     let mut images: Vec<(String, String)> = Vec::new();
+    let mut static_probes: Vec<(String, PathBuf)> = Vec::new();
     let mut planned_instances: Vec<Planned<'_>> = Vec::new();
     for (target, instance) in instances {
         let probe = match instance.kind {
             TargetKind::Container => ProbeBinary {
                 path: PathBuf::from(conformance_suite::target::container::PROBE_PATH_IN_IMAGE),
                 image: Some(image_for(&opts, &instance.arch, &mut images)?),
+            },
+            TargetKind::Vm => ProbeBinary {
+                path: static_probe_for(&opts, &instance.arch, &mut static_probes)?,
+                image: None,
             },
             _ => {
                 let path = match (&host_probe, &opts.probe) {
@@ -407,11 +464,16 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     })?;
 
     // 4. Judge each instance by its environment's matrix.
-    let several = finished.len() > 1;
-    let judged = finished
+    let several = finished.len() + not_run.len() > 1;
+    let mut judged = finished
         .into_iter()
         .map(|f| judge(f, &matrix_choice, &planned, several))
         .collect::<Result<Vec<_>, _>>()?;
+    judged.extend(
+        not_run
+            .into_iter()
+            .map(|(id, why)| not_run_instance(id, &why, &planned)),
+    );
     let meta = RunMeta {
         run_id: args.run_id.clone(),
         started_at,
@@ -502,6 +564,61 @@ fn cluster(opts: &Options, kinds: &[TargetKind]) -> Result<ExitCode, Failure> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why a `vm` guest cannot start from this machine at all (no qemu for its
+/// architecture, no Rust target for its static probe): such a guest is reported
+/// with every check `unsupported` and that reason, and the other instances run.
+fn guest_cannot_start(opts: &Options, id: &InstanceId) -> Result<Option<String>, Failure> {
+    use conformance_suite::target::vm::qemu;
+    if id.kind != TargetKind::Vm {
+        return Ok(None);
+    }
+    let machine = qemu::machine(&id.arch).map_err(|e| fail(INFRA, e))?;
+    if qemu::find_on_path(machine.qemu).is_none() {
+        return Ok(Some(format!(
+            "no {} on this machine (Debian: apt-get install {})",
+            machine.qemu, machine.debian_package
+        )));
+    }
+    let arch = crate::probe_build::Arch::from_docker(&id.arch).map_err(|e| fail(INFRA, e))?;
+    if let Some(given) = &opts.probe
+        && crate::probe_build::static_arch(given).ok() == Some(arch)
+    {
+        return Ok(None);
+    }
+    Ok(crate::probe_build::routes_here(arch)
+        .map_err(|e| fail(INFRA, format!("{e:#}")))?
+        .err())
+}
+
+/// The report's part for a guest that could not start: nothing measured, every
+/// planned variant `unsupported` with the reason.
+fn not_run_instance(
+    instance: InstanceId,
+    why: &str,
+    planned: &[conformance_contract::PlannedCheck],
+) -> InstanceRun {
+    let facts = conformance_contract::Facts::not_measured(&instance.arch, why);
+    let meta = InstanceMeta {
+        instance,
+        environment: Environment::Vm,
+        environment_source: EnvironmentSource::Detected {
+            why: format!("a vm target guest; not run: {why}"),
+        },
+        matrix: "none (not run)".into(),
+        probe: ProbeInfo {
+            version: "not run".into(),
+            ebpf_objects: "none".into(),
+        },
+        duration_ms: 0.0,
+    };
+    InstanceRun::new(
+        meta,
+        facts,
+        conformance_suite::verdict::not_run(planned, why),
+        Vec::new(),
+    )
 }
 
 /// One instance's verdicts against its matrix (given, or detected from its facts).

@@ -127,6 +127,27 @@ pub fn candidate_routes(
     Ok(routes)
 }
 
+/// The routes this machine's Rust toolchain has for `arch`: `Ok(Err(why))` when
+/// it has none (a missing target is the user's to add), `Err` when rustc itself
+/// cannot be asked.
+pub fn routes_here(arch: Arch) -> Result<Result<Vec<Route>, String>> {
+    let root = crate::conformance::workspace_root();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = rustc_output(&rustc, &root, &["--print", "sysroot"])?;
+    let host = rustc_output(&rustc, &root, &["-vV"])?
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .ok_or_else(|| anyhow!("`{rustc} -vV` names no host triple"))?;
+    let installed = |triple: &str| {
+        Path::new(&sysroot)
+            .join("lib/rustlib")
+            .join(triple)
+            .join("lib")
+            .is_dir()
+    };
+    Ok(candidate_routes(arch, installed, &host))
+}
+
 /// A built static probe.
 #[derive(Debug, Clone)]
 pub struct StaticProbe {
@@ -142,20 +163,7 @@ pub struct StaticProbe {
 pub fn build_static_probe(arch: Arch, verbose: bool) -> Result<StaticProbe> {
     let started = Instant::now();
     let root = crate::conformance::workspace_root();
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = rustc_output(&rustc, &root, &["--print", "sysroot"])?;
-    let host = rustc_output(&rustc, &root, &["-vV"])?
-        .lines()
-        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
-        .ok_or_else(|| anyhow!("`{rustc} -vV` names no host triple"))?;
-    let installed = |triple: &str| {
-        Path::new(&sysroot)
-            .join("lib/rustlib")
-            .join(triple)
-            .join("lib")
-            .is_dir()
-    };
-    let routes = candidate_routes(arch, installed, &host).map_err(|e| anyhow!(e))?;
+    let routes = routes_here(arch)?.map_err(|e| anyhow!(e))?;
     let mut failures = Vec::new();
     for (i, route) in routes.iter().enumerate() {
         match cargo_build(&root, route, verbose) {
