@@ -17,6 +17,7 @@ mod privilege;
 mod readiness;
 mod support;
 mod triage;
+mod vm;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -38,7 +39,8 @@ fn main() {
         .chain(image::TESTS)
         .chain(container::TESTS)
         .chain(compare::TESTS)
-        .chain(readiness::TESTS);
+        .chain(readiness::TESTS)
+        .chain(vm::TESTS);
     for (name, needs, test) in all {
         let missing = needs.missing();
         // Only tests the command line selects say why they are ignored.

@@ -22,6 +22,11 @@ pub enum Needs {
     Docker,
     /// Both: the lab and the container target side by side.
     RootAndDocker,
+    /// qemu, the static-probe target and one cached x86_64 kernel (tests/e2e/vm.rs).
+    Vm,
+    /// Both qemus and targets, the six kernels of the CI matrix, and root for the
+    /// host beside them.
+    VmMatrix,
 }
 
 impl Needs {
@@ -32,6 +37,8 @@ impl Needs {
             Needs::Root => missing_privileges(),
             Needs::Docker => crate::image::docker_missing(),
             Needs::RootAndDocker => missing_privileges().or_else(crate::image::docker_missing),
+            Needs::Vm => crate::vm::one_missing(),
+            Needs::VmMatrix => crate::vm::matrix_missing(),
             Needs::RootInCi => missing_privileges().or_else(|| {
                 if std::env::var("CI").as_deref() != Ok("true") {
                     Some("adds a user and a sudoers entry while it runs: only with CI=true".into())
