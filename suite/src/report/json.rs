@@ -23,6 +23,56 @@ pub(super) struct RunDoc {
     counts: Counts,
     instances: Vec<InstanceRun>,
     verdicts: Vec<InstanceVerdict>,
+    /// With several instances (a kernel matrix, host beside guests): the check ×
+    /// instance table the terminal and summary.md show, one verdict word per cell
+    /// in `columns` order (`-` where an instance has no verdict for the row).
+    /// Derived from `verdicts`; ignored when a report is read back.
+    #[serde(default, skip_serializing_if = "Option::is_none", skip_deserializing)]
+    table: Option<Table>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Table {
+    /// Instance labels (`lab/this host`, `vm/6.12-arm64-16k`).
+    columns: Vec<String>,
+    rows: Vec<TableRow>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TableRow {
+    check: String,
+    variant: String,
+    verdicts: Vec<String>,
+}
+
+impl Table {
+    fn of(run: &Run) -> Option<Table> {
+        if run.instances.len() < 2 {
+            return None;
+        }
+        let rows = run
+            .check_rows()
+            .into_iter()
+            .map(|(check, variant)| TableRow {
+                verdicts: run
+                    .instances
+                    .iter()
+                    .map(|i| {
+                        i.verdicts
+                            .iter()
+                            .find(|v| v.check == check && v.variant == variant)
+                            .map_or("-".to_string(), |v| v.verdict.as_str().to_string())
+                    })
+                    .collect(),
+                check,
+                variant,
+            })
+            .collect();
+        Some(Table {
+            columns: run.instances.iter().map(|i| i.label()).collect(),
+            rows,
+        })
+    }
 }
 
 /// A verdict with the label (`lab/this host`) of the instance it belongs to.
@@ -36,6 +86,7 @@ struct InstanceVerdict {
 impl From<Run> for RunDoc {
     fn from(run: Run) -> RunDoc {
         let probe = probe_summary(&run.instances);
+        let table = Table::of(&run);
         let mut verdicts = Vec::new();
         let mut instances = run.instances;
         for i in &mut instances {
@@ -55,6 +106,7 @@ impl From<Run> for RunDoc {
             counts: run.counts,
             instances,
             verdicts,
+            table,
         }
     }
 }

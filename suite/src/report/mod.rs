@@ -358,6 +358,14 @@ pub fn fact_rows(facts: &Facts) -> Vec<(String, String)> {
             .map_or(rows.len(), |i| i + 1);
         rows.insert(at, ("container.mode".into(), mode.clone()));
     }
+    // Likewise only a vm target's guest says how qemu ran it.
+    if let Some(accel) = &facts.virtualization.vm_accel {
+        let at = rows
+            .iter()
+            .position(|(k, _)| k == "nested")
+            .map_or(rows.len(), |i| i + 1);
+        rows.insert(at, ("vm.accel".into(), accel.clone()));
+    }
     let missing: Vec<&str> = facts
         .helpers
         .iter()

@@ -1,9 +1,10 @@
 //! Targets: where probes run. A target gets the probe to the datapath and hands its
 //! JSON lines back unread; it never interprets results (that is the suite's job).
 //!
-//! Built here: `lab` (network namespaces on this host) and `container` (the probe in
-//! a k3d-node-like Docker container). Designed for, not yet built: `vm` (a kernel
-//! booted under qemu, x86_64 and arm64), `cluster` (pods of a Kubernetes cluster).
+//! Built here: `lab` (network namespaces on this host), `container` (the probe in
+//! a k3d-node-like Docker container) and `vm` (a kernel booted under qemu, x86_64
+//! and arm64, the probe as its init). Designed for, not yet built: `cluster` (pods
+//! of a Kubernetes cluster).
 //!
 //! # The contract a target implements
 //!

@@ -108,6 +108,36 @@ fn two_instance_json_round_trips_with_every_instance() {
         "{}",
         v["probe"]
     );
+    // The check × instance table, as the terminal and summary.md show it.
+    assert_eq!(
+        v["table"]["columns"],
+        serde_json::json!(["lab/this host", "container/cc-abc123"])
+    );
+    let rows = v["table"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), run.check_rows().len());
+    for row in rows {
+        let (check, variant) = (
+            row["check"].as_str().unwrap(),
+            row["variant"].as_str().unwrap(),
+        );
+        for (i, instance) in run.instances.iter().enumerate() {
+            let want = instance
+                .verdicts
+                .iter()
+                .find(|x| x.check == check && x.variant == variant)
+                .map_or("-", |x| x.verdict.as_str());
+            assert_eq!(
+                row["verdicts"][i],
+                want,
+                "{check}[{variant}] on {}",
+                instance.label()
+            );
+        }
+    }
+    assert!(
+        !render_json(&fixture::run(false)).contains("\"table\""),
+        "one instance: no table"
+    );
     let orphan = json.replace(
         "\"instance\": \"lab/this host\"",
         "\"instance\": \"lab/elsewhere\"",

@@ -253,6 +253,22 @@ pub fn kvm_trial(machine: &Machine, kernel: &Path, scratch: &Path) -> Result<(),
     Err(format!("KVM refused at start ({why})"))
 }
 
+/// `; nested: ...` where this host is itself a guest (x86's `hypervisor` CPU flag),
+/// so a KVM guest here runs under nested virtualization, as the incident's did.
+fn nesting() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flagged = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "hypervisor"));
+    if flagged {
+        "; nested: this host is itself a virtual machine (its CPUs carry the hypervisor flag)"
+            .into()
+    } else {
+        String::new()
+    }
+}
+
 /// The accelerator for a guest and why, trying KVM where asked or possible.
 pub fn choose(
     choice: AccelChoice,
@@ -267,11 +283,17 @@ pub fn choose(
             kvm_possible(guest_arch)
                 .and_then(|()| kvm_trial(machine, kernel, scratch))
                 .map_err(|why| format!("--vm-accel kvm: {why}"))?;
-            Ok((Accel::Kvm, "--vm-accel kvm; a trial boot worked".into()))
+            Ok((
+                Accel::Kvm,
+                format!("--vm-accel kvm; a trial boot worked{}", nesting()),
+            ))
         }
         AccelChoice::Auto => Ok(
             match kvm_possible(guest_arch).and_then(|()| kvm_trial(machine, kernel, scratch)) {
-                Ok(()) => (Accel::Kvm, "a KVM trial boot of this kernel worked".into()),
+                Ok(()) => (
+                    Accel::Kvm,
+                    format!("a KVM trial boot of this kernel worked{}", nesting()),
+                ),
                 Err(why) => (Accel::Tcg, why),
             },
         ),
