@@ -194,6 +194,28 @@ fn bad_kernel_specs_are_one_line_before_any_boot() -> TestResult {
     std::fs::create_dir_all(modules.join("kernel/net")).map_err(|e| e.to_string())?;
     let image_spec = format!("{},{}", fake_image.display(), modules.display());
     let missing_deb = dir.path().join("absent.deb").display().to_string();
+    // A well-formed package for an architecture no guest exists for.
+    let armhf = dir.path().join("linux-image-armhf.deb");
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(pkg.join("boot")).map_err(|e| e.to_string())?;
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: linux-image-test-armmp\nVersion: 6.1.0-1\nArchitecture: armhf\nMaintainer: tests <t@example.invalid>\nDescription: a test package\n",
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(pkg.join("boot/vmlinuz-6.1.0-test-armmp"), b"zImage")
+        .map_err(|e| e.to_string())?;
+    let built = on_path("dpkg-deb")
+        && Command::new("dpkg-deb")
+            .args(["--build", "--root-owner-group"])
+            .arg(&pkg)
+            .arg(&armhf)
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !built {
+        eprintln!("vm: the armhf package case is skipped here: dpkg-deb --build is not available");
+    }
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (vec!["--target", "vm"], 2, "needs at least one --kernel"),
         (
@@ -212,6 +234,15 @@ fn bad_kernel_specs_are_one_line_before_any_boot() -> TestResult {
             "linux-image-garbage.deb",
         ),
         (vec!["--target", "vm", "--kernel", &image_spec], 3, "veth"),
+        (
+            vec!["--target", "vm", "--kernel", armhf.to_str().unwrap()],
+            if built { 3 } else { 2 },
+            if built {
+                "armhf: no guest for it"
+            } else {
+                "linux-image-armhf.deb"
+            },
+        ),
         (
             vec!["--target", "vm", "--kernel", "x", "--vm-accel", "hvf"],
             2,

@@ -58,10 +58,9 @@ impl Table {
                     .instances
                     .iter()
                     .map(|i| {
-                        i.verdicts
-                            .iter()
-                            .find(|v| v.check == check && v.variant == variant)
-                            .map_or("-".to_string(), |v| v.verdict.as_str().to_string())
+                        i.verdict(&check, &variant)
+                            .map_or("-", |v| v.verdict.as_str())
+                            .to_string()
                     })
                     .collect(),
                 check,

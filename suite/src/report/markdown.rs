@@ -135,9 +135,7 @@ fn several(run: &Run) -> String {
             .instances
             .iter()
             .map(|i| {
-                i.verdicts
-                    .iter()
-                    .find(|v| v.check == check && v.variant == variant)
+                i.verdict(&check, &variant)
                     .map_or("—".to_string(), |v| v.verdict.label())
             })
             .collect();

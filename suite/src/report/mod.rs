@@ -126,6 +126,13 @@ impl InstanceRun {
         }
     }
 
+    /// This instance's verdict for (check, variant), if it has one.
+    pub fn verdict(&self, check: &str, variant: &str) -> Option<&Verdict> {
+        self.verdicts
+            .iter()
+            .find(|v| v.check == check && v.variant == variant)
+    }
+
     /// Settings the values turn on that cannot run here.
     pub fn blocked_settings(&self) -> impl Iterator<Item = &SettingReadiness> {
         self.readiness.iter().filter(|r| r.blocks())

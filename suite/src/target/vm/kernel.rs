@@ -110,9 +110,10 @@ pub enum KernelError {
 
 impl KernelError {
     /// Bad usage or bad input (exit 2): an unknown name, a kernel not fetched yet, a
-    /// missing file, a malformed SPEC, an architecture with no guest, an image
-    /// given with another release's modules. Everything else (a corrupt package or
-    /// record, dpkg-deb failing, a wrong architecture, no vmlinuz) is exit 3.
+    /// missing file, a malformed SPEC, an image given with another release's
+    /// modules. Everything else (a corrupt package or record, dpkg-deb failing, a
+    /// package for another architecture or for one with no guest, no vmlinuz) is
+    /// exit 3.
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
@@ -120,7 +121,6 @@ impl KernelError {
                 | KernelError::NotCached { .. }
                 | KernelError::NotFound { .. }
                 | KernelError::Malformed { .. }
-                | KernelError::UnsupportedArch { .. }
                 | KernelError::ReleaseMismatch { .. }
         )
     }
@@ -728,27 +728,7 @@ const DEB_SCRATCH_PREFIX: &str = "cilium-conformance-kernel-";
 /// Removes the unpacked `.deb`s of processes that are gone (killed before their
 /// kernel dropped): a 16K-page package is 190 MB unpacked.
 fn sweep_deb_scratch() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(DEB_SCRATCH_PREFIX))
-        else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        // SAFETY: signal 0 only asks whether the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        if !alive {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+    super::sweep_scratch(DEB_SCRATCH_PREFIX);
 }
 
 /// A kernel from an image and its modules folder; the config is looked for beside
@@ -1336,7 +1316,10 @@ mod tests {
         assert!(!err.is_usage());
 
         let err = from_unpacked(dir.path(), "trixie", &fields("armhf")).unwrap_err();
-        assert!(err.is_usage(), "{err}");
+        assert!(
+            !err.is_usage() && err.to_string().contains("armhf: no guest for it"),
+            "a package for another architecture is exit 3: {err}"
+        );
     }
 
     #[test]

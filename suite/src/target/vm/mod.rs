@@ -77,7 +77,7 @@ impl Target for Vm {
                 "--target vm needs at least one --kernel SPEC (a name from `cargo xtask kernels`, a .deb, or IMAGE,MODULES_DIR)".into(),
             ));
         }
-        sweep_scratch();
+        sweep_scratch(SCRATCH_PREFIX);
         let mut guests = Vec::new();
         for spec in &self.specs {
             let kernel = kernel::resolve(spec).map_err(|e| {
@@ -347,14 +347,15 @@ impl InstanceHandle for GuestHandle {
     }
 }
 
-/// Removes scratch folders of runs whose process is gone (a `kill -9`, a crash).
-fn sweep_scratch() {
+/// Removes the scratch folders `<prefix><pid>-*` in the temporary directory whose
+/// process is gone (a `kill -9`, a crash), and only those.
+fn sweep_scratch(prefix: &str) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)) else {
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
             continue;
         };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
