@@ -24,6 +24,8 @@ pub enum Needs {
     RootAndDocker,
     /// qemu, the static-probe target and one cached x86_64 kernel (tests/e2e/vm.rs).
     Vm,
+    /// The same with the x86_64 6.12 kernel (netkit, geneve).
+    Vm612,
     /// Both qemus and targets, the six kernels of the CI matrix, and root for the
     /// host beside them.
     VmMatrix,
@@ -38,6 +40,7 @@ impl Needs {
             Needs::Docker => crate::image::docker_missing(),
             Needs::RootAndDocker => missing_privileges().or_else(crate::image::docker_missing),
             Needs::Vm => crate::vm::one_missing(),
+            Needs::Vm612 => crate::vm::kernel_612_missing(),
             Needs::VmMatrix => crate::vm::matrix_missing(),
             Needs::RootInCi => missing_privileges().or_else(|| {
                 if std::env::var("CI").as_deref() != Ok("true") {

@@ -24,6 +24,11 @@ pub const TESTS: &[(&str, Needs, Test)] = &[
         the_kernel_matrix_side_by_side_with_this_host,
     ),
     (
+        "vm::netkit_and_geneve_faults_turn_red_in_a_6_12_guest",
+        Needs::Vm612,
+        netkit_and_geneve_faults_turn_red_in_a_6_12_guest,
+    ),
+    (
         "vm::a_guest_whose_init_dies_is_one_line_exit_3",
         Needs::Vm,
         a_guest_whose_init_dies_is_one_line_exit_3,
@@ -49,6 +54,9 @@ pub const MATRIX: &[(&str, &str, u64, (u32, u32))] = &[
     ("6.12-arm64", "aarch64", 4096, (6, 12)),
     ("6.12-arm64-16k", "aarch64", 16384, (6, 12)),
 ];
+
+/// The kernel with every device the checks use (netkit, geneve).
+const FEATURE_KERNEL: &str = "6.12-amd64";
 
 /// The kernel the failure tests boot.
 const ONE_KERNEL: &str = "6.1-amd64";
@@ -124,6 +132,11 @@ pub fn vm_missing(kernels: &[&str], arches: &[&str]) -> Option<String> {
 pub fn matrix_missing() -> Option<String> {
     let names: Vec<&str> = MATRIX.iter().map(|m| m.0).collect();
     vm_missing(&names, &["x86_64", "aarch64"]).or_else(crate::support::missing_privileges)
+}
+
+/// The x86_64 6.12 kernel: netkit and geneve, which this machine's own kernel lacks.
+pub fn kernel_612_missing() -> Option<String> {
+    vm_missing(&[FEATURE_KERNEL], &["x86_64"])
 }
 
 /// One x86_64 kernel, and gcc for the stand-in inits.
@@ -522,4 +535,58 @@ fn a_guest_without_its_qemu_is_not_run_and_the_host_still_is() -> TestResult {
         .filter(|v| v["verdict"] == "pass")
         .count();
     ensure(host_passes > 0, || "the host beside it ran nothing".into())
+}
+
+/// The checks this machine's kernel cannot run (no netkit, no geneve built in) are
+/// not blind either: in a 6.12 guest each of their faults turns exactly that
+/// check's variants into regressions (exit 1), as `tests/e2e/faults.rs` shows for
+/// the others on the host.
+fn netkit_and_geneve_faults_turn_red_in_a_6_12_guest() -> TestResult {
+    let mut wrong = Vec::new();
+    for check in ["device.netkit", "tunnel.geneve"] {
+        let spec = conformance_contract::find_check(check).ok_or("not in the catalogue")?;
+        for fault in spec.faults {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let test = format!("^{}$", check.replace('.', "\\."));
+            let fault_arg = format!("{check}={fault}");
+            let mut args: Vec<String> = [
+                "conformance",
+                "--target",
+                "vm",
+                "--kernel",
+                FEATURE_KERNEL,
+                "--test",
+                &test,
+                "--fault",
+                &fault_arg,
+            ]
+            .map(String::from)
+            .to_vec();
+            args.extend(report_args(dir.path()));
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run_xtask(&refs)?;
+            if out.status.code() != Some(1) {
+                wrong.push(format!(
+                    "--fault {fault_arg}: exit {:?}, want 1: {}",
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+                continue;
+            }
+            let run = json(&dir.path().join("run.json"))?;
+            let verdicts = run["verdicts"].as_array().ok_or("no verdicts")?;
+            let red = verdicts
+                .iter()
+                .filter(|v| v["check"] == check && v["verdict"] == "regression")
+                .count();
+            if red != spec.variants.len() || verdicts.len() != spec.variants.len() {
+                wrong.push(format!(
+                    "--fault {fault_arg}: {red} of {} variants regressions, {} verdicts",
+                    spec.variants.len(),
+                    verdicts.len()
+                ));
+            }
+        }
+    }
+    ensure(wrong.is_empty(), || wrong.join("\n"))
 }
