@@ -72,14 +72,14 @@ impl Target for Vm {
     }
 
     fn preflight(&self) -> Result<Vec<InstanceId>, TargetError> {
-        if self.specs.is_empty() {
-            return Err(TargetError::Usage(
-                "--target vm needs at least one --kernel SPEC (a name from `cargo xtask kernels`, a .deb, or IMAGE,MODULES_DIR)".into(),
-            ));
-        }
+        let specs = if self.specs.is_empty() {
+            cached_kernels()?
+        } else {
+            self.specs.clone()
+        };
         sweep_scratch(SCRATCH_PREFIX);
         let mut guests = Vec::new();
-        for spec in &self.specs {
+        for spec in &specs {
             let kernel = kernel::resolve(spec).map_err(|e| {
                 if e.is_usage() {
                     TargetError::Usage(format!("--kernel {spec}: {e}"))
@@ -157,6 +157,25 @@ impl Target for Vm {
 struct Guest {
     kernel: GuestKernel,
     modules: modules::Resolved,
+}
+
+/// Without `--kernel`: every tracked kernel in the cache, in `fixtures/kernels.toml`
+/// order (the whole matrix once `cargo xtask kernels --fetch all` ran).
+fn cached_kernels() -> Result<Vec<String>, TargetError> {
+    let cache = kernel::cache_dir();
+    let tracked = kernel::tracked().map_err(|e| TargetError::Infrastructure(e.to_string()))?;
+    let cached: Vec<String> = tracked
+        .into_iter()
+        .map(|t| t.name)
+        .filter(|name| cache.join(name).join(kernel::RECORD_FILE).is_file())
+        .collect();
+    if cached.is_empty() {
+        return Err(TargetError::Usage(format!(
+            "--target vm: no --kernel given and no kernel in {}: run `cargo xtask kernels --fetch all` (or name one: --kernel NAME, a .deb, or IMAGE,MODULES_DIR)",
+            cache.display()
+        )));
+    }
+    Ok(cached)
 }
 
 /// What the guest's thread and its handle share.
