@@ -265,19 +265,29 @@ fn static_probe_for(
     arch: &str,
     built: &mut Vec<(String, PathBuf)>,
 ) -> Result<PathBuf, Failure> {
+    static_probe(opts.probe.as_deref(), opts.verbose, arch, built)
+}
+
+/// [`static_probe_for`] with `--probe` and `--verbose` given (`xtask bench --target vm`).
+pub(crate) fn static_probe(
+    probe: Option<&Path>,
+    verbose: bool,
+    arch: &str,
+    built: &mut Vec<(String, PathBuf)>,
+) -> Result<PathBuf, Failure> {
     if let Some((_, path)) = built.iter().find(|(a, _)| a == arch) {
         return Ok(path.clone());
     }
     let arch_kind = crate::probe_build::Arch::from_docker(arch).map_err(|e| fail(INFRA, e))?;
-    let path = match &opts.probe {
+    let path = match probe {
         Some(given) if crate::probe_build::static_arch(given).ok() == Some(arch_kind) => {
-            given.clone()
+            given.to_path_buf()
         }
         _ => {
             eprintln!(
                 "building the static {arch} probe for the guests (about 2 minutes the first time) ..."
             );
-            crate::probe_build::build_static_probe(arch_kind, opts.verbose)
+            crate::probe_build::build_static_probe(arch_kind, verbose)
                 .map_err(|e| fail(INFRA, format!("{e:#}")))?
                 .path
         }
@@ -570,6 +580,14 @@ fn cluster(opts: &Options, kinds: &[TargetKind]) -> Result<ExitCode, Failure> {
 /// architecture, no Rust target for its static probe): such a guest is reported
 /// with every check `unsupported` and that reason, and the other instances run.
 fn guest_cannot_start(opts: &Options, id: &InstanceId) -> Result<Option<String>, Failure> {
+    guest_cannot_start_with(opts.probe.as_deref(), id)
+}
+
+/// [`guest_cannot_start`] with `--probe` given (`xtask bench --target vm`).
+pub(crate) fn guest_cannot_start_with(
+    probe: Option<&Path>,
+    id: &InstanceId,
+) -> Result<Option<String>, Failure> {
     use conformance_suite::target::vm::qemu;
     if id.kind != TargetKind::Vm {
         return Ok(None);
@@ -582,7 +600,7 @@ fn guest_cannot_start(opts: &Options, id: &InstanceId) -> Result<Option<String>,
         )));
     }
     let arch = crate::probe_build::Arch::from_docker(&id.arch).map_err(|e| fail(INFRA, e))?;
-    if let Some(given) = &opts.probe
+    if let Some(given) = probe
         && crate::probe_build::static_arch(given).ok() == Some(arch)
     {
         return Ok(None);
