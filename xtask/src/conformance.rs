@@ -131,6 +131,7 @@ pub struct Options {
     /// `--target vm`: a kernel to boot, repeatable (one guest each, side by side): a name
     /// from `cargo xtask kernels` (fetched into its cache: `--fetch NAME`), a Debian
     /// `linux-image-*.deb`, or `IMAGE,MODULES_DIR` (a kernel image and its lib/modules/<release>).
+    /// Default: every tracked kernel in the cache (`cargo xtask kernels` lists them).
     #[arg(long = "kernel", value_name = "SPEC")]
     kernels: Vec<String>,
     /// `--target vm`: qemu's accelerator: `auto` (KVM where a trial boot of the kernel works,

@@ -32,7 +32,7 @@ struct Cli {
 enum Command {
     /// Run the conformance checks on a target and write JUnit, JSON and Markdown reports.
     Conformance(conformance::Options),
-    /// Time full runs of a target (`lab`, or `container` with its image) and report per-run and per-check figures for BENCHMARKS.md.
+    /// Time full runs of a target (`lab`; `container` with its image; `vm`: each kernel alone and the whole matrix) and report the figures for BENCHMARKS.md.
     Bench(bench::Options),
     /// Rebuild the eBPF objects into ebpf/dist and restamp them, or check the stamp.
     Ebpf(ebpf::Options),
