@@ -29,6 +29,11 @@ pub const TESTS: &[(&str, Needs, Test)] = &[
         netkit_and_geneve_faults_turn_red_in_a_6_12_guest,
     ),
     (
+        "vm::an_image_and_its_modules_folder_boot_as_a_guest",
+        Needs::Vm,
+        an_image_and_its_modules_folder_boot_as_a_guest,
+    ),
+    (
         "vm::a_guest_whose_init_dies_is_one_line_exit_3",
         Needs::Vm,
         a_guest_whose_init_dies_is_one_line_exit_3,
@@ -602,4 +607,58 @@ fn netkit_and_geneve_faults_turn_red_in_a_6_12_guest() -> TestResult {
         }
     }
     ensure(wrong.is_empty(), || wrong.join("\n"))
+}
+
+/// `--kernel IMAGE,MODULES_DIR`, as a team passes a kernel it built: the cached
+/// 6.1 kernel's own image and modules folder, named by path, boot and pass.
+fn an_image_and_its_modules_folder_boot_as_a_guest() -> TestResult {
+    let folder = cache().join(ONE_KERNEL);
+    let record = json(&folder.join("kernel.json"))?;
+    let path = |key: &str| -> Result<String, String> {
+        record[key]
+            .as_str()
+            .map(|p| folder.join(p).display().to_string())
+            .ok_or_else(|| format!("kernel.json has no {key}"))
+    };
+    let spec = format!("{},{}", path("vmlinuz")?, path("modules_dir")?);
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut args: Vec<String> = [
+        "conformance",
+        "--target",
+        "vm",
+        "--kernel",
+        &spec,
+        "--test",
+        "^datapath\\.(stack-delivery|redirect-peer)$",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(report_args(dir.path()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_xtask(&refs)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure(out.status.code() == Some(0), || {
+        format!("exit {:?}: {stderr}", out.status.code())
+    })?;
+    let run = json(&dir.path().join("run.json"))?;
+    let inst = &run["instances"][0];
+    // Named by the release its modules folder is for.
+    ensure(inst["instance"]["name"] == record["release"], || {
+        format!("instance {}", inst["instance"])
+    })?;
+    ensure(inst["facts"]["kernel_release"] == record["release"], || {
+        format!(
+            "kernel {} in the guest, {} on disk",
+            inst["facts"]["kernel_release"], record["release"]
+        )
+    })?;
+    let passes = run["verdicts"]
+        .as_array()
+        .ok_or("no verdicts")?
+        .iter()
+        .filter(|v| v["verdict"] == "pass")
+        .count();
+    ensure(passes >= 2, || {
+        format!("{passes} passes: {}", run["verdicts"])
+    })
 }
