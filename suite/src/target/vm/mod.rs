@@ -32,6 +32,7 @@ use kernel::GuestKernel;
 use qemu::{AccelChoice, Boot, Machine};
 use slots::Slots;
 use std::io::{BufRead, BufReader, Read};
+#[cfg(target_os = "linux")]
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -261,7 +262,10 @@ impl GuestJob {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        // SAFETY: prctl in the child before exec, async-signal-safe.
+        // SAFETY: prctl in the child before exec, async-signal-safe. Linux only:
+        // elsewhere (macOS, where the suite is only checked) qemu outlives a killed
+        // suite, as it would without this.
+        #[cfg(target_os = "linux")]
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
