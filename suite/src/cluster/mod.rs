@@ -20,6 +20,7 @@
 //! against a live cluster.
 
 pub mod deploy;
+pub mod inspect;
 pub mod k3d;
 pub mod manifests;
 pub mod values;
