@@ -66,6 +66,9 @@ pub enum ClusterError {
     /// Neither Cilium's DaemonSet nor its ConfigMap exists.
     #[error("{0}")]
     NoCilium(String),
+    /// Nodes or Cilium's agents were still not Ready when the wait ended.
+    #[error("{0}")]
+    NotReady(String),
 }
 
 /// Where the kubeconfig is read from, as kube reads it.
@@ -482,6 +485,48 @@ pub async fn cilium(conn: &Connection) -> Result<CiliumInfo, ClusterError> {
     Ok(info)
 }
 
+/// One of Cilium's agent pods (label `k8s-app=cilium` in kube-system).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPod {
+    pub name: String,
+    pub node: String,
+    /// `Running`, `Pending`, ...
+    pub phase: String,
+    pub ready: bool,
+}
+
+/// Cilium's agent pods, sorted by node.
+pub async fn cilium_pods(conn: &Connection) -> Result<Vec<AgentPod>, ClusterError> {
+    use k8s_openapi::api::core::v1::Pod;
+    let list = Api::<Pod>::namespaced(conn.client.clone(), CILIUM_NAMESPACE)
+        .list(&ListParams::default().labels("k8s-app=cilium"))
+        .await
+        .map_err(|e| request_error(conn, "list pods kube-system/k8s-app=cilium", &e))?;
+    let mut pods: Vec<AgentPod> = list
+        .items
+        .iter()
+        .map(|p| {
+            let status = p.status.as_ref();
+            AgentPod {
+                name: p.metadata.name.clone().unwrap_or_default(),
+                node: p
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_else(|| "not scheduled".into()),
+                phase: status
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_else(|| "Unknown".into()),
+                ready: status
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+            }
+        })
+        .collect();
+    pods.sort_by(|a, b| (&a.node, &a.name).cmp(&(&b.node, &b.name)));
+    Ok(pods)
+}
+
 /// Nodes and Cilium, as a run's preflight needs them: a cluster without nodes,
 /// with a node that is not Ready, or without Cilium is an error.
 pub async fn inspect(conn: &Connection) -> Result<ClusterInfo, ClusterError> {
@@ -508,6 +553,107 @@ pub async fn inspect(conn: &Connection) -> Result<ClusterInfo, ClusterError> {
         )));
     }
     Ok(ClusterInfo { nodes, cilium })
+}
+
+/// How far a cluster is from Ready: its nodes, and Cilium's agent pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub nodes: usize,
+    pub nodes_ready: usize,
+    /// The `cilium` DaemonSet's desired and ready pods; `None` while it does not exist.
+    pub cilium: Option<(i32, i32)>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.nodes > 0
+            && self.nodes_ready == self.nodes
+            && self
+                .cilium
+                .is_some_and(|(desired, ready)| desired > 0 && ready >= desired)
+    }
+
+    /// `nodes 2/3 Ready, Cilium agents 1/3 Ready`.
+    pub fn line(&self) -> String {
+        let cilium = match self.cilium {
+            Some((desired, ready)) => format!("Cilium agents {ready}/{desired} Ready"),
+            None => format!("no DaemonSet {CILIUM_NAMESPACE}/{CILIUM_DAEMONSET} yet"),
+        };
+        format!("nodes {}/{} Ready, {cilium}", self.nodes_ready, self.nodes)
+    }
+}
+
+/// Polls (`polls` times, `interval` apart) until every node and every Cilium
+/// agent is Ready, calling `on_change` whenever the counts move (progress lines).
+/// An API server that does not answer is polled again (it restarts while a
+/// cluster comes up); one that refuses (forbidden) ends the wait at once.
+pub async fn wait_ready(
+    conn: &Connection,
+    polls: u32,
+    interval: Duration,
+    on_change: &mut (dyn FnMut(&Readiness) + Send),
+) -> Result<Readiness, ClusterError> {
+    let mut last: Option<Readiness> = None;
+    let mut last_error: Option<ClusterError> = None;
+    for poll in 0..polls.max(1) {
+        if poll > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        let nodes = match nodes(conn).await {
+            Ok(nodes) => nodes,
+            Err(e @ ClusterError::Unreachable(_)) => {
+                last_error = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let ds = Api::<DaemonSet>::namespaced(conn.client.clone(), CILIUM_NAMESPACE)
+            .get_opt(CILIUM_DAEMONSET)
+            .await;
+        let ds = match ds {
+            Ok(ds) => ds,
+            Err(e) if !answered(&e) => {
+                last_error = Some(request_error(conn, "get DaemonSet kube-system/cilium", &e));
+                continue;
+            }
+            Err(e) => {
+                return Err(request_error(
+                    conn,
+                    &format!("get DaemonSet {CILIUM_NAMESPACE}/{CILIUM_DAEMONSET}"),
+                    &e,
+                ));
+            }
+        };
+        let now = Readiness {
+            nodes: nodes.len(),
+            nodes_ready: nodes.iter().filter(|n| n.not_ready.is_none()).count(),
+            cilium: ds.map(|ds| {
+                ds.status
+                    .map_or((0, 0), |s| (s.desired_number_scheduled, s.number_ready))
+            }),
+        };
+        last_error = None;
+        if last.as_ref() != Some(&now) {
+            on_change(&now);
+        }
+        if now.ready() {
+            return Ok(now);
+        }
+        last = Some(now);
+    }
+    let seconds = (interval * polls.max(1)).as_secs();
+    Err(match (last, last_error) {
+        (_, Some(e)) => e,
+        (Some(r), None) => ClusterError::NotReady(format!(
+            "the cluster ({}) is not Ready after {seconds} s: {}",
+            conn.describe(),
+            r.line()
+        )),
+        (None, None) => ClusterError::NotReady(format!(
+            "the cluster ({}) is not Ready after {seconds} s",
+            conn.describe()
+        )),
+    })
 }
 
 #[cfg(test)]
@@ -573,5 +719,134 @@ mod tests {
             CiliumInfo::default().datapath_summary(),
             "unknown (no ConfigMap kube-system/cilium-config)"
         );
+    }
+
+    mod wait {
+        //! [`wait_ready`] against a tower-test mock API server.
+        use super::super::*;
+        use http::{Request, Response};
+        use kube::client::Body;
+        use serde_json::{Value, json};
+        use tower_test::mock::{self, Handle};
+
+        type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+        fn setup() -> (Connection, ApiHandle) {
+            let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+            let client = Client::new(service, "default");
+            (
+                Connection::from_client(client, "k3d-x", "https://0.0.0.0:6550"),
+                handle,
+            )
+        }
+
+        async fn serve(handle: &mut ApiHandle, status: u16, reply: Value) -> String {
+            let (request, send) = handle.next_request().await.expect("a request");
+            let line = format!("{} {}", request.method(), request.uri().path());
+            send.send_response(
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+            line
+        }
+
+        fn nodes(ready: &[bool]) -> Value {
+            let items: Vec<Value> = ready
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": format!("k3d-x-agent-{i}")},
+                           "status": {"conditions": [{"type": "Ready", "status": if *r {"True"} else {"False"},
+                                                      "reason": if *r {"KubeletReady"} else {"KubeletNotReady"}}]}})
+                })
+                .collect();
+            json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": items})
+        }
+
+        fn cilium(desired: i32, ready: i32) -> Value {
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                   "metadata": {"name": "cilium", "namespace": "kube-system"},
+                   "spec": {"selector": {}, "template": {}},
+                   "status": {"currentNumberScheduled": desired, "desiredNumberScheduled": desired,
+                              "numberMisscheduled": 0, "numberReady": ready}})
+        }
+
+        fn not_found() -> Value {
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": "daemonsets.apps \"cilium\" not found", "reason": "NotFound", "code": 404})
+        }
+
+        #[tokio::test]
+        async fn waits_for_every_node_and_agent_with_a_line_per_change() {
+            let (conn, mut handle) = setup();
+            let server = tokio::spawn(async move {
+                let mut seen = Vec::new();
+                // Helm has not made the DaemonSet yet; then agents come up one by one.
+                seen.push(serve(&mut handle, 200, nodes(&[false, false])).await);
+                seen.push(serve(&mut handle, 404, not_found()).await);
+                seen.push(serve(&mut handle, 200, nodes(&[true, false])).await);
+                seen.push(serve(&mut handle, 200, cilium(2, 0)).await);
+                seen.push(serve(&mut handle, 200, nodes(&[true, false])).await);
+                seen.push(serve(&mut handle, 200, cilium(2, 0)).await);
+                seen.push(serve(&mut handle, 200, nodes(&[true, true])).await);
+                seen.push(serve(&mut handle, 200, cilium(2, 2)).await);
+                seen
+            });
+            let mut lines = Vec::new();
+            let done = wait_ready(&conn, 10, Duration::ZERO, &mut |r| lines.push(r.line()))
+                .await
+                .unwrap();
+            let seen = server.await.unwrap();
+            assert!(done.ready());
+            assert_eq!(
+                lines,
+                [
+                    "nodes 0/2 Ready, no DaemonSet kube-system/cilium yet",
+                    "nodes 1/2 Ready, Cilium agents 0/2 Ready",
+                    "nodes 2/2 Ready, Cilium agents 2/2 Ready",
+                ]
+            );
+            assert_eq!(seen[0], "GET /api/v1/nodes");
+            assert_eq!(
+                seen[1],
+                "GET /apis/apps/v1/namespaces/kube-system/daemonsets/cilium"
+            );
+            assert_eq!(seen.len(), 8, "four polls, then Ready");
+        }
+
+        #[tokio::test]
+        async fn not_ready_in_time_is_one_line_with_the_counts() {
+            let (conn, mut handle) = setup();
+            let server = tokio::spawn(async move {
+                for _ in 0..2 {
+                    serve(&mut handle, 200, nodes(&[true, true])).await;
+                    serve(&mut handle, 200, cilium(2, 1)).await;
+                }
+            });
+            let err = wait_ready(&conn, 2, Duration::from_millis(1), &mut |_| {})
+                .await
+                .unwrap_err();
+            server.await.unwrap();
+            assert_eq!(
+                err.to_string(),
+                "the cluster (context k3d-x at https://0.0.0.0:6550) is not Ready after 0 s: nodes 2/2 Ready, Cilium agents 1/2 Ready"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_forbidden_answer_ends_the_wait_at_once() {
+            let (conn, mut handle) = setup();
+            let server = tokio::spawn(async move {
+                serve(&mut handle, 403, json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "message": "nodes is forbidden", "reason": "Forbidden", "code": 403})).await;
+            });
+            let err = wait_ready(&conn, 5, Duration::ZERO, &mut |_| {})
+                .await
+                .unwrap_err();
+            server.await.unwrap();
+            assert!(matches!(err, ClusterError::Api(_)), "{err}");
+        }
     }
 }
