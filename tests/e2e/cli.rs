@@ -41,9 +41,9 @@ pub const TESTS: &[(&str, Needs, Test)] = &[
         unwritable_report_path_is_rejected,
     ),
     (
-        "cli::unbuilt_target_is_rejected",
+        "cli::a_cluster_run_without_its_kubeconfig_is_one_line_exit_3",
         Needs::Nothing,
-        unbuilt_target_is_rejected,
+        a_cluster_run_without_its_kubeconfig_is_one_line_exit_3,
     ),
     (
         "cli::target_lists_are_checked_before_anything_runs",
@@ -278,22 +278,45 @@ fn unwritable_report_path_is_rejected() -> TestResult {
     )
 }
 
-fn unbuilt_target_is_rejected() -> TestResult {
-    rejected(&["conformance", "--target", "vm"], &["vm", "not built yet"])?;
-    rejected(
-        &["conformance", "--target", "cluster"],
+/// Every target is built now: `--target cluster` reads its kubeconfig at
+/// preflight, and a missing one is infrastructure (exit 3), one line, no report.
+fn a_cluster_run_without_its_kubeconfig_is_one_line_exit_3() -> TestResult {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let absent = dir.path().join("no-kubeconfig");
+    let absent = absent.display().to_string();
+    let (code, _, stderr) = xtask(
         &[
-            "cluster target's run is not built yet",
-            "--render-manifests DIR works",
+            "conformance",
+            "--target",
+            "cluster",
+            "--kubeconfig",
+            &absent,
         ],
+        dir.path(),
+    )?;
+    ensure(code == Some(3), || {
+        format!("exit {code:?}, stderr: {stderr}")
+    })?;
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    ensure(
+        lines.len() == 1 && lines[0].contains(&format!("kubeconfig from --kubeconfig {absent}")),
+        || format!("want one line naming the kubeconfig, got:\n{stderr}"),
+    )?;
+    ensure(!dir.path().join("run.json").exists(), || {
+        "report written for a run that did not start".into()
+    })?;
+    // Its flags are for it alone.
+    rejected(
+        &["conformance", "--target", "lab", "--kubeconfig", &absent],
+        &["--kubeconfig is for --target cluster"],
     )
 }
 
 /// `--target a,b`: every name is checked, in one line with exit 2, before a build or a probe.
 fn target_lists_are_checked_before_anything_runs() -> TestResult {
     rejected(
-        &["conformance", "--target", "lab,vm"],
-        &["vm", "not built yet", "available now: lab, container"],
+        &["conformance", "--target", "lab,cluster,kvm"],
+        &["unknown target `kvm`"],
     )?;
     rejected(&["conformance", "--target", "lab,lab"], &["`lab` twice"])?;
     rejected(

@@ -23,6 +23,7 @@ use conformance_suite::report::{
     rfc3339_utc, write_reports,
 };
 use conformance_suite::select::Selection;
+use conformance_suite::target::cluster::Cluster;
 use conformance_suite::target::container::Container;
 use conformance_suite::target::lab::Lab;
 use conformance_suite::target::runner::{self, Finished, Planned, RunnerError};
@@ -49,6 +50,9 @@ const TARGETS: &[(TargetKind, MakeTarget)] = &[
     (TargetKind::Vm, |opts| {
         Box::new(Vm::new(opts.kernels.clone(), opts.vm_accel))
     }),
+    (TargetKind::Cluster, |opts| {
+        Box::new(Cluster::new(opts.kubeconfig.clone(), opts.context.clone()))
+    }),
 ];
 
 #[derive(clap::Args)]
@@ -65,7 +69,8 @@ pub struct Options {
     /// privileged, or near-privileged where privileged cannot start).
     /// `vm` (a guest booted under qemu per `--kernel`, the probe as its init;
     /// x86_64 and arm64 guests, emulated where KVM does not work).
-    /// `cluster` renders its manifests (`--render-manifests DIR`); its run is not built yet.
+    /// `cluster` (a probe pod on every node of the cluster `--kubeconfig`/`--context` reach,
+    /// Cilium installed; the probe image node-local, `--probe-image`).
     #[arg(long, default_value = "lab", value_name = "TARGET,...")]
     target: String,
     /// Environment whose matrix judges every instance: `container`, `vm` or `hetzner`.
@@ -112,20 +117,20 @@ pub struct Options {
     probe: Option<PathBuf>,
     /// Run the `container` target from this image (with the probe at /probe) instead of
     /// building one around the static probe (`cargo xtask image`). For `cluster`: the image
-    /// the probe pods run (default cilium-conformance-probe:latest, imported into the nodes).
+    /// the probe pods run (default cilium-conformance-probe:latest, imported into the nodes:
+    /// `k3d image import`; never pulled).
     #[arg(long, value_name = "REF")]
     probe_image: Option<String>,
     /// `--target cluster`: write every manifest the run would apply (namespace, RBAC, probe
     /// DaemonSet, echo/client pods, services) into DIR, one file each, and exit; no cluster
-    /// is contacted. The only part of the cluster target that runs yet.
+    /// is contacted.
     #[arg(long, value_name = "DIR")]
     render_manifests: Option<PathBuf>,
     /// `--target cluster`: the kubeconfig to use (default: KUBECONFIG, then ~/.kube/config).
-    /// Accepted; the cluster run is not built yet.
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
-    /// `--target cluster`: the kubeconfig context (k3d: k3d-cilium-conformance).
-    /// Accepted; the cluster run is not built yet.
+    /// `--target cluster`: the kubeconfig context (default: its current context;
+    /// k3d: k3d-cilium-conformance).
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
     /// `--target vm`: a kernel to boot, repeatable (one guest each, side by side): a name
@@ -348,8 +353,24 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
 
     // 1. Everything the user can get wrong, before anything is built or runs.
     let kinds = parse_targets(&opts.target)?;
-    if kinds.contains(&TargetKind::Cluster) || opts.render_manifests.is_some() {
-        return cluster(&opts, &kinds);
+    if opts.render_manifests.is_some() {
+        return render_manifests(&opts, &kinds);
+    }
+    if !kinds.contains(&TargetKind::Cluster)
+        && let Some(flag) = [
+            ("--kubeconfig", opts.kubeconfig.is_some()),
+            ("--context", opts.context.is_some()),
+        ]
+        .iter()
+        .find_map(|(f, given)| given.then_some(f))
+    {
+        return Err(fail(
+            USAGE,
+            format!(
+                "{flag} is for --target cluster (this run's targets: {})",
+                opts.target
+            ),
+        ));
     }
     let targets = kinds
         .iter()
@@ -418,6 +439,13 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
             TargetKind::Vm => ProbeBinary {
                 path: static_probe_for(&opts, &instance.arch, &mut static_probes)?,
                 image: None,
+            },
+            // The image is node-local (imported), never built or pulled here.
+            TargetKind::Cluster => ProbeBinary {
+                path: PathBuf::from(conformance_suite::cluster::manifests::PROBE_PATH),
+                image: Some(opts.probe_image.clone().unwrap_or_else(|| {
+                    conformance_suite::cluster::manifests::DEFAULT_PROBE_IMAGE.into()
+                })),
             },
             _ => {
                 let path = match (&host_probe, &opts.probe) {
@@ -519,23 +547,19 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
     Ok(ExitCode::from(run.exit_code()))
 }
 
-/// `--target cluster`: `--render-manifests DIR` writes what a run would apply; the
-/// run itself is not built yet, and says so (exit 2, as for `vm`) instead of pretending.
-fn cluster(opts: &Options, kinds: &[TargetKind]) -> Result<ExitCode, Failure> {
+/// `--target cluster --render-manifests DIR`: writes what a run would apply, and
+/// contacts no cluster.
+fn render_manifests(opts: &Options, kinds: &[TargetKind]) -> Result<ExitCode, Failure> {
     use conformance_suite::cluster::k3d::K3dPlan;
     use conformance_suite::cluster::manifests::{DEFAULT_PROBE_IMAGE, ManifestPlan, Placement};
     if kinds != [TargetKind::Cluster] {
         return Err(fail(
             USAGE,
-            "--target cluster runs alone, and --render-manifests needs it: use --target cluster --render-manifests DIR",
+            "--render-manifests writes the cluster target's objects, alone: use --target cluster --render-manifests DIR",
         ));
     }
     let Some(dir) = &opts.render_manifests else {
-        // As for `vm`: asking for what this build does not have is a usage error.
-        return Err(fail(
-            USAGE,
-            "the cluster target's run is not built yet: deploying the probe pods, collecting their lines and judging them is still to come (--render-manifests DIR works)",
-        ));
+        return Err(fail(USAGE, "--render-manifests DIR: no DIR"));
     };
     let selection = Selection::parse(&opts.tests).map_err(|e| fail(USAGE, e))?;
     let planned = selection.plan(CATALOGUE);
@@ -727,13 +751,53 @@ mod tests {
     }
 
     #[test]
-    fn the_cluster_run_says_it_is_not_built_and_render_needs_cluster_alone() {
-        let (code, message) = failure(&["--target", "cluster", "--context", "k3d-x"]);
-        assert_eq!(code, USAGE);
+    fn a_cluster_run_s_kubeconfig_problems_are_exit_3_and_render_needs_cluster_alone() {
+        let absent = std::env::temp_dir().join("cc-xtask-no-such-kubeconfig");
+        let (code, message) = failure(&[
+            "--target",
+            "cluster",
+            "--kubeconfig",
+            absent.to_str().unwrap(),
+            "--context",
+            "k3d-x",
+        ]);
+        assert_eq!(code, INFRA, "{message}");
         assert!(
-            message.starts_with("the cluster target's run is not built yet: ")
-                && message.ends_with("(--render-manifests DIR works)"),
+            message.starts_with(&format!(
+                "kubeconfig from --kubeconfig {}: cannot read ",
+                absent.display()
+            )),
             "{message}"
+        );
+        // Port 1 on loopback: the API server does not answer.
+        let file = std::env::temp_dir().join(format!("cc-xtask-kubeconfig-{}", std::process::id()));
+        std::fs::write(
+            &file,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n\
+             users:\n- name: u\n  user: {}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
+             current-context: c\n",
+        )
+        .unwrap();
+        let (code, message) = failure(&[
+            "--target",
+            "cluster",
+            "--kubeconfig",
+            file.to_str().unwrap(),
+        ]);
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(code, INFRA, "{message}");
+        assert!(
+            message
+                .starts_with("cannot reach the Kubernetes API server at https://127.0.0.1:1 (c, ")
+                && !message.contains('\n'),
+            "{message}"
+        );
+        assert_eq!(
+            failure(&["--target", "lab", "--context", "k3d-x"]),
+            (
+                USAGE,
+                "--context is for --target cluster (this run's targets: lab)".to_string()
+            )
         );
         for argv in [
             &["--target", "lab,cluster", "--render-manifests", "d"][..],

@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the one entry point users need.
 
 mod bench;
+mod cluster;
 mod compare;
 mod conformance;
 mod docs;
@@ -46,6 +47,8 @@ enum Command {
     Docs(docs::Options),
     /// List the guest kernels of `--target vm` (fixtures/kernels.toml) and whether they are cached; `--fetch NAME...|all` downloads, verifies and unpacks them from Debian's archive.
     Kernels(kernels::Options),
+    /// The k3d cluster for `--target cluster`: `up` (k3d or ctlptl, then Cilium with Helm, waiting until nodes and Cilium are Ready), `down`, `status` (nodes, Cilium's agents, its datapath settings).
+    Cluster(cluster::Options),
     /// Compare two runs (their run.json): new failures, fixed, facts and evidence that changed; exit 1 if anything got worse.
     Compare(compare::Options),
 }
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Explain(opts) => report(explain::run(&opts.line, opts.json)),
         Command::Triage(opts) => report(triage::run(opts)),
         Command::Compare(opts) => report(compare::run(opts)),
+        Command::Cluster(opts) => report(cluster::run(opts)),
         Command::Docs(opts) => report(docs::run(opts)),
         Command::Kernels(opts) => report(kernels::run(opts)),
         Command::Ebpf(opts) => match ebpf::run(opts) {

@@ -22,6 +22,12 @@
 
 use serde_json::Value;
 
+/// The Cilium chart release `fixtures/cilium/values.yaml` is written and validated
+/// for (its `values.schema.json`), which `cargo xtask cluster up` installs.
+pub const CILIUM_CHART_VERSION: &str = "1.19.5";
+/// Cilium's Helm repository, as `helm repo add cilium` names it.
+pub const CILIUM_HELM_REPO: &str = "https://helm.cilium.io/";
+
 const ROUTING_MODES: [&str; 2] = ["tunnel", "native"];
 const TUNNEL_PROTOCOLS: [&str; 2] = ["vxlan", "geneve"];
 /// `ipam.mode` values of the 1.19 agent (`pkg/ipam/option`).

@@ -118,6 +118,7 @@ impl InstanceHandle for NodeHandle {
                 code: exit.code.map(|c| c as i32),
                 stderr_tail: exit.stderr_tail,
                 privilege,
+                told: Default::default(),
             },
             // A probe that failed is the report's to show, not the target's error.
             Err(DockerError::ExitedEarly {
@@ -126,6 +127,7 @@ impl InstanceHandle for NodeHandle {
                 code: Some(code as i32),
                 stderr_tail,
                 privilege,
+                told: Default::default(),
             },
             Err(e) => {
                 let _ = node.stop();

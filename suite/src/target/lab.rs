@@ -239,6 +239,7 @@ impl InstanceHandle for LabProbe {
             code: status.code(),
             stderr_tail,
             privilege: self.privilege.to_string(),
+            told: Default::default(),
         })
     }
 }

@@ -2,9 +2,10 @@
 //! JSON lines back unread; it never interprets results (that is the suite's job).
 //!
 //! Built here: `lab` (network namespaces on this host), `container` (the probe in
-//! a k3d-node-like Docker container) and `vm` (a kernel booted under qemu, x86_64
-//! and arm64, the probe as its init). Designed for, not yet built: `cluster` (pods
-//! of a Kubernetes cluster).
+//! a k3d-node-like Docker container), `vm` (a kernel booted under qemu, x86_64
+//! and arm64, the probe as its init) and `cluster` (a probe pod on every node of a
+//! Kubernetes cluster reached by kubeconfig; tested against a mock API server, not
+//! yet run against a live cluster).
 //!
 //! # The contract a target implements
 //!
@@ -35,6 +36,7 @@
 //!
 //! Traits are object-safe; targets are `Send + Sync` so instances start concurrently.
 
+pub mod cluster;
 pub mod container;
 pub mod docker;
 pub mod lab;
@@ -42,6 +44,7 @@ pub mod runner;
 pub mod vm;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -170,6 +173,38 @@ pub struct ProbeExit {
     pub stderr_tail: Vec<String>,
     /// How the probe was started (`direct`, `sudo`), reported as a fact of the run.
     pub privilege: String,
+    /// What the target knows about where the probe ran that the probe cannot see.
+    pub told: TargetFacts,
+}
+
+/// Facts only the target can know, because the probe cannot see them from where
+/// it runs: a cluster's Cilium and k3s versions (the probe pods hold no API
+/// token), Cilium's datapath configuration. The suite adds them to the probe's
+/// facts before judging ([`TargetFacts::apply_to`]), so matrices and readiness
+/// can condition on them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetFacts {
+    pub cilium_version: Option<String>,
+    pub k3s_version: Option<String>,
+    /// Added to the facts' notes, replacing a probe note under the same key (the
+    /// probe's `cilium_version`/`k3s_version` notes say "not in a cluster").
+    pub notes: BTreeMap<String, String>,
+}
+
+impl TargetFacts {
+    /// Fills the versions the probe left unmeasured (one it measured is kept)
+    /// and adds the notes.
+    pub fn apply_to(&self, facts: &mut conformance_contract::Facts) {
+        if facts.cilium_version.is_none() {
+            facts.cilium_version.clone_from(&self.cilium_version);
+        }
+        if facts.k3s_version.is_none() {
+            facts.k3s_version.clone_from(&self.k3s_version);
+        }
+        for (k, v) in &self.notes {
+            facts.notes.insert(k.clone(), v.clone());
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -149,6 +149,7 @@ pub fn run(
                     code: None,
                     stderr_tail: Vec::new(),
                     privilege: String::new(),
+                    told: Default::default(),
                 });
                 stop(&handles, &exits, &rx);
                 return Err(RunnerError::Target {
@@ -168,15 +169,24 @@ pub fn run(
         .zip(readers)
         .zip(exits)
         .zip(durations)
-        .map(|(((p, reader), exit), duration)| Finished {
-            instance: p.instance.clone(),
-            stream: reader.finish(),
-            exit: exit.unwrap_or(ProbeExit {
+        .map(|(((p, reader), exit), duration)| {
+            let exit = exit.unwrap_or(ProbeExit {
                 code: None,
                 stderr_tail: Vec::new(),
                 privilege: String::new(),
-            }),
-            duration,
+                told: Default::default(),
+            });
+            let mut stream = reader.finish();
+            // What the target knows and the probe cannot see (a cluster's versions).
+            if let Ok(stream) = &mut stream {
+                exit.told.apply_to(&mut stream.facts);
+            }
+            Finished {
+                instance: p.instance.clone(),
+                stream,
+                exit,
+                duration,
+            }
         })
         .collect())
 }

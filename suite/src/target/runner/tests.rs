@@ -103,6 +103,7 @@ impl InstanceHandle for FakeHandle {
             code: if killed { None } else { Some(0) },
             stderr_tail: Vec::new(),
             privilege: "fake".into(),
+            told: Default::default(),
         })
     }
 }

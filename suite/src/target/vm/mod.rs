@@ -358,11 +358,13 @@ impl InstanceHandle for GuestHandle {
                 code: None,
                 stderr_tail: vec!["stopped".into()],
                 privilege: "vm".into(),
+                told: Default::default(),
             }),
             Some((GuestEnd::Exited(code), privilege)) => Ok(ProbeExit {
                 code: Some(code),
                 stderr_tail: Vec::new(),
                 privilege,
+                told: Default::default(),
             }),
             Some((GuestEnd::Died(why), _)) => Err(TargetError::Infrastructure(why)),
         }
