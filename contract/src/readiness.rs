@@ -17,7 +17,10 @@
 //! that applies here: a variant judged `unsupported` (its precondition fact is
 //! missing, and the matrix says that is expected here) does not apply when another
 //! variant does, since Cilium then takes the other way (TCX missing: legacy TC).
-//! `check[variant]` means exactly that variant.
+//! `check[variant]` means exactly that variant. A bare `check` never covers its
+//! IPv6 variant ([`crate::catalogue::IPV6_VARIANT`]): every other setting is
+//! judged on IPv4, as a single-stack install runs, and only the `ipv6` setting
+//! (`ipv6.enabled`) needs the IPv6 variants, by name.
 
 /// One Helm value and what it is set to, as written in a values file
 /// (`bpf.hostLegacyRouting: false`).
