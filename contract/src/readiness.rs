@@ -309,6 +309,24 @@ pub const SETTINGS: &[Setting] = &[
         reference: "https://docs.cilium.io/en/stable/operations/performance/tuning/#netkit-device-mode",
     },
     Setting {
+        id: "ipv6",
+        title: "IPv6 for pods, dual-stack (ipv6.enabled=true)",
+        helm: &[HelmValue {
+            key: "ipv6.enabled",
+            value: "true",
+        }],
+        needs: &[
+            "datapath.stack-delivery[ipv6]",
+            "datapath.stack-delivery.redirect[ipv6]",
+            "datapath.redirect-peer[ipv6]",
+        ],
+        kernel_minimum: BASE_KERNEL,
+        agent_probe: "none of its own beyond the base probes; the kernel must have IPv6 (CONFIG_IPV6, not booted with ipv6.disable=1)",
+        note: "the IPv6 variants attach with TCX where the kernel has it, legacy tc otherwise, whatever bpf.enableTCX says (the IPv4 variants show each attach mode); bpf_redirect_neigh and bpf_fib_lookup over IPv6 (eBPF host routing of IPv6 traffic) and IPv6 masquerading are not checked yet",
+        fallback: None,
+        reference: "https://docs.cilium.io/en/stable/helm-reference/ (ipv6.enabled)",
+    },
+    Setting {
         id: "xdp-acceleration",
         title: "XDP acceleration of the load balancer (loadBalancer.acceleration=native)",
         helm: &[HelmValue {
