@@ -304,6 +304,7 @@ fn stream_is_complete_and_ordered() -> TestResult {
                 "observation",
                 "observation",
                 "observation",
+                "observation",
                 "done",
             ],
         || format!("{kinds:?}"),
