@@ -215,6 +215,16 @@ impl CheckSpec {
 /// Attach modes for TC programs: TCX links (kernel 6.6+) and legacy clsact + cls_bpf.
 pub const ATTACH_MODES: &[&str] = &["tcx", "legacy"];
 
+/// The IPv6 variant of a delivery or redirect check: the same traffic over IPv6 on
+/// a dual-stack node, attached as Cilium attaches where it runs (TCX where the
+/// kernel has it, legacy tc otherwise), so it has the same precondition facts on
+/// every kernel. A Cilium setting's bare need of such a check covers its IPv4
+/// variants only; the IPv6 one is needed by name (the `ipv6` setting).
+pub const IPV6_VARIANT: &str = "ipv6";
+
+/// [`ATTACH_MODES`] over IPv4, then [`IPV6_VARIANT`].
+pub const ATTACH_MODES_AND_IPV6: &[&str] = &["tcx", "legacy", IPV6_VARIANT];
+
 /// The CVE-2025-37959 fix: stable 6.1.139, 6.6.91, 6.12.29, 6.14.7, mainline
 /// 6.15-rc6; 5.10.y and 5.15.y have none. Judged on `kernel.upstream`, the
 /// upstream version a distribution kernel is built from.
@@ -318,9 +328,9 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "datapath.stack-delivery",
         title: "TC ingress hands packets to the host stack (TC_ACT_OK)",
-        passes_when: "a program on the host-side veth records each packet's skb metadata (ifindex, ingress ifindex, mark, hash, protocol, pkt_type, addresses) and returns `TC_ACT_OK` (\"-> stack\"); all datagrams reach a socket in the host namespace, counted hop by hop (veth, hook, the host's IP and UDP counters, the socket), so a failure says where after the hook they went missing",
+        passes_when: "a program on the host-side veth records each packet's skb metadata (ifindex, ingress ifindex, mark, hash, protocol, pkt_type, addresses) and returns `TC_ACT_OK` (\"-> stack\"); all datagrams reach a socket in the host namespace, counted hop by hop (veth, hook, the host's IP and UDP counters, the socket), so a failure says where after the hook they went missing. `ipv6`: the same over IPv6 on a dual-stack node (pod `fd00:42::11` to the node IP `fd00:198:18::10`, `Ip6`/`Udp6` counters), attached with TCX where the kernel has it, legacy tc otherwise",
         control: "the program returns `TC_ACT_SHOT`",
-        variants: ATTACH_MODES,
+        variants: ATTACH_MODES_AND_IPV6,
         requires: &[("tcx", "tcx")],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
         reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/",
@@ -331,9 +341,9 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "datapath.stack-delivery.redirect",
         title: "bpf_redirect to a host device's ingress reaches the host stack",
-        passes_when: "the program rewrites the destination MAC and calls `bpf_redirect(cilium_net, BPF_F_INGRESS)`; the datagrams are seen by a hook on `cilium_net` ingress and reach the host socket",
+        passes_when: "the program rewrites the destination MAC and calls `bpf_redirect(cilium_net, BPF_F_INGRESS)`; the datagrams are seen by a hook on `cilium_net` ingress and reach the host socket. `ipv6`: the same IPv6 frames, into the host's IPv6 stack",
         control: "`TC_ACT_OK` instead of the redirect: delivered, but `cilium_net`'s ingress must not see it, so the redirect witness is shown able to fail",
-        variants: ATTACH_MODES,
+        variants: ATTACH_MODES_AND_IPV6,
         requires: &[
             ("tcx", "tcx"),
             ("*", "helper.redirect"),
@@ -348,9 +358,9 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "datapath.redirect-peer",
         title: "bpf_redirect_peer delivers into another pod namespace",
-        passes_when: "`bpf_redirect_peer` from pod A's host-side veth delivers into pod B's socket while the host forwards nothing (`IpForwDatagrams` +0) and pod B's host-side veth transmits nothing",
+        passes_when: "`bpf_redirect_peer` from pod A's host-side veth delivers into pod B's socket while the host forwards nothing (`IpForwDatagrams` +0) and pod B's host-side veth transmits nothing. `ipv6`: pod A `fd00:42::11` to pod B `fd00:42::12`, the host's `Ip6OutForwDatagrams` +0",
         control: "the peer flag cleared (plain `bpf_redirect` to pod B's host-side veth): delivered, but that veth transmits 5, so the \"tx +0\" witness is shown able to fail",
-        variants: ATTACH_MODES,
+        variants: ATTACH_MODES_AND_IPV6,
         // The control's plain bpf_redirect needs `helper.redirect` too.
         requires: &[
             ("tcx", "tcx"),

@@ -17,7 +17,10 @@
 //! that applies here: a variant judged `unsupported` (its precondition fact is
 //! missing, and the matrix says that is expected here) does not apply when another
 //! variant does, since Cilium then takes the other way (TCX missing: legacy TC).
-//! `check[variant]` means exactly that variant.
+//! `check[variant]` means exactly that variant. A bare `check` never covers its
+//! IPv6 variant ([`crate::catalogue::IPV6_VARIANT`]): every other setting is
+//! judged on IPv4, as a single-stack install runs, and only the `ipv6` setting
+//! (`ipv6.enabled`) needs the IPv6 variants, by name.
 
 /// One Helm value and what it is set to, as written in a values file
 /// (`bpf.hostLegacyRouting: false`).
@@ -304,6 +307,24 @@ pub const SETTINGS: &[Setting] = &[
         note: "with endpoint routes (endpointRoutes.enabled) Cilium also needs netkit's own scrub, which device.netkit[scrub] checks",
         fallback: None,
         reference: "https://docs.cilium.io/en/stable/operations/performance/tuning/#netkit-device-mode",
+    },
+    Setting {
+        id: "ipv6",
+        title: "IPv6 for pods, dual-stack (ipv6.enabled=true)",
+        helm: &[HelmValue {
+            key: "ipv6.enabled",
+            value: "true",
+        }],
+        needs: &[
+            "datapath.stack-delivery[ipv6]",
+            "datapath.stack-delivery.redirect[ipv6]",
+            "datapath.redirect-peer[ipv6]",
+        ],
+        kernel_minimum: BASE_KERNEL,
+        agent_probe: "none of its own beyond the base probes; the kernel must have IPv6 (CONFIG_IPV6, not booted with ipv6.disable=1)",
+        note: "the IPv6 variants attach with TCX where the kernel has it, legacy tc otherwise, whatever bpf.enableTCX says (the IPv4 variants show each attach mode); bpf_redirect_neigh and bpf_fib_lookup over IPv6 (eBPF host routing of IPv6 traffic) and IPv6 masquerading are not checked yet",
+        fallback: None,
+        reference: "https://docs.cilium.io/en/stable/helm-reference/ (ipv6.enabled)",
     },
     Setting {
         id: "xdp-acceleration",

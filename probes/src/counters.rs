@@ -42,12 +42,15 @@ fn parse_dev(text: &str, device: &str) -> Result<DevCounters> {
 }
 
 /// Everything a namespace counts, read at one moment on one thread: its devices and
-/// its IP/UDP MIBs. Hop accounting reads each namespace on a path once per snapshot.
+/// its IPv4, IPv6 and UDP MIBs. Hop accounting reads each namespace on a path once
+/// per snapshot.
 pub struct NsCounters {
     ns: String,
     dev: String,
     snmp: String,
     netstat: String,
+    /// `/proc/net/snmp6`; empty on a kernel without IPv6.
+    snmp6: String,
 }
 
 impl NsCounters {
@@ -60,6 +63,11 @@ impl NsCounters {
                 dev: read("/proc/thread-self/net/dev")?,
                 snmp: read("/proc/thread-self/net/snmp")?,
                 netstat: read("/proc/thread-self/net/netstat")?,
+                snmp6: match std::fs::read_to_string("/proc/thread-self/net/snmp6") {
+                    Ok(text) => text,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                    Err(e) => return Err(e).context("read /proc/thread-self/net/snmp6"),
+                },
             })
         })
     }
@@ -74,7 +82,18 @@ impl NsCounters {
             .with_context(|| format!("counters of {device} in ns {}", self.ns))
     }
 
+    /// A MIB counter: `Ip`/`IpExt`/`Udp` groups from `/proc/net/snmp` and
+    /// `netstat`, the IPv6 groups `Ip6`/`Udp6` from `/proc/net/snmp6` (where the
+    /// counter is one `Ip6InReceives 5` line).
     pub fn mib(&self, group: &str, field: &str) -> Result<u64> {
+        if group.ends_with('6') {
+            return parse_snmp6(&self.snmp6, &format!("{group}{field}")).with_context(|| {
+                format!(
+                    "no {group}{field} in /proc/net/snmp6 of ns {} (a kernel without IPv6?)",
+                    self.ns
+                )
+            });
+        }
         parse_snmp(&self.snmp, group, field)
             .or_else(|| parse_snmp(&self.netstat, group, field))
             .with_context(|| {
@@ -84,6 +103,14 @@ impl NsCounters {
                 )
             })
     }
+}
+
+/// `/proc/net/snmp6`: one `Name value` pair per line.
+fn parse_snmp6(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        (it.next() == Some(name)).then(|| it.next()?.parse().ok())?
+    })
 }
 
 fn parse_snmp(text: &str, group: &str, field: &str) -> Option<u64> {
@@ -123,5 +150,13 @@ mod tests {
         assert_eq!(parse_snmp(text, "Ip", "ForwDatagrams"), Some(3));
         assert_eq!(parse_snmp(text, "Udp", "NoPorts"), Some(1));
         assert_eq!(parse_snmp(text, "Ip", "Nope"), None);
+    }
+
+    #[test]
+    fn parses_snmp6_lines() {
+        let text = "Ip6InReceives                   \t7\nIp6OutForwDatagrams             \t0\nUdp6InDatagrams                 \t5\n";
+        assert_eq!(parse_snmp6(text, "Ip6InReceives"), Some(7));
+        assert_eq!(parse_snmp6(text, "Udp6InDatagrams"), Some(5));
+        assert_eq!(parse_snmp6(text, "Ip6In"), None);
     }
 }

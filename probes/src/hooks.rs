@@ -316,6 +316,15 @@ pub fn mac_text(mac: &[u8; 6]) -> String {
         .join(":")
 }
 
+/// A recorded packet's source or destination address, in its own family.
+fn meta_addr(m: &SkbMeta, v4: u32, v6: [u8; 16]) -> String {
+    if m.ip_version == 6 {
+        std::net::Ipv6Addr::from(v6).to_string()
+    } else {
+        std::net::Ipv4Addr::from(u32::from_be(v4)).to_string()
+    }
+}
+
 /// The metadata fields a report shows, named as in `struct __sk_buff`, then the
 /// frame's Ethernet addresses and, where the hook looked the route up, its answer.
 pub fn meta_json(m: &SkbMeta) -> Value {
@@ -328,8 +337,8 @@ pub fn meta_json(m: &SkbMeta) -> Value {
         "protocol": format!("{:#06x}", u16::from_be(m.protocol as u16)),
         "pkt_type": m.pkt_type,
         "len": m.len,
-        "saddr": std::net::Ipv4Addr::from(u32::from_be(m.saddr)).to_string(),
-        "daddr": std::net::Ipv4Addr::from(u32::from_be(m.daddr)).to_string(),
+        "saddr": meta_addr(m, m.saddr, m.saddr6),
+        "daddr": meta_addr(m, m.daddr, m.daddr6),
         "tstamp": m.tstamp,
         "result": m.result,
         "eth_dst": mac_text(&m.eth_dst),

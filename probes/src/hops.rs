@@ -9,6 +9,7 @@
 use crate::counters::NsCounters;
 use crate::hooks::Hook;
 use crate::netns::NetNs;
+use crate::topology::Family;
 use anyhow::Result;
 use conformance_contract::catalogue::{Failure, HOOK_NOT_RUN, NOT_DELIVERED};
 use serde_json::{Value, json};
@@ -117,6 +118,13 @@ impl<'a> Path<'a> {
     /// A namespace's IPv4 and UDP receive path up to the socket layer, with the drop
     /// counters that explain a loss on it. `who` names the namespace, e.g. "pod B".
     pub fn stack(self, ns: &'a NetNs, who: &str) -> Self {
+        self.stack_of(ns, who, Family::V4)
+    }
+
+    /// [`Path::stack`] for the traffic's family: for IPv6, `Ip6 InReceives`, the
+    /// drops `Ip6 InAddrErrors`, `InNoRoutes`, `InDiscards` and `Udp6 InErrors`,
+    /// `NoPorts`, `RcvbufErrors`, then `Udp6 InDatagrams` (`/proc/net/snmp6`).
+    pub fn stack_of(self, ns: &'a NetNs, who: &str, family: Family) -> Self {
         let path = |p: Self, group, field| {
             p.hop(
                 format!("{who} {group} {field}"),
@@ -133,6 +141,17 @@ impl<'a> Path<'a> {
                 Meter::Mib(ns, group, field),
             )
         };
+        if family == Family::V6 {
+            let p = path(self, "Ip6", "InReceives");
+            let p = loss(p, "Ip6", "InAddrErrors");
+            let p = loss(p, "Ip6", "InNoRoutes");
+            let p = loss(p, "Ip6", "InDiscards");
+            let p = loss(p, "Udp6", "InErrors");
+            let p = loss(p, "Udp6", "NoPorts");
+            let p = loss(p, "Udp6", "RcvbufErrors");
+            // Counted when the application reads the datagram (udpv6_recvmsg).
+            return path(p, "Udp6", "InDatagrams");
+        }
         let p = path(self, "Ip", "InReceives");
         let p = loss(p, "Ip", "InAddrErrors");
         let p = loss(p, "IpExt", "InNoRoutes");

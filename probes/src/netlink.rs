@@ -22,7 +22,7 @@ use netlink_packet_route::{
     },
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 pub type Mac = [u8; 6];
@@ -35,6 +35,17 @@ pub struct Route {
     pub oif: u32,
     /// `None`: a scope-link route straight out of `oif` (Cilium's per-pod /32).
     pub gateway: Option<Ipv4Addr>,
+}
+
+/// How an IPv6 route reaches its destination, as [`Route`] does for IPv4.
+#[derive(Debug, Clone, Copy)]
+pub struct Route6 {
+    pub dst: Ipv6Addr,
+    pub prefix: u8,
+    pub oif: u32,
+    /// `None`: straight out of `oif` (the per-pod /128); `Some`: via a gateway
+    /// that is on no subnet of `oif` (`onlink`, as Cilium's pod routes are).
+    pub gateway: Option<Ipv6Addr>,
 }
 
 /// An IPv4 route as the kernel lists it, in any table.
@@ -392,15 +403,25 @@ impl Rtnl {
         Ok(())
     }
 
-    pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+    /// Adds an IPv4 or IPv6 address. An IPv6 one is added `nodad`: usable at
+    /// once, never tentative, and no duplicate address detection probe is sent.
+    pub fn add_address(&mut self, index: u32, addr: impl Into<IpAddr>, prefix: u8) -> Result<()> {
+        use netlink_packet_route::address::{AddressFlags, AddressHeaderFlags};
+        let addr = addr.into();
         let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
+        msg.header.family = match addr {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
         msg.header.prefix_len = prefix;
         msg.header.index = index;
-        msg.attributes
-            .push(AddressAttribute::Local(IpAddr::V4(addr)));
-        msg.attributes
-            .push(AddressAttribute::Address(IpAddr::V4(addr)));
+        if addr.is_ipv6() {
+            msg.header.flags = AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        msg.attributes.push(AddressAttribute::Local(addr));
+        msg.attributes.push(AddressAttribute::Address(addr));
         self.request(
             RouteNetlinkMessage::NewAddress(msg),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
@@ -435,6 +456,49 @@ impl Rtnl {
         msg
     }
 
+    fn route6_message(route: &Route6) -> RouteMessage {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet6;
+        msg.header.destination_prefix_length = route.prefix;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Static;
+        msg.header.kind = RouteType::Unicast;
+        msg.header.scope = RouteScope::Universe;
+        if route.prefix > 0 {
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet6(route.dst)));
+        }
+        if let Some(gw) = route.gateway {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
+            msg.header.flags = RouteFlags::Onlink;
+        }
+        msg.attributes.push(RouteAttribute::Oif(route.oif));
+        msg
+    }
+
+    /// Adds an IPv6 route, or replaces the one to the same destination.
+    pub fn replace_route6(&mut self, route: &Route6) -> Result<()> {
+        self.request(
+            RouteNetlinkMessage::NewRoute(Self::route6_message(route)),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+            &format!(
+                "add route {}/{} via link {}",
+                route.dst, route.prefix, route.oif
+            ),
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_route6(&mut self, route: &Route6) -> Result<()> {
+        self.request(
+            RouteNetlinkMessage::DelRoute(Self::route6_message(route)),
+            NLM_F_ACK,
+            &format!("delete route {}/{}", route.dst, route.prefix),
+        )?;
+        Ok(())
+    }
+
     /// Adds a route, or replaces the one to the same destination.
     pub fn replace_route(&mut self, route: &Route) -> Result<()> {
         self.request(
@@ -457,17 +521,26 @@ impl Rtnl {
         Ok(())
     }
 
-    /// Adds a permanent neighbour entry, so no ARP is needed (Cilium answers ARP in BPF).
-    pub fn add_neighbour(&mut self, index: u32, addr: Ipv4Addr, mac: Mac) -> Result<()> {
+    /// Adds a permanent neighbour entry, so no ARP (IPv6: no neighbour
+    /// solicitation) is needed (Cilium answers both in BPF).
+    pub fn add_neighbour(&mut self, index: u32, addr: impl Into<IpAddr>, mac: Mac) -> Result<()> {
+        let addr = addr.into();
         let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
         msg.header.ifindex = index;
         msg.header.state = NeighbourState::Permanent;
         msg.header.kind = RouteType::Unicast;
+        let destination = match addr {
+            IpAddr::V4(a) => {
+                msg.header.family = AddressFamily::Inet;
+                NeighbourAddress::Inet(a)
+            }
+            IpAddr::V6(a) => {
+                msg.header.family = AddressFamily::Inet6;
+                NeighbourAddress::Inet6(a)
+            }
+        };
         msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                addr,
-            )));
+            .push(NeighbourAttribute::Destination(destination));
         msg.attributes
             .push(NeighbourAttribute::LinkLocalAddress(mac.to_vec()));
         self.request(

@@ -136,6 +136,7 @@ fn pod(
         ns,
         rtnl,
         ip,
+        ip6: None,
         eth0,
         lxc,
     })

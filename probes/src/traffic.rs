@@ -11,7 +11,7 @@ use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::{self, MutableIpv4Packet};
 use pnet_packet::udp::{self, MutableUdpPacket};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -40,12 +40,12 @@ fn parse_payload(buf: &[u8]) -> Option<u32> {
 }
 
 /// A UDP socket bound inside a namespace, once the namespace's links can carry
-/// traffic (see [`await_links_operational`]).
-pub fn bind(ns: &NetNs, ip: Ipv4Addr, port: u16) -> Result<UdpSocket> {
+/// traffic (see [`await_links_operational`]); `AF_INET6` for an IPv6 address.
+pub fn bind(ns: &NetNs, ip: impl Into<IpAddr>, port: u16) -> Result<UdpSocket> {
+    let addr = SocketAddr::new(ip.into(), port);
     ns.run(|| {
         await_links_operational(LINK_READY_TIMEOUT)?;
-        let sock = UdpSocket::bind(SocketAddrV4::new(ip, port))
-            .with_context(|| format!("bind udp {ip}:{port}"))?;
+        let sock = UdpSocket::bind(addr).with_context(|| format!("bind udp {addr}"))?;
         sock.set_nonblocking(true)?;
         Ok(sock)
     })
@@ -61,11 +61,16 @@ pub struct Arrival {
 
 /// Sends one datagram per sequence number to `dst:PROBE_PORT`. Returns how many the
 /// kernel accepted and the first send error (e.g. ENETUNREACH when a route is gone).
-pub fn send_burst(sock: &UdpSocket, dst: Ipv4Addr, seqs: Range<u32>) -> (u32, Option<String>) {
+pub fn send_burst(
+    sock: &UdpSocket,
+    dst: impl Into<IpAddr>,
+    seqs: Range<u32>,
+) -> (u32, Option<String>) {
+    let dst = SocketAddr::new(dst.into(), PROBE_PORT);
     let mut sent = 0;
     let mut first_error = None;
     for seq in seqs {
-        match sock.send_to(&payload(seq), SocketAddrV4::new(dst, PROBE_PORT)) {
+        match sock.send_to(&payload(seq), dst) {
             Ok(_) => sent += 1,
             Err(e) => {
                 first_error.get_or_insert_with(|| e.to_string());

@@ -26,6 +26,7 @@
 //! | `bpf.datapathMode` | string | `veth` | `veth`, `netkit`, `netkit-l2` |
 //! | `bpf.autoMount.enabled` | boolean | `true` | |
 //! | `loadBalancer.acceleration` | string | `disabled` | `disabled`, `native`, `best-effort` |
+//! | `ipv6.enabled` | boolean | `false` | |
 //!
 //! How they map onto settings:
 //! - `base-datapath`: every install.
@@ -43,6 +44,7 @@
 //! - `native-routing` for `routingMode: native`; otherwise `tunnel-vxlan` or
 //!   `tunnel-geneve` by `tunnelProtocol`.
 //! - `netkit` / `netkit-l2` by `bpf.datapathMode`.
+//! - `ipv6` when `ipv6.enabled` is true (dual-stack pods).
 //! - `xdp-acceleration` for `loadBalancer.acceleration: native` (`best-effort`
 //!   falls back where XDP is missing by design, so it turns nothing on here).
 //!
@@ -466,6 +468,7 @@ pub fn parse(path: &Path, text: &str) -> Result<CiliumValues, ValuesError> {
         &["disabled", "native", "best-effort"],
         "disabled",
     )?;
+    let ipv6 = r.bool(root, "ipv6.enabled", Some(false))?;
 
     let mut on: Vec<(&'static str, String)> = vec![("base-datapath", "every install".into())];
     if automount.value == Some(true) {
@@ -551,6 +554,9 @@ pub fn parse(path: &Path, text: &str) -> Result<CiliumValues, ValuesError> {
             "netkit"
         };
         on.push((id, say("bpf.datapathMode", &mode)));
+    }
+    if ipv6.value == Some(true) {
+        on.push(("ipv6", say("ipv6.enabled", &ipv6)));
     }
     if acceleration.value == "native" {
         on.push((
@@ -703,6 +709,11 @@ mod tests {
             because(&v, "tunnel-geneve"),
             "routingMode: tunnel (line 1), tunnelProtocol: geneve (line 2)"
         );
+        // Dual-stack pods turn the ipv6 setting on; the chart's default is off.
+        let v = parse_ok("ipv6:\n  enabled: true\n");
+        assert!(v.setting_ids().contains(&"ipv6"));
+        assert_eq!(because(&v, "ipv6"), "ipv6.enabled: true (line 2)");
+        assert!(!parse_ok("").setting_ids().contains(&"ipv6"));
         // netkit forces TCX whatever enableTCX says.
         let v = parse_ok("bpf:\n  datapathMode: netkit-l2\n  enableTCX: false\n");
         assert_eq!(

@@ -10,7 +10,8 @@
 //! A failure decides over what is unknown: one broken primitive is enough to say
 //! a setting cannot run here. Which variants apply: see the contract's
 //! `readiness` module (a bare `check` drops variants judged `unsupported` when
-//! another variant ran, since Cilium takes the other way then).
+//! another variant ran, since Cilium takes the other way then, and never covers
+//! the `ipv6` variant, which only the `ipv6` setting needs by name).
 //!
 //! Readiness never changes a run's exit code by itself. Only the settings a
 //! team's Helm values turn on ([`apply_values`], `--cilium-values`) can: one that
@@ -19,6 +20,7 @@
 //! Pure functions of verdicts; the report writers render the rows.
 
 use crate::verdict::{Verdict, VerdictKind};
+use conformance_contract::catalogue::IPV6_VARIANT;
 use conformance_contract::{CATALOGUE, CheckSpec, NeedRef, SETTINGS, Setting};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -304,7 +306,13 @@ fn need_variants(need: &str, catalogue: &[CheckSpec], verdicts: &[Verdict]) -> N
         ));
     };
     let variants: Vec<&str> = match r.variant {
-        None => spec.variants.to_vec(),
+        // A bare need is judged on IPv4: the IPv6 variant only where named.
+        None => spec
+            .variants
+            .iter()
+            .copied()
+            .filter(|v| *v != IPV6_VARIANT)
+            .collect(),
         Some(v) if spec.variants.contains(&v) => vec![v],
         Some(_) => {
             return unknown(format!(
@@ -596,6 +604,28 @@ mod tests {
         assert_eq!(r.helm, ["bpf.x: true"]);
         assert_eq!(r.needs[0].variants.len(), 2);
         assert_eq!(r.needs[0].variants[1].name, "attach[legacy]");
+    }
+
+    #[test]
+    fn a_bare_need_is_judged_on_ipv4_and_the_ipv6_variant_only_by_name() {
+        let cat = vec![spec("deliver", &["tcx", "legacy", "ipv6"])];
+        let verdicts = [
+            v("deliver", "tcx", Pass, "ok"),
+            v("deliver", "legacy", Pass, "ok"),
+            v("deliver", "ipv6", Regression, "0/5 over IPv6"),
+        ];
+        let rows = assess_with(
+            &[
+                setting("v4", &["deliver"], None),
+                setting("v6", &["deliver[ipv6]"], None),
+            ],
+            &cat,
+            &verdicts,
+        );
+        assert_eq!(rows[0].state, ReadinessState::Ready, "{}", rows[0].reason);
+        assert_eq!(rows[0].needs[0].variants.len(), 2);
+        assert_eq!(rows[1].state, ReadinessState::NotReady);
+        assert_eq!(rows[1].reason, "deliver[ipv6] REGRESSION: 0/5 over IPv6");
     }
 
     #[test]

@@ -160,6 +160,7 @@ mod tests {
             [
                 "datapath.redirect-peer[tcx]",
                 "datapath.redirect-peer[legacy]",
+                "datapath.redirect-peer[ipv6]",
                 "datapath.redirect-peer.scrub[default]"
             ]
         );
@@ -167,7 +168,8 @@ mod tests {
             names(&["^datapath\\.redirect-peer$"]),
             [
                 "datapath.redirect-peer[tcx]",
-                "datapath.redirect-peer[legacy]"
+                "datapath.redirect-peer[legacy]",
+                "datapath.redirect-peer[ipv6]"
             ]
         );
         assert_eq!(

@@ -108,7 +108,43 @@ fn every_check_passes_with_evidence() -> TestResult {
         || format!("stack-delivery metadata: {ev}"),
     )?;
 
-    for variant in ["tcx", "legacy"] {
+    // The IPv6 variants sent IPv6: the hooks recorded 0x86dd frames between the
+    // dual-stack plan's addresses, and the hops are the Ip6/Udp6 counters.
+    for (check, daddr) in [
+        ("datapath.stack-delivery", "fd00:198:18::10"),
+        ("datapath.stack-delivery.redirect", "fd00:198:18::10"),
+        ("datapath.redirect-peer", "fd00:42::12"),
+    ] {
+        let e = evidence_of(run.observation(check, "ipv6")?);
+        let ev = &e["hook"]["events"][0];
+        ensure(
+            e["family"] == "IPv6"
+                && ev["protocol"] == "0x86dd"
+                && ev["saddr"] == "fd00:42::11"
+                && ev["daddr"] == daddr
+                && array_len(e.get("delivered")) == 5,
+            || format!("{check}[ipv6] evidence: {e}"),
+        )?;
+        let hops = e["hops"].as_array().cloned().unwrap_or_default();
+        ensure(
+            hops.iter().any(|h| {
+                h["at"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with("Udp6 InDatagrams"))
+                    && h["count"] == 5
+            }) && hops
+                .iter()
+                .filter(|h| h["role"] == "path")
+                .all(|h| h["count"] == 5),
+            || {
+                format!(
+                    "{check}[ipv6] hops (every path hop exactly 5: nothing but the datagrams): {hops:?}"
+                )
+            },
+        )?;
+    }
+
+    for variant in ["tcx", "legacy", "ipv6"] {
         let rp = run.observation("datapath.redirect-peer", variant)?;
         ensure(array_len(rp.evidence.get("delivered")) == 5, || {
             format!("redirect-peer[{variant}] delivered")
@@ -194,7 +230,7 @@ fn controls_break_only_the_decisive_step() -> TestResult {
         "--check",
         "datapath.stack-delivery.redirect",
     ])?;
-    ensure(run.code == Some(0) && run.observations().len() == 5, || {
+    ensure(run.code == Some(0) && run.observations().len() == 7, || {
         format!(
             "exit {:?}, {} observations",
             run.code,
@@ -212,7 +248,7 @@ fn controls_break_only_the_decisive_step() -> TestResult {
         })?;
         Ok(Value::Object(c.evidence.clone()))
     };
-    for variant in ["tcx", "legacy"] {
+    for variant in ["tcx", "legacy", "ipv6"] {
         // Peer flag cleared: delivered, and pod B's host-side veth transmits it.
         let c = control("datapath.redirect-peer", variant)?;
         ensure(
@@ -265,6 +301,7 @@ fn stream_is_complete_and_ordered() -> TestResult {
             == [
                 "facts",
                 "plan",
+                "observation",
                 "observation",
                 "observation",
                 "observation",

@@ -5,8 +5,9 @@
 //! the `user` feature, which adds `aya::Pod`.
 #![no_std]
 
-/// UDP destination port the probe's test traffic uses; hooks ignore everything else
-/// (ARP, IPv6 router solicitations) so counters count only what the check sent.
+/// UDP destination port the probe's test traffic uses (over IPv4 or IPv6); hooks
+/// ignore everything else (ARP, neighbour discovery, MLD) so counters count only
+/// what the check sent.
 pub const PROBE_PORT: u16 = 47_474;
 
 /// First four payload bytes of every probe datagram, then a big-endian sequence number.
@@ -26,7 +27,8 @@ pub mod action {
     /// kernel routes the packet out of the target and fills in its L2 header from
     /// the neighbour table, resolving the neighbour (ARP) when it has no entry.
     pub const REDIRECT_NEIGH: u32 = 4;
-    /// `bpf_fib_lookup` on the packet's addresses, input device the hook's own,
+    /// `bpf_fib_lookup` on the packet's addresses (`AF_INET` or `AF_INET6`, by the
+    /// packet's IP version), input device the hook's own,
     /// with [`HookConfig::fib_flags`]; the answer goes into the event
     /// (`fib_rc`, `fib_ifindex`, `fib_smac`, `fib_dmac`). On `BPF_FIB_LKUP_RET_SUCCESS`
     /// the frame's MACs are rewritten to the answer's and it is `bpf_redirect`ed to
@@ -75,7 +77,8 @@ pub const BPF_F_INGRESS: u64 = 1;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HookConfig {
-    /// Which packets count as the check's traffic: UDP to this port (host order).
+    /// Which packets count as the check's traffic: UDP over IPv4 or IPv6 to this
+    /// port (host order).
     pub dport: u16,
     /// Non-zero: rewrite the destination MAC to `dst_mac` before acting.
     pub rewrite_dst_mac: u8,
@@ -112,7 +115,8 @@ pub struct SkbMeta {
     /// 0 HOST, 1 BROADCAST, 2 MULTICAST, 3 OTHERHOST.
     pub pkt_type: u32,
     pub len: u32,
-    /// IPv4 source and destination, network byte order.
+    /// IPv4 source and destination, network byte order; 0 for an IPv6 packet
+    /// (its addresses are [`SkbMeta::saddr6`] and [`SkbMeta::daddr6`]).
     pub saddr: u32,
     pub daddr: u32,
     /// Sequence number from the payload (after [`PAYLOAD_MAGIC`]), big-endian decoded.
@@ -132,7 +136,12 @@ pub struct SkbMeta {
     pub fib_ifindex: u32,
     pub fib_smac: [u8; 6],
     pub fib_dmac: [u8; 6],
-    pub _pad: [u8; 4],
+    /// The IP version of the packet the hook matched: 4 or 6.
+    pub ip_version: u8,
+    pub _pad: [u8; 3],
+    /// IPv6 source and destination as they are in the packet; zero for IPv4.
+    pub saddr6: [u8; 16],
+    pub daddr6: [u8; 16],
 }
 
 /// Slots of the `COUNTERS` per-CPU array; userspace sums across CPUs
@@ -180,7 +189,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<HookConfig>(), 48);
-        assert_eq!(core::mem::size_of::<SkbMeta>(), 96);
+        assert_eq!(core::mem::size_of::<SkbMeta>(), 128);
         // Each field where the one before it ends: no gap the compiler filled in.
         use core::mem::offset_of;
         assert_eq!(offset_of!(HookConfig, redirect_flags), 16);
@@ -196,6 +205,9 @@ mod tests {
         assert_eq!(offset_of!(SkbMeta, fib_ifindex), 76);
         assert_eq!(offset_of!(SkbMeta, fib_smac), 80);
         assert_eq!(offset_of!(SkbMeta, fib_dmac), 86);
-        assert_eq!(offset_of!(SkbMeta, _pad), 92);
+        assert_eq!(offset_of!(SkbMeta, ip_version), 92);
+        assert_eq!(offset_of!(SkbMeta, _pad), 93);
+        assert_eq!(offset_of!(SkbMeta, saddr6), 96);
+        assert_eq!(offset_of!(SkbMeta, daddr6), 112);
     }
 }

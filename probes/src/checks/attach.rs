@@ -3,6 +3,7 @@
 
 use super::stack_delivery::HostBound;
 use super::{Ctx, Leg, Registered, attach_mode, observe};
+use crate::topology::Family;
 use crate::traffic::BURST;
 use anyhow::Result;
 use conformance_contract::Observation;
@@ -27,7 +28,7 @@ fn run(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observ
         action: act,
         ..Default::default()
     };
-    let mut path = HostBound::setup(check, mode, ctx, config(action::PASS))?;
+    let mut path = HostBound::setup(check, (mode, Family::V4), ctx, config(action::PASS))?;
     let burst = path.positive()?;
     let ok = || {
         format!(

@@ -19,16 +19,16 @@ mod tunnel;
 
 use crate::hooks::{AttachMode, Direction, Hook};
 use crate::hops::{Accounting, Figure, Path};
-use crate::netlink::Route;
-use crate::topology::{GATEWAY_IP, Node};
+use crate::netlink::{Route, Route6};
+use crate::topology::{Family, GATEWAY_IP, GATEWAY_IP6, Node};
 use crate::traffic::Arrival;
 use anyhow::{Result, anyhow, bail};
-use conformance_contract::catalogue::Failure;
+use conformance_contract::catalogue::{Failure, IPV6_VARIANT};
 use conformance_contract::{CheckSpec, Control, ControlOutcome, Observation, Outcome};
 use conformance_ebpf_common::{HookConfig, PROBE_PORT, action};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::time::Instant;
 
 /// A deliberate break of the datapath, for testing the suite itself: the check it
@@ -98,8 +98,25 @@ impl Ctx<'_> {
                 self.drop_on_eth0(pod, direction).map(Some)
             }
             Fault::NoRoute if host_sends || check.starts_with("datapath.pod-to-host") => {
-                let route = crate::topology::pod_route(pod.ip, &pod.lxc);
-                node.host_rtnl.delete_route(&route)?;
+                match (node.family, pod.ip6) {
+                    (Family::V6, Some(ip6)) => node
+                        .host_rtnl
+                        .delete_route6(&crate::topology::pod_route6(ip6, &pod.lxc))?,
+                    _ => node
+                        .host_rtnl
+                        .delete_route(&crate::topology::pod_route(pod.ip, &pod.lxc))?,
+                }
+                Ok(None)
+            }
+            // A dual-stack node carries the check's traffic over IPv6: its IPv6
+            // default route is the one the traffic needs.
+            Fault::NoRoute if node.family == Family::V6 => {
+                pod.rtnl.delete_route6(&Route6 {
+                    dst: Ipv6Addr::UNSPECIFIED,
+                    prefix: 0,
+                    oif: pod.eth0.index,
+                    gateway: Some(GATEWAY_IP6),
+                })?;
                 Ok(None)
             }
             Fault::NoRoute => {
@@ -436,6 +453,18 @@ fn registered() -> impl Iterator<Item = &'static Registered> {
 pub fn attach_mode(check: &str, variant: &str) -> Result<AttachMode> {
     AttachMode::from_variant(variant)
         .ok_or_else(|| anyhow!("unknown variant `{variant}` for {check}"))
+}
+
+/// The attach mode and IP family of a `tcx`/`legacy`/`ipv6` variant: `tcx` and
+/// `legacy` send IPv4; `ipv6` sends IPv6 on a dual-stack node, attached as Cilium
+/// attaches here (TCX where the kernel has it, legacy tc otherwise; the
+/// evidence's `attach` says which), so its precondition facts are the same on
+/// every kernel.
+pub fn attach_and_family(check: &str, variant: &str, ctx: &Ctx) -> Result<(AttachMode, Family)> {
+    if variant == IPV6_VARIANT {
+        return Ok((ctx.default_mode(), Family::V6));
+    }
+    Ok((attach_mode(check, variant)?, Family::V4))
 }
 
 fn dispatch(id: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {

@@ -5,16 +5,21 @@
 //! Both controls take the one path that differs only in the decisive step: a plain
 //! `bpf_redirect` to pod B's host-side veth (egress), so the frame enters pod B
 //! through `veth_xmit` and `eth_type_trans` instead of being handed to its peer.
+//!
+//! `datapath.redirect-peer[ipv6]` sends pod A → pod B over IPv6 on a dual-stack
+//! node (`fd00:42::11` → `fd00:42::12`): the same hooks, redirect and control,
+//! pod B's `Ip6`/`Udp6` MIBs on the path and the host's `Ip6 OutForwDatagrams`
+//! as the forwarding witness.
 
 use super::{
-    Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, Registered, attach_mode, evidence,
-    observe, send_along, seqs_json,
+    Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, Registered, attach_and_family,
+    evidence, observe, send_along, seqs_json,
 };
 use crate::counters::NsCounters;
 use crate::hooks::{AttachMode, Direction, Hook, meta_json};
 use crate::hops::{Accounting, Path};
 use crate::netlink::Mac;
-use crate::topology::Node;
+use crate::topology::{Family, Node};
 use crate::traffic::{self, Arrival, BURST, FrameSender, FrameSpec};
 use anyhow::{Result, bail};
 use conformance_contract::Observation;
@@ -23,7 +28,7 @@ use conformance_contract::catalogue::{
 };
 use conformance_ebpf_common::{HookConfig, PROBE_PORT, SkbMeta, action};
 use serde_json::{Value, json};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Instant;
 
 /// Pod A → pod B through a hook on pod A's host-side veth and an observer on pod B's eth0.
@@ -56,11 +61,11 @@ impl Bypass {
 }
 
 impl PodToPod {
-    fn setup(check: &str, mode: AttachMode, ctx: &Ctx) -> Result<Self> {
-        let mut node = Node::build(ctx.run_id)?;
+    fn setup(check: &str, mode: AttachMode, family: Family, ctx: &Ctx) -> Result<Self> {
+        let mut node = Node::build_for(ctx.run_id, family)?;
         let fault = ctx.apply_fault(check, &mut node, false)?;
         let [a, b] = &node.pods;
-        let rx_sock = traffic::bind(&b.ns, b.ip, PROBE_PORT)?;
+        let rx_sock = traffic::bind(&b.ns, b.addr(family)?, PROBE_PORT)?;
         let hook = Hook::attach(
             &node.host,
             &a.lxc.name,
@@ -85,8 +90,12 @@ impl PodToPod {
 
     fn bypass(&self) -> Result<Bypass> {
         let host = NsCounters::read(&self.node.host)?;
+        let forwarded = match self.node.family {
+            Family::V4 => host.mib("Ip", "ForwDatagrams")?,
+            Family::V6 => host.mib("Ip6", "OutForwDatagrams")?,
+        };
         Ok(Bypass {
-            forwarded: host.mib("Ip", "ForwDatagrams")?,
+            forwarded,
             lxc_b_tx: host.device(&self.node.pods[1].lxc.name)?.tx_packets,
         })
     }
@@ -103,7 +112,7 @@ impl PodToPod {
             .hook(&self.hook)
             .redirected(&self.hook)
             .observer(&self.observer)
-            .stack(&b.ns, "pod B")
+            .stack_of(&b.ns, "pod B", self.node.family)
     }
 
     fn send(
@@ -127,7 +136,7 @@ impl PodToPod {
 
 fn udp_sender(node: &Node) -> Result<UdpSocket> {
     let a = &node.pods[0];
-    traffic::bind(&a.ns, a.ip, PROBE_PORT)
+    traffic::bind(&a.ns, a.addr(node.family)?, PROBE_PORT)
 }
 
 pub const CHECKS: &[Registered] = &[
@@ -142,10 +151,10 @@ pub const CHECKS: &[Registered] = &[
 ];
 
 fn run(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
-    let mode = attach_mode(check, variant)?;
-    let mut p = PodToPod::setup(check, mode, ctx)?;
+    let (mode, family) = attach_and_family(check, variant, ctx)?;
+    let mut p = PodToPod::setup(check, mode, family, ctx)?;
     let b = &p.node.pods[1];
-    let (b_ip, b_mac, lxc_b) = (b.ip, b.eth0.mac, b.lxc.clone());
+    let (b_ip, b_mac, lxc_b) = (b.addr(family)?, b.eth0.mac, b.lxc.clone());
     let redirect = HookConfig {
         dport: PROBE_PORT,
         action: action::REDIRECT_PEER,
@@ -169,8 +178,10 @@ fn run(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observ
         ("send_error", json!(burst.send_error)),
         (
             "destination",
-            json!(format!("{b_ip}:{PROBE_PORT} in ns pod-b")),
+            json!(format!("{} in ns pod-b", SocketAddr::new(b_ip, PROBE_PORT))),
         ),
+        ("family", json!(family.name())),
+        ("attach", json!(mode.name())),
         ("delivered", seqs_json(&burst.arrivals)),
         (
             "redirect",
@@ -238,7 +249,7 @@ fn run(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observ
             ("observer", observer),
         ]),
     };
-    Ok(observe(check, mode.name(), started, leg, control))
+    Ok(observe(check, variant, started, leg, control))
 }
 
 /// The redirect-peer check's test: `None` when every hop counted the burst and
@@ -361,7 +372,7 @@ fn judge_scrub(
 
 fn run_scrub(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
     let mode = ctx.default_mode();
-    let mut p = PodToPod::setup(check, mode, ctx)?;
+    let mut p = PodToPod::setup(check, mode, Family::V4, ctx)?;
     let [a, b] = &p.node.pods;
     let spec = FrameSpec {
         src_mac: a.eth0.mac,

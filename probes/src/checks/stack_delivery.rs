@@ -5,26 +5,33 @@
 //! failing silently after the hook, so every leg accounts for its packets hop by hop
 //! (pod A eth0 tx, the host-side veth's rx, the hooks, the host's IP/UDP counters,
 //! the socket) and a failure names where they were last seen.
+//!
+//! `tcx` and `legacy` send IPv4; `ipv6` sends the same burst over IPv6 on a
+//! dual-stack node (`fd00:42::11` to the node IP `fd00:198:18::10`), counted on
+//! the host's `Ip6`/`Udp6` MIBs, with the same controls.
 
 use super::{
-    Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, Registered, attach_mode, evidence,
-    observe, send_along, seqs_json, wait_for_leaks,
+    Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, Registered, attach_and_family,
+    evidence, observe, send_along, seqs_json, wait_for_leaks,
 };
 use crate::hooks::{AttachMode, Direction, Hook, meta_json};
 use crate::hops::Path;
-use crate::topology::{NODE_IP, Node};
+use crate::topology::{Family, Node};
 use crate::traffic::{self, Arrival, BURST};
 use anyhow::Result;
 use conformance_contract::Observation;
 use conformance_ebpf_common::{BPF_F_INGRESS, HookConfig, PROBE_PORT, action};
 use serde_json::{Map, Value, json};
-use std::net::UdpSocket;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Instant;
 
 /// Pod A sending to the node IP through a hook on pod A's host-side veth ingress,
 /// and, for the redirect, an observer further along at the redirect target.
 pub(super) struct HostBound {
     pub node: Node,
+    /// The node IP the pod sends to, in the check's family.
+    pub node_ip: IpAddr,
+    pub mode: AttachMode,
     pub host_sock: UdpSocket,
     pub pod_sock: UdpSocket,
     pub hook: Hook,
@@ -33,15 +40,23 @@ pub(super) struct HostBound {
 }
 
 impl HostBound {
-    pub fn setup(check: &str, mode: AttachMode, ctx: &Ctx, config: HookConfig) -> Result<Self> {
-        let mut node = Node::build(ctx.run_id)?;
+    pub fn setup(
+        check: &str,
+        (mode, family): (AttachMode, Family),
+        ctx: &Ctx,
+        config: HookConfig,
+    ) -> Result<Self> {
+        let mut node = Node::build_for(ctx.run_id, family)?;
         let fault = ctx.apply_fault(check, &mut node, false)?;
-        let host_sock = traffic::bind(&node.host, NODE_IP, PROBE_PORT)?;
+        let node_ip = family.node_ip();
+        let host_sock = traffic::bind(&node.host, node_ip, PROBE_PORT)?;
         let pod = &node.pods[0];
-        let pod_sock = traffic::bind(&pod.ns, pod.ip, PROBE_PORT)?;
+        let pod_sock = traffic::bind(&pod.ns, pod.addr(family)?, PROBE_PORT)?;
         let hook = Hook::attach(&node.host, &pod.lxc.name, Direction::Ingress, mode, config)?;
         Ok(Self {
             node,
+            node_ip,
+            mode,
             host_sock,
             pod_sock,
             hook,
@@ -61,7 +76,7 @@ impl HostBound {
         if let Some(observer) = &self.observer {
             path = path.redirected(&self.hook).observer(observer);
         }
-        path.stack(&self.node.host, "host")
+        path.stack_of(&self.node.host, "host", self.node.family)
     }
 
     fn send(
@@ -73,7 +88,7 @@ impl HostBound {
             &self.path(),
             "pod A",
             "host",
-            || Ok(traffic::send_burst(&self.pod_sock, NODE_IP, seqs)),
+            || Ok(traffic::send_burst(&self.pod_sock, self.node_ip, seqs)),
             wait,
         )
     }
@@ -93,8 +108,13 @@ impl HostBound {
             ("send_error", json!(burst.send_error)),
             (
                 "destination",
-                json!(format!("{NODE_IP}:{PROBE_PORT} in ns host")),
+                json!(format!(
+                    "{} in ns host",
+                    SocketAddr::new(self.node_ip, PROBE_PORT)
+                )),
             ),
+            ("family", json!(self.node.family.name())),
+            ("attach", json!(self.mode.name())),
             ("delivered", seqs_json(&burst.arrivals)),
             (
                 "delivered_from",
@@ -154,8 +174,8 @@ pub const CHECKS: &[Registered] = &[
 ];
 
 fn run_pass(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
-    let mode = attach_mode(check, variant)?;
-    let mut path = HostBound::setup(check, mode, ctx, pass_config(action::PASS))?;
+    let plan = attach_and_family(check, variant, ctx)?;
+    let mut path = HostBound::setup(check, plan, ctx, pass_config(action::PASS))?;
     let burst = path.positive()?;
     let ok = || {
         format!(
@@ -165,16 +185,17 @@ fn run_pass(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<O
     };
     let leg = Leg::delivery(&burst.hops, ok, path.evidence(&burst)?);
     let control = path.drop_control(pass_config(action::DROP), "the hook returns TC_ACT_SHOT")?;
-    Ok(observe(check, mode.name(), started, leg, control))
+    Ok(observe(check, variant, started, leg, control))
 }
 
 /// `bpf_redirect(cilium_net, BPF_F_INGRESS)` with the destination MAC rewritten, as
 /// Cilium hands host-bound traffic to cilium_host/cilium_net.
 fn run_redirect(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
-    let mode = attach_mode(check, variant)?;
+    let plan = attach_and_family(check, variant, ctx)?;
+    let mode = plan.0;
     // The node is built inside setup; the redirect target is only known after, so
     // start with a config that matches nothing and configure once the node exists.
-    let mut path = HostBound::setup(check, mode, ctx, HookConfig::default())?;
+    let mut path = HostBound::setup(check, plan, ctx, HookConfig::default())?;
     let target = path.node.cilium_net.clone();
     let redirect = HookConfig {
         dport: PROBE_PORT,
@@ -242,5 +263,5 @@ fn run_redirect(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Resu
         account,
         evidence: path.evidence(&control)?,
     };
-    Ok(observe(check, mode.name(), started, leg, control))
+    Ok(observe(check, variant, started, leg, control))
 }

@@ -107,7 +107,7 @@ fn unknown_variant_lists_the_checks_variants() {
         MatrixErrorKind::UnknownVariant,
         6,
         "expect[0].variant",
-        "has no variant \"xdp\" (variants: tcx, legacy)",
+        "has no variant \"xdp\" (variants: tcx, legacy, ipv6)",
     );
 }
 

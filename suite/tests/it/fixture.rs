@@ -137,12 +137,21 @@ const PLAN: &[&str] = &[
     "datapath.host-to-pod",
 ];
 
-/// The catalogue's entries for [`PLAN`].
+/// The catalogue's entries for [`PLAN`], with the variants the fixture's
+/// observations are written for: a variant added later (the `ipv6` ones) is
+/// left out, as a check added later is.
 fn catalogue() -> Vec<conformance_contract::CheckSpec> {
+    use conformance_contract::catalogue::{ATTACH_MODES, ATTACH_MODES_AND_IPV6};
     conformance_contract::CATALOGUE
         .iter()
         .filter(|c| PLAN.contains(&c.id))
-        .copied()
+        .map(|c| {
+            let mut c = *c;
+            if c.variants == ATTACH_MODES_AND_IPV6 {
+                c.variants = ATTACH_MODES;
+            }
+            c
+        })
         .collect()
 }
 
