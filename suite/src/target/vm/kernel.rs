@@ -1210,7 +1210,10 @@ mod tests {
                 .starts_with("architecture armhf: no guest for it"),
             "{err}"
         );
-        assert!(!err.is_usage(), "a package for an architecture with no guest is exit 3");
+        assert!(
+            !err.is_usage(),
+            "a package for an architecture with no guest is exit 3"
+        );
     }
 
     #[test]
