@@ -406,6 +406,10 @@ fn the_kernel_matrix_side_by_side_with_this_host() -> TestResult {
                 },
             ),
             ("tunnel.vxlan", "no-frag", "pass"),
+            // IPv6, attached with TCX where the kernel has it and legacy tc before.
+            ("datapath.stack-delivery", "ipv6", "pass"),
+            ("datapath.stack-delivery.redirect", "ipv6", "pass"),
+            ("datapath.redirect-peer", "ipv6", "pass"),
             ("socket-lb.connect", "tcp", "pass"),
         ] {
             let got = verdict(&id, check, variant);
