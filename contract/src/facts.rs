@@ -72,6 +72,14 @@ pub struct Facts {
     pub vxlan: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub geneve: Option<bool>,
+    /// A fresh network namespace can do IPv6, as the `[ipv6]` variants' dual-stack
+    /// node needs: the kernel has IPv6 (`/proc/sys/net/ipv6` and
+    /// `/proc/net/if_inet6` there, an `AF_INET6` socket can be made). `false` when
+    /// it has none (built without CONFIG_IPV6, or `ipv6.disable=1` at boot;
+    /// `notes["ipv6"]` says which it could tell), `None` when it could not be
+    /// measured (`notes["ipv6"]`). Lines before this fact omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<bool>,
     /// `helper.<name>`: a TC program calling the helper passed the verifier.
     pub helpers: BTreeMap<String, bool>,
     /// `/sys/class/dmi/id/sys_vendor` (`Hetzner` on Hetzner Cloud, `QEMU`), if readable.
@@ -196,6 +204,7 @@ pub const FACT_KEYS: &[(&str, FactKind)] = &[
     ("netkit", FactKind::Bool),
     ("vxlan", FactKind::Bool),
     ("geneve", FactKind::Bool),
+    ("ipv6", FactKind::Bool),
     ("cilium", FactKind::Version),
     ("k3s", FactKind::Text),
     ("container.mode", FactKind::Text),
@@ -259,6 +268,7 @@ impl Facts {
             "netkit" => FactValue::Bool(self.netkit?),
             "vxlan" => FactValue::Bool(self.vxlan?),
             "geneve" => FactValue::Bool(self.geneve?),
+            "ipv6" => FactValue::Bool(self.ipv6?),
             "cilium" => FactValue::Version(KernelVersion::parse_release(
                 self.cilium_version.as_deref()?.trim_start_matches('v'),
             )?),
@@ -305,6 +315,7 @@ impl Facts {
             netkit: None,
             vxlan: None,
             geneve: None,
+            ipv6: None,
             helpers: BTreeMap::new(),
             system_vendor: None,
             cap_eff: None,
@@ -341,6 +352,7 @@ impl Facts {
             netkit: Some(false),
             vxlan: Some(true),
             geneve: Some(true),
+            ipv6: Some(true),
             helpers: HELPERS.iter().map(|h| (h.to_string(), true)).collect(),
             system_vendor: Some("QEMU".into()),
             cap_eff: Some("000001ffffffffff".into()),

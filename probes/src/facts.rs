@@ -12,6 +12,7 @@
 //! probe started in, and everything is gone when the namespace's last descriptor closes.
 
 mod bpf;
+mod ipv6;
 mod kernel;
 mod netkit;
 pub(crate) mod parse;
@@ -152,7 +153,11 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
                         .map_err(|e| format!("{e:#}"))
                 })
             });
-            Ok((tcx, netkit, tunnels))
+            let ipv6 = guarded(|| {
+                ns.run(|| Ok(ipv6::classify(&ipv6::look())))
+                    .map_err(|e| format!("{e:#}"))
+            });
+            Ok((tcx, netkit, tunnels, ipv6))
         });
         let helpers = match helpers {
             Ok(thread) => thread
@@ -208,13 +213,25 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
     }
     let mut tcx = None;
     let mut netkit = None;
-    let (tcx_result, netkit_result, tunnel_results) = match ns_results {
+    let (tcx_result, netkit_result, tunnel_results, ipv6_result) = match ns_results {
         Ok(results) => results,
         Err(why) => (
             Err(why.clone()),
             Err(why.clone()),
-            [Err(why.clone()), Err(why)],
+            [Err(why.clone()), Err(why.clone())],
+            Err(why),
         ),
+    };
+    let ipv6 = match ipv6_result {
+        Ok(Outcome::Yes) => Some(true),
+        Ok(Outcome::No(why)) => {
+            g.note("ipv6", why);
+            Some(false)
+        }
+        Ok(Outcome::Unknown(why)) | Err(why) => {
+            g.note("ipv6", format!("not measured: {why}"));
+            None
+        }
     };
     let [vxlan, geneve] = {
         let [vxlan_result, geneve_result] = tunnel_results;
@@ -345,6 +362,7 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
         netkit,
         vxlan,
         geneve,
+        ipv6,
         helpers,
         system_vendor,
         cap_eff,
