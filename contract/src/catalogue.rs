@@ -218,9 +218,14 @@ pub const ATTACH_MODES: &[&str] = &["tcx", "legacy"];
 /// The IPv6 variant of a delivery or redirect check: the same traffic over IPv6 on
 /// a dual-stack node, attached as Cilium attaches where it runs (TCX where the
 /// kernel has it, legacy tc otherwise), so it has the same precondition facts on
-/// every kernel. A Cilium setting's bare need of such a check covers its IPv4
-/// variants only; the IPv6 one is needed by name (the `ipv6` setting).
+/// every kernel but one: [`IPV6_FACT`], which every such variant requires. A
+/// Cilium setting's bare need of such a check covers its IPv4 variants only; the
+/// IPv6 one is needed by name (the `ipv6` setting).
 pub const IPV6_VARIANT: &str = "ipv6";
+
+/// The precondition fact of every [`IPV6_VARIANT`]: a fresh network namespace
+/// here can do IPv6 (the kernel has it and it is not disabled at boot).
+pub const IPV6_FACT: &str = "ipv6";
 
 /// [`ATTACH_MODES`] over IPv4, then [`IPV6_VARIANT`].
 pub const ATTACH_MODES_AND_IPV6: &[&str] = &["tcx", "legacy", IPV6_VARIANT];
@@ -291,6 +296,12 @@ pub const EXPECTED_FACTS: &[ExpectedFact] = &[
         reference: "https://docs.cilium.io/en/stable/operations/system_requirements/#linux-kernel",
     },
     ExpectedFact {
+        fact: IPV6_FACT,
+        expected: "kernel.package != \"\"",
+        reason: "IPv6 (CONFIG_IPV6, built in on every distribution kernel: Debian and Ubuntu have IPV6=y) is what Cilium's dual-stack (ipv6.enabled) runs on, so a distribution kernel whose fresh network namespaces cannot do IPv6 is a regression: it was disabled at boot (ipv6.disable=1; the fact's note says so), and such a node cannot run Cilium dual-stack. A kernel that names no distribution package (a micro-VM's, Firecracker's) may be built without IPv6, and there the [ipv6] variants are unsupported. A node meant to stay single-stack says so with a [[fact]] entry in its matrix.",
+        reference: "https://docs.cilium.io/en/stable/network/concepts/ipam/ (ipv6.enabled, dual-stack)",
+    },
+    ExpectedFact {
         fact: "geneve",
         expected: "kernel.package != \"\"",
         reason: "Collect-metadata Geneve devices (CONFIG_GENEVE, 4.6) are in every distribution kernel (Debian builds geneve as a module), so a distribution kernel that cannot create one is a regression; a kernel that names no distribution package (a micro-VM's, Firecracker's) may be built without it, and there tunnel.geneve is unsupported. Cilium's tunnelProtocol: geneve needs it.",
@@ -331,7 +342,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         passes_when: "a program on the host-side veth records each packet's skb metadata (ifindex, ingress ifindex, mark, hash, protocol, pkt_type, addresses) and returns `TC_ACT_OK` (\"-> stack\"); all datagrams reach a socket in the host namespace, counted hop by hop (veth, hook, the host's IP and UDP counters, the socket), so a failure says where after the hook they went missing. `ipv6`: the same over IPv6 on a dual-stack node (pod `fd00:42::11` to the node IP `fd00:198:18::10`, `Ip6`/`Udp6` counters), attached with TCX where the kernel has it, legacy tc otherwise",
         control: "the program returns `TC_ACT_SHOT`",
         variants: ATTACH_MODES_AND_IPV6,
-        requires: &[("tcx", "tcx")],
+        requires: &[("tcx", "tcx"), (IPV6_VARIANT, IPV6_FACT)],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN],
         reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/",
         pass_because: "The nix-2hd primitive: every packet Cilium passes up (\"-> stack\") takes this path, with TCX and with legacy attach; nothing about a container, a VM or a cloud prevents it, so a failure here is a regression. The incident's trace (flow 0x0, ifindex 0, orig-ip 0.0.0.0) is how Cilium prints a healthy -> stack event; what was lost was delivery after the hook, which this check accounts for hop by hop.",
@@ -346,6 +357,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         variants: ATTACH_MODES_AND_IPV6,
         requires: &[
             ("tcx", "tcx"),
+            (IPV6_VARIANT, IPV6_FACT),
             ("*", "helper.redirect"),
             ("*", "helper.skb_store_bytes"),
         ],
@@ -364,6 +376,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
         // The control's plain bpf_redirect needs `helper.redirect` too.
         requires: &[
             ("tcx", "tcx"),
+            (IPV6_VARIANT, IPV6_FACT),
             ("*", "helper.redirect_peer"),
             ("*", "helper.redirect"),
             ("*", "helper.skb_store_bytes"),
@@ -504,31 +517,36 @@ pub const CATALOGUE: &[CheckSpec] = &[
     CheckSpec {
         id: "datapath.redirect-neigh",
         title: "bpf_redirect_neigh fills in L2 from the neighbour table and delivers into another pod",
-        passes_when: "a program on pod A's host-side veth ingress calls `bpf_redirect_neigh(lxc B, NULL, 0, 0)` on frames addressed to the gateway (lxc A's MAC); the kernel routes them out of lxc B and writes their L2 header from its neighbour table: pod B's eth0 observer sees destination pod B's MAC, source lxc B's, pkt_type HOST, and pod B's socket receives all 5, counted hop by hop, with the host's `IpForwDatagrams` +0 (forwarding is off). `known`: pod B's neighbour entry exists (permanent); `resolve`: it is deleted first, and the kernel must resolve it by ARP, queue the burst and deliver it: the entry that appeared is in the evidence",
+        passes_when: "a program on pod A's host-side veth ingress calls `bpf_redirect_neigh(lxc B, NULL, 0, 0)` on frames addressed to the gateway (lxc A's MAC); the kernel routes them out of lxc B and writes their L2 header from its neighbour table: pod B's eth0 observer sees destination pod B's MAC, source lxc B's, pkt_type HOST, and pod B's socket receives all 5, counted hop by hop, with the host's `IpForwDatagrams` +0 (forwarding is off). `known`: pod B's neighbour entry exists (permanent); `resolve`: it is deleted first, and the kernel must resolve it by ARP, queue the burst and deliver it: the entry that appeared is in the evidence; `ipv6`: `known` over IPv6 on a dual-stack node (pod A `fd00:42::11` to pod B `fd00:42::12`): the kernel's IPv6 route lookup gives the nexthop pod B's address and its permanent IPv6 neighbour (ND) entry the L2 header, pod B's `Ip6`/`Udp6` counters on the path, the host's `Ip6OutForwDatagrams` +0",
         control: "the neighbour step removed and nothing else: a plain `bpf_redirect` to lxc B's egress (the same device, direction and frames; in `resolve` the entry deleted again), so the frames keep the gateway's MAC; pod B sees them OTHERHOST and drops them, and the check's \"L2 from the neighbour table\" witness fails",
-        variants: &["known", "resolve"],
+        variants: &["known", "resolve", IPV6_VARIANT],
         // The control's plain bpf_redirect needs `helper.redirect` too.
-        requires: &[("*", "helper.redirect_neigh"), ("*", "helper.redirect")],
+        requires: &[
+            (IPV6_VARIANT, IPV6_FACT),
+            ("*", "helper.redirect_neigh"),
+            ("*", "helper.redirect"),
+        ],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN, NOT_RESOLVED, FORWARDED],
         reference: "https://github.com/torvalds/linux/commit/b4ab31414970 (bpf: Add redirect_neigh helper as redirect drop-in); https://docs.cilium.io/en/stable/operations/performance/tuning/#ebpf-host-routing",
-        pass_because: "bpf_redirect_neigh (5.10; the nexthop form 5.11) is how Cilium's eBPF host routing sends traffic whose L2 it does not know: the kernel's own route and neighbour lookup, ARP included. It stays inside the node's namespaces, so it must work wherever the helper exists; where it does not, the expected-fact entry for helper.redirect_neigh says so.",
+        pass_because: "bpf_redirect_neigh (5.10; the nexthop form 5.11) is how Cilium's eBPF host routing sends traffic whose L2 it does not know: the kernel's own route and neighbour lookup, ARP included, and for IPv6 the same through ip6_route_output and the ND table (bpf_out_neigh_v6). It stays inside the node's namespaces, so it must work wherever the helper exists; where it does not, the expected-fact entry for helper.redirect_neigh says so, and where the kernel has no IPv6 the ipv6 fact's.",
         expected_failures: &[],
         faults: &["drop", "no-route"],
     },
     CheckSpec {
         id: "datapath.fib-lookup",
         title: "bpf_fib_lookup answers what the routes and neighbours say, and its answer forwards",
-        passes_when: "a program on pod A's host-side veth ingress calls `bpf_fib_lookup` (flags 0: rules and tables, as the stack forwards) for every packet, pod A → pod B and pod A → the node IP, and records the answer; it must equal what the host namespace's routes and neighbours, read over netlink, give: pod B → `SUCCESS` via lxc B with source lxc B's MAC and destination pod B's neighbour MAC, the node IP → `NOT_FWDED` (a local route). The program then does what Cilium's FIB path does: on `SUCCESS` it rewrites both MACs and `bpf_redirect`s to the answer's device, otherwise it hands the packet to the stack; both bursts arrive (pod B's socket, the host's), counted hop by hop, with `IpForwDatagrams` +0. The lookup answers `FWD_DISABLED` on a device without IPv4 forwarding, so forwarding is turned on for lxc A alone in this check's own host namespace, as a Cilium node has it (the +0 shows the redirect, not the stack, moved the packets)",
-        control: "pod B's `/32` route removed before the same traffic: the lookup must answer `NOT_FWDED` (no route), which is not the forwarding answer pod B's route gives, so the check's \"answer matches the routes\" test fails; the stack drops the packets (`InNoRoutes`)",
-        variants: &["default"],
+        passes_when: "a program on pod A's host-side veth ingress calls `bpf_fib_lookup` (flags 0: rules and tables, as the stack forwards) for every packet, pod A → pod B and pod A → the node IP, and records the answer; it must equal what the host namespace's routes and neighbours, read over netlink, give: pod B → `SUCCESS` via lxc B with source lxc B's MAC and destination pod B's neighbour MAC, the node IP → `NOT_FWDED` (a local route). The program then does what Cilium's FIB path does: on `SUCCESS` it rewrites both MACs and `bpf_redirect`s to the answer's device, otherwise it hands the packet to the stack; both bursts arrive (pod B's socket, the host's), counted hop by hop, with `IpForwDatagrams` +0. The lookup answers `FWD_DISABLED` on a device without IPv4 forwarding, so forwarding is turned on for lxc A alone in this check's own host namespace, as a Cilium node has it (the +0 shows the redirect, not the stack, moved the packets). `ipv6`: the same with `AF_INET6` on a dual-stack node (pod A `fd00:42::11`, pod B `fd00:42::12` via its `/128`, the node IP `fd00:198:18::10` a local route), IPv6 forwarding on for lxc A alone, `Ip6`/`Udp6` counters on the path, `Ip6OutForwDatagrams` +0",
+        control: "pod B's `/32` route (`ipv6`: `/128`) removed before the same traffic: the lookup must answer `NOT_FWDED` (no route), which is not the forwarding answer pod B's route gives, so the check's \"answer matches the routes\" test fails; the stack drops the packets (`InNoRoutes`)",
+        variants: &["default", IPV6_VARIANT],
         requires: &[
+            (IPV6_VARIANT, IPV6_FACT),
             ("*", "helper.fib_lookup"),
             ("*", "helper.redirect"),
             ("*", "helper.skb_store_bytes"),
         ],
         failures: &[NOT_DELIVERED, HOOK_NOT_RUN, FIB_MISMATCH, FORWARDED],
         reference: "https://github.com/torvalds/linux/commit/87f5fc7e48dd (bpf: Provide helper to do forwarding lookups in kernel FIB table); https://docs.cilium.io/en/stable/operations/performance/tuning/#ebpf-host-routing",
-        pass_because: "bpf_fib_lookup (4.18) is how Cilium's eBPF host routing and NodePort find the next hop and its MACs without the stack; a kernel whose answer disagrees with its own routes, or whose answer does not forward, breaks that everywhere.",
+        pass_because: "bpf_fib_lookup (4.18, AF_INET and AF_INET6 alike) is how Cilium's eBPF host routing and NodePort find the next hop and its MACs without the stack; a kernel whose answer disagrees with its own routes, or whose answer does not forward, breaks that everywhere, over IPv4 as over IPv6.",
         expected_failures: &[],
         faults: &["drop", "no-route"],
     },
@@ -679,6 +697,16 @@ mod tests {
         for f in EXPECTED_FACTS {
             assert!(seen.insert(f.fact), "{} twice", f.fact);
             assert_eq!(fact_kind(f.fact), Some(crate::FactKind::Bool), "{}", f.fact);
+        }
+    }
+
+    #[test]
+    fn every_ipv6_variant_requires_the_ipv6_fact_and_nothing_else_does() {
+        for c in CATALOGUE {
+            for v in c.variants {
+                let needs = c.requirements(v).any(|f| f == IPV6_FACT);
+                assert_eq!(needs, *v == IPV6_VARIANT, "{}[{v}]", c.id);
+            }
         }
     }
 

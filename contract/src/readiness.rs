@@ -322,7 +322,7 @@ pub const SETTINGS: &[Setting] = &[
         ],
         kernel_minimum: BASE_KERNEL,
         agent_probe: "none of its own beyond the base probes; the kernel must have IPv6 (CONFIG_IPV6, not booted with ipv6.disable=1)",
-        note: "the IPv6 variants attach with TCX where the kernel has it, legacy tc otherwise, whatever bpf.enableTCX says (the IPv4 variants show each attach mode); bpf_redirect_neigh and bpf_fib_lookup over IPv6 (eBPF host routing of IPv6 traffic) and IPv6 masquerading are not checked yet",
+        note: "the IPv6 variants attach with TCX where the kernel has it, legacy tc otherwise, whatever bpf.enableTCX says (the IPv4 variants show each attach mode); bpf_redirect_neigh and bpf_fib_lookup over IPv6 (datapath.redirect-neigh[ipv6], datapath.fib-lookup[ipv6]) are checked but needed by neither this setting nor bpf-host-routing, since the combination (eBPF host routing of IPv6 traffic) is not modelled; IPv6 masquerading is not checked yet",
         fallback: None,
         reference: "https://docs.cilium.io/en/stable/helm-reference/ (ipv6.enabled)",
     },

@@ -48,23 +48,24 @@ pub struct Route6 {
     pub gateway: Option<Ipv6Addr>,
 }
 
-/// An IPv4 route as the kernel lists it, in any table.
+/// An IPv4 or IPv6 route as the kernel lists it, in any table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteEntry {
     /// `RT_TABLE_MAIN` 254, `RT_TABLE_LOCAL` 255, ...
     pub table: u32,
     pub kind: RouteType,
-    pub dst: Ipv4Addr,
+    /// Its family's unspecified address for a default route.
+    pub dst: IpAddr,
     pub prefix: u8,
     pub oif: Option<u32>,
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
 }
 
-/// An IPv4 neighbour entry.
+/// An IPv4 (ARP) or IPv6 (neighbour discovery) neighbour entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NeighbourEntry {
     pub ifindex: u32,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
     pub state: NeighbourState,
     pub mac: Option<Mac>,
 }
@@ -552,14 +553,22 @@ impl Rtnl {
     }
 
     /// Removes a neighbour entry (the kernel must then resolve the address itself).
-    pub fn delete_neighbour(&mut self, index: u32, addr: Ipv4Addr) -> Result<()> {
+    pub fn delete_neighbour(&mut self, index: u32, addr: impl Into<IpAddr>) -> Result<()> {
+        let addr = addr.into();
         let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
         msg.header.ifindex = index;
+        let destination = match addr {
+            IpAddr::V4(a) => {
+                msg.header.family = AddressFamily::Inet;
+                NeighbourAddress::Inet(a)
+            }
+            IpAddr::V6(a) => {
+                msg.header.family = AddressFamily::Inet6;
+                NeighbourAddress::Inet6(a)
+            }
+        };
         msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                addr,
-            )));
+            .push(NeighbourAttribute::Destination(destination));
         self.request(
             RouteNetlinkMessage::DelNeighbour(msg),
             NLM_F_ACK,
@@ -568,21 +577,24 @@ impl Rtnl {
         Ok(())
     }
 
-    /// Every IPv4 neighbour entry in this namespace.
+    /// Every neighbour entry in this namespace, IPv4 (ARP) then IPv6 (ND).
     pub fn neighbours(&mut self) -> Result<Vec<NeighbourEntry>> {
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        let replies = self.dump(RouteNetlinkMessage::GetNeighbour(msg), "list neighbours")?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|r| match r {
+        let mut entries = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut msg = NeighbourMessage::default();
+            msg.header.family = family;
+            let replies = self.dump(RouteNetlinkMessage::GetNeighbour(msg), "list neighbours")?;
+            entries.extend(replies.into_iter().filter_map(|r| match r {
                 RouteNetlinkMessage::NewNeighbour(n) => {
                     let mut addr = None;
                     let mut mac = None;
                     for a in n.attributes {
                         match a {
                             NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => {
-                                addr = Some(ip)
+                                addr = Some(IpAddr::V4(ip))
+                            }
+                            NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => {
+                                addr = Some(IpAddr::V6(ip))
                             }
                             NeighbourAttribute::LinkLocalAddress(l) if l.len() == 6 => {
                                 mac = Some([l[0], l[1], l[2], l[3], l[4], l[5]])
@@ -598,23 +610,27 @@ impl Rtnl {
                     })
                 }
                 _ => None,
-            })
-            .collect())
+            }));
+        }
+        Ok(entries)
     }
 
-    /// Every IPv4 route in every table of this namespace.
+    /// Every route in every table of this namespace, IPv4 then IPv6.
     pub fn routes(&mut self) -> Result<Vec<RouteEntry>> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        let replies = self.dump(RouteNetlinkMessage::GetRoute(msg), "list routes")?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|r| match r {
-                RouteNetlinkMessage::NewRoute(m) => {
+        let mut entries = Vec::new();
+        for (family, unspecified) in [
+            (AddressFamily::Inet, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            (AddressFamily::Inet6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        ] {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = family;
+            let replies = self.dump(RouteNetlinkMessage::GetRoute(msg), "list routes")?;
+            entries.extend(replies.into_iter().filter_map(|r| match r {
+                RouteNetlinkMessage::NewRoute(m) if m.header.address_family == family => {
                     let mut entry = RouteEntry {
                         table: u32::from(m.header.table),
                         kind: m.header.kind,
-                        dst: Ipv4Addr::UNSPECIFIED,
+                        dst: unspecified,
                         prefix: m.header.destination_prefix_length,
                         oif: None,
                         gateway: None,
@@ -622,9 +638,17 @@ impl Rtnl {
                     for a in m.attributes {
                         match a {
                             RouteAttribute::Table(t) => entry.table = t,
-                            RouteAttribute::Destination(RouteAddress::Inet(ip)) => entry.dst = ip,
+                            RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                                entry.dst = ip.into()
+                            }
+                            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                                entry.dst = ip.into()
+                            }
                             RouteAttribute::Gateway(RouteAddress::Inet(ip)) => {
-                                entry.gateway = Some(ip)
+                                entry.gateway = Some(ip.into())
+                            }
+                            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => {
+                                entry.gateway = Some(ip.into())
                             }
                             RouteAttribute::Oif(i) => entry.oif = Some(i),
                             _ => {}
@@ -633,8 +657,9 @@ impl Rtnl {
                     Some(entry)
                 }
                 _ => None,
-            })
-            .collect())
+            }));
+        }
+        Ok(entries)
     }
 }
 

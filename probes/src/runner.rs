@@ -322,4 +322,36 @@ mod tests {
             o.reason
         );
     }
+
+    #[test]
+    fn a_kernel_without_ipv6_makes_every_ipv6_variant_unsupported_and_nothing_else() {
+        let mut facts = Facts::example();
+        facts.ipv6 = Some(false);
+        facts.notes.insert(
+            "ipv6".into(),
+            "socket(AF_INET6) in a new network namespace: EAFNOSUPPORT".into(),
+        );
+        for spec in conformance_contract::CATALOGUE {
+            for variant in spec.variants {
+                let missing = missing_requirements(spec, variant, &facts);
+                if *variant != "ipv6" {
+                    assert!(
+                        !missing.absent.iter().any(|f| f == "ipv6"),
+                        "{}[{variant}]",
+                        spec.id
+                    );
+                    continue;
+                }
+                assert_eq!(missing.absent, vec!["ipv6".to_string()], "{}", spec.id);
+                let o = not_run(spec, variant, missing, &facts);
+                assert_eq!(o.outcome, Outcome::Unsupported, "{}", spec.id);
+                assert!(o.reason.contains("EAFNOSUPPORT"), "{}", o.reason);
+            }
+        }
+        // Not measured: an error, as for every other fact.
+        facts.ipv6 = None;
+        let spec = conformance_contract::find_check("datapath.fib-lookup").unwrap();
+        let missing = missing_requirements(spec, "ipv6", &facts);
+        assert_eq!(missing.unmeasured, vec!["ipv6".to_string()]);
+    }
 }

@@ -155,7 +155,7 @@ fn quiet_ipv6(ns: &NetNs) -> Result<()> {
 /// report pending: `/proc/net/igmp6`'s flags column (`mca_flags`, hex) without
 /// `MAF_TIMER_RUNNING` (0x01) on every line. The report is sent before the flag
 /// is cleared, so afterwards nothing more leaves for a group already joined.
-fn await_mld_quiet(timeout: std::time::Duration) -> Result<()> {
+pub(crate) fn await_mld_quiet(timeout: std::time::Duration) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let text = std::fs::read_to_string("/proc/thread-self/net/igmp6")

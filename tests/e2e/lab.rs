@@ -114,6 +114,7 @@ fn every_check_passes_with_evidence() -> TestResult {
         ("datapath.stack-delivery", "fd00:198:18::10"),
         ("datapath.stack-delivery.redirect", "fd00:198:18::10"),
         ("datapath.redirect-peer", "fd00:42::12"),
+        ("datapath.redirect-neigh", "fd00:42::12"),
     ] {
         let e = evidence_of(run.observation(check, "ipv6")?);
         let ev = &e["hook"]["events"][0];
@@ -143,6 +144,26 @@ fn every_check_passes_with_evidence() -> TestResult {
             },
         )?;
     }
+
+    // bpf_fib_lookup with AF_INET6: the answers the IPv6 routes give, both bursts
+    // delivered where the answers send them, nothing forwarded by the host.
+    let e = evidence_of(run.observation("datapath.fib-lookup", "ipv6")?);
+    let ev = &e["hook"]["events"][0];
+    ensure(
+        e["lookup"]["family"] == "IPv6"
+            && e["lookup"]["input_forwarding"] == true
+            && ev["protocol"] == "0x86dd"
+            && e["routes_say"]["pod_b"]["dst"] == "fd00:42::12"
+            && e["routes_say"]["pod_b"]["answer"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("SUCCESS via ifindex") && a.contains("dmac"))
+            && e["routes_say"]["node"]["dst"] == "fd00:198:18::10"
+            && e["routes_say"]["node"]["answer"] == "NOT_FWDED"
+            && array_len(e["to_pod_b"].get("delivered")) == 5
+            && array_len(e["to_node"].get("delivered")) == 5
+            && e["host_ip_forw_datagrams_delta"] == 0,
+        || format!("datapath.fib-lookup[ipv6] evidence: {e}"),
+    )?;
 
     for variant in ["tcx", "legacy", "ipv6"] {
         let rp = run.observation("datapath.redirect-peer", variant)?;

@@ -14,26 +14,34 @@
 //! namespace (except on lxc A for the FIB check, see there), and every check
 //! asserts the host's `IpForwDatagrams` stayed at +0: the program moved the
 //! packets, not the host's stack.
+//!
+//! `datapath.redirect-neigh[ipv6]` and `datapath.fib-lookup[ipv6]` send the same
+//! bursts over IPv6 on a dual-stack node (pod A `fd00:42::11` → pod B
+//! `fd00:42::12`, the node IP `fd00:198:18::10`): the neighbour step then reads
+//! the IPv6 neighbour (ND) table, the lookup asks with `AF_INET6`, pod B's and the
+//! host's `Ip6`/`Udp6` MIBs are on the path and the host's `Ip6 OutForwDatagrams`
+//! is the forwarding witness.
 
 use super::{
     Burst, CONTROL_SEQS, ControlLeg, Ctx, Leg, POSITIVE_SEQS, Registered, evidence, observe,
     send_along, seqs_json,
 };
 use crate::counters::NsCounters;
+use crate::hooks::AttachMode;
 use crate::hooks::{Direction, Hook, mac_text, meta_json};
 use crate::hops::{Accounting, Path};
 use crate::netlink::{Mac, NeighbourEntry, RouteEntry};
-use crate::topology::{NODE_IP, Node, pod_route};
+use crate::topology::{Family, Node, pod_route, pod_route6};
 use crate::traffic::{self, Arrival, BURST};
 use anyhow::{Result, bail};
 use conformance_contract::Observation;
 use conformance_contract::catalogue::{
-    FIB_MISMATCH, FORWARDED, Failure, HOOK_NOT_RUN, NOT_RESOLVED,
+    FIB_MISMATCH, FORWARDED, Failure, HOOK_NOT_RUN, IPV6_VARIANT, NOT_RESOLVED,
 };
 use conformance_ebpf_common::{BPF_F_INGRESS, HookConfig, PROBE_PORT, SkbMeta, action, fib_rc};
 use netlink_packet_route::route::RouteType;
 use serde_json::{Value, json};
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::Instant;
 
 pub const CHECKS: &[Registered] = &[
@@ -59,6 +67,9 @@ type Judgement = Option<(&'static Failure, String)>;
 /// Pod A → pod B through a hook on lxc A's ingress and an observer on pod B's eth0.
 struct Forward {
     node: Node,
+    /// The IP family of the check's traffic ([`Family::V6`]: a dual-stack node).
+    family: Family,
+    mode: AttachMode,
     rx_sock: UdpSocket,
     sender: UdpSocket,
     hook: Hook,
@@ -67,13 +78,13 @@ struct Forward {
 }
 
 impl Forward {
-    fn setup(check: &str, ctx: &Ctx) -> Result<Self> {
+    fn setup(check: &str, ctx: &Ctx, family: Family) -> Result<Self> {
         let mode = ctx.default_mode();
-        let mut node = Node::build(ctx.run_id)?;
+        let mut node = Node::build_for(ctx.run_id, family)?;
         let fault = ctx.apply_fault(check, &mut node, false)?;
         let [a, b] = &node.pods;
-        let rx_sock = traffic::bind(&b.ns, b.ip, PROBE_PORT)?;
-        let sender = traffic::bind(&a.ns, a.ip, PROBE_PORT)?;
+        let rx_sock = traffic::bind(&b.ns, b.addr(family)?, PROBE_PORT)?;
+        let sender = traffic::bind(&a.ns, a.addr(family)?, PROBE_PORT)?;
         let hook = Hook::attach(
             &node.host,
             &a.lxc.name,
@@ -84,6 +95,8 @@ impl Forward {
         let observer = Hook::attach(&b.ns, "eth0", Direction::Ingress, mode, observe_only())?;
         Ok(Self {
             node,
+            family,
+            mode,
             rx_sock,
             sender,
             hook,
@@ -106,21 +119,32 @@ impl Forward {
             .tx(&self.node.host, &b.lxc.name, &b.lxc.name)
             .rx(&b.ns, "eth0", "pod B eth0")
             .observer(&self.observer)
-            .stack(&b.ns, "pod B")
+            .stack_of(&b.ns, "pod B", self.family)
     }
 
+    /// The host's forwarding counter of the check's family: `IpForwDatagrams`,
+    /// or `Ip6 OutForwDatagrams`.
     fn forwarded(&self) -> Result<u64> {
-        NsCounters::read(&self.node.host)?.mib("Ip", "ForwDatagrams")
+        let host = NsCounters::read(&self.node.host)?;
+        match self.family {
+            Family::V4 => host.mib("Ip", "ForwDatagrams"),
+            Family::V6 => host.mib("Ip6", "OutForwDatagrams"),
+        }
+    }
+
+    /// Pod B's address in the check's family.
+    fn pod_b(&self) -> Result<IpAddr> {
+        self.node.pods[1].addr(self.family)
     }
 
     /// Sends a burst to pod B and waits with `wait`; returns it with the host's
-    /// `IpForwDatagrams` delta over it.
+    /// forwarding delta over it ([`Forward::forwarded`]).
     fn send(
         &self,
         seqs: std::ops::Range<u32>,
         wait: impl FnOnce() -> Vec<Arrival>,
     ) -> Result<(Burst, u64)> {
-        let b_ip = self.node.pods[1].ip;
+        let b_ip = self.pod_b()?;
         let before = self.forwarded()?;
         let burst = send_along(
             &self.path(),
@@ -186,7 +210,7 @@ fn judge_forwarded(forwarded: u64) -> Judgement {
         (
             &FORWARDED,
             format!(
-                "delivered {BURST}/{BURST}, but the host namespace forwarded {forwarded} datagrams (IpForwDatagrams): its stack moved them, not the redirect"
+                "delivered {BURST}/{BURST}, but the host namespace forwarded {forwarded} datagrams (IpForwDatagrams; over IPv6 Ip6 OutForwDatagrams): its stack moved them, not the redirect"
             ),
         )
     })
@@ -299,11 +323,7 @@ fn neighbour_json(n: Option<&NeighbourEntry>) -> Value {
     }
 }
 
-fn find_neighbour(
-    entries: &[NeighbourEntry],
-    ifindex: u32,
-    ip: Ipv4Addr,
-) -> Option<NeighbourEntry> {
+fn find_neighbour(entries: &[NeighbourEntry], ifindex: u32, ip: IpAddr) -> Option<NeighbourEntry> {
     entries
         .iter()
         .find(|n| n.ifindex == ifindex && n.addr == ip)
@@ -311,14 +331,17 @@ fn find_neighbour(
 }
 
 fn run_neigh(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
-    let resolve = match variant {
-        "known" => false,
-        "resolve" => true,
+    // `ipv6`: the known (permanent) neighbour over IPv6, an ND table entry.
+    let (resolve, family) = match variant {
+        "known" => (false, Family::V4),
+        "resolve" => (true, Family::V4),
+        IPV6_VARIANT => (false, Family::V6),
         _ => bail!("unknown variant `{variant}` for {check}"),
     };
-    let mut p = Forward::setup(check, ctx)?;
+    let mut p = Forward::setup(check, ctx, family)?;
+    let b_ip = p.pod_b()?;
     let (a, b) = (&p.node.pods[0], &p.node.pods[1]);
-    let (b_ip, lxc_a, lxc_b) = (b.ip, a.lxc.clone(), b.lxc.clone());
+    let (lxc_a, lxc_b) = (a.lxc.clone(), b.lxc.clone());
     let want = WantL2 {
         dst: b.eth0.mac,
         src: lxc_b.mac,
@@ -362,8 +385,10 @@ fn run_neigh(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<
         ("send_error", json!(burst.send_error)),
         (
             "destination",
-            json!(format!("{b_ip}:{PROBE_PORT} in ns pod-b")),
+            json!(format!("{} in ns pod-b", SocketAddr::new(b_ip, PROBE_PORT))),
         ),
+        ("family", json!(family.name())),
+        ("attach", json!(p.mode.name())),
         ("delivered", seqs_json(&burst.arrivals)),
         (
             "redirect",
@@ -516,10 +541,28 @@ const RT_TABLE_LOCAL: u32 = 255;
 const RT_TABLE_MAIN: u32 = 254;
 const RT_TABLE_DEFAULT: u32 = 253;
 
+/// Whether the route `net`/`prefix` covers `addr`: the same family, and the first
+/// `prefix` bits equal.
+fn covers(net: IpAddr, prefix: u8, addr: IpAddr) -> bool {
+    let (net, addr, bits) = match (net, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => (u128::from(u32::from(n)), u128::from(u32::from(a)), 32),
+        (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
+        _ => return false,
+    };
+    let prefix = u32::from(prefix).min(bits);
+    if prefix == 0 {
+        return true;
+    }
+    let shift = bits - prefix;
+    net >> shift == addr >> shift
+}
+
 /// What the namespace's routes and neighbours say `bpf_fib_lookup` must answer for
-/// `dst` arriving on a device with IPv4 forwarding `forwarding`, the way the kernel
-/// decides it (net/core/filter.c `bpf_ipv4_fib_lookup`, default rules: tables
-/// local, main, default; longest prefix first): no forwarding on the input device
+/// `dst` arriving on a device with forwarding `forwarding` in `dst`'s family, the
+/// way the kernel decides it (net/core/filter.c `bpf_ipv4_fib_lookup` and
+/// `bpf_ipv6_fib_lookup`, default rules: tables local, main, default (IPv6 has no
+/// rule for default, which is empty here anyway); longest prefix first, routes of
+/// `dst`'s family only): no forwarding on the input device
 /// → `FWD_DISABLED`; no route → `NOT_FWDED`; blackhole, unreachable, prohibit →
 /// their codes; any other non-unicast route (local) → `NOT_FWDED`; unicast → the
 /// route's device, and `SUCCESS` with its MAC and the next hop's neighbour MAC when
@@ -530,7 +573,7 @@ fn expected_answer(
     neighbours: &[NeighbourEntry],
     device_mac: impl Fn(u32) -> Option<Mac>,
     forwarding: bool,
-    dst: Ipv4Addr,
+    dst: IpAddr,
 ) -> (Answer, Option<RouteEntry>) {
     let only = |rc| Answer {
         rc,
@@ -540,14 +583,7 @@ fn expected_answer(
     if !forwarding {
         return (only(fib_rc::FWD_DISABLED), None);
     }
-    let contains = |r: &RouteEntry| {
-        let mask = if r.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(r.prefix.min(32)))
-        };
-        u32::from(dst) & mask == u32::from(r.dst) & mask
-    };
+    let contains = |r: &RouteEntry| covers(r.dst, r.prefix, dst);
     let route = [RT_TABLE_LOCAL, RT_TABLE_MAIN, RT_TABLE_DEFAULT]
         .iter()
         .find_map(|t| {
@@ -591,8 +627,17 @@ fn expected_answer(
 /// One destination of the FIB check: what the routes say, what the program got.
 struct Lookup {
     who: &'static str,
-    dst: Ipv4Addr,
+    dst: IpAddr,
     expected: Answer,
+}
+
+/// The destination address of a recorded packet, in its IP version.
+fn event_dst(m: &SkbMeta) -> IpAddr {
+    if m.ip_version == 6 {
+        IpAddr::V6(Ipv6Addr::from(m.daddr6))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(u32::from_be(m.daddr)))
+    }
 }
 
 /// The FIB check's test: every packet of each burst got the answer the routes
@@ -605,10 +650,9 @@ fn judge_fib(lookups: &[(&Lookup, &Accounting, &[SkbMeta])], forwarded: u64) -> 
         return hops.loss().map(|r| (&HOOK_NOT_RUN, r));
     }
     let answers = |l: &Lookup, events: &[SkbMeta]| -> Vec<Answer> {
-        let daddr = u32::from(l.dst).to_be();
         events
             .iter()
-            .filter(|m| m.daddr == daddr && m.fib_called != 0)
+            .filter(|m| event_dst(m) == l.dst && m.fib_called != 0)
             .map(Answer::of)
             .collect()
     };
@@ -667,19 +711,38 @@ fn route_json(r: Option<&RouteEntry>) -> Value {
 }
 
 fn run_fib(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
-    let mut p = Forward::setup(check, ctx)?;
+    let family = match variant {
+        "default" => Family::V4,
+        IPV6_VARIANT => Family::V6,
+        _ => bail!("unknown variant `{variant}` for {check}"),
+    };
+    let mut p = Forward::setup(check, ctx, family)?;
+    let b_ip = p.pod_b()?;
+    let node_ip = family.node_ip();
     let (a, b) = (&p.node.pods[0], &p.node.pods[1]);
-    let (b_ip, lxc_a, lxc_b) = (b.ip, a.lxc.clone(), b.lxc.clone());
-    // bpf_fib_lookup answers FWD_DISABLED unless the input device forwards IPv4
-    // (`IN_DEV_FORWARD`, checked first for every flag combination). A Cilium node
+    let (lxc_a, lxc_b, b_ip4, b_ip6) = (a.lxc.clone(), b.lxc.clone(), b.ip, b.ip6);
+    // bpf_fib_lookup answers FWD_DISABLED unless the input device forwards the
+    // packet's family (IPv4 `IN_DEV_FORWARD`, IPv6 the device's
+    // `cnf.forwarding`, checked first for every flag combination). A Cilium node
     // forwards; this lab's host namespace does not, so the redirect checks can show
     // the stack moved nothing. Turn it on for lxc A alone, in this check's own
-    // namespace (no other check sees it); `IpForwDatagrams` +0 is then what shows
-    // that the program's redirect, not the stack, moved pod B's packets.
-    let forwarding_sysctl = format!("/proc/sys/net/ipv4/conf/{}/forwarding", lxc_a.name);
+    // namespace (no other check sees it); the forwarding counter at +0 is then what
+    // shows that the program's redirect, not the stack, moved pod B's packets.
+    let forwarding_sysctl = match family {
+        Family::V4 => format!("/proc/sys/net/ipv4/conf/{}/forwarding", lxc_a.name),
+        Family::V6 => format!("/proc/sys/net/ipv6/conf/{}/forwarding", lxc_a.name),
+    };
     p.node.host.write(&forwarding_sysctl, "1")?;
     let forwarding = p.node.host.read_to_string(&forwarding_sysctl)?.trim() == "1";
-    let host_sock = traffic::bind(&p.node.host, NODE_IP, PROBE_PORT)?;
+    if family == Family::V6 {
+        // An IPv6 device that forwards joins the all-routers groups and reports
+        // them (MLD, out of lxc A into pod A): wait until those are out, so only
+        // the check's datagrams move the counters.
+        p.node
+            .host
+            .run(|| crate::topology::await_mld_quiet(traffic::LINK_READY_TIMEOUT))?;
+    }
+    let host_sock = traffic::bind(&p.node.host, node_ip, PROBE_PORT)?;
     let config = HookConfig {
         dport: PROBE_PORT,
         action: action::FIB_LOOKUP,
@@ -700,7 +763,7 @@ fn run_fib(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Ob
     let mac_of = |i: u32| devices.iter().find(|d| d.index == i).map(|d| d.mac);
     let (to_b, to_b_route) = expected_answer(&routes, &neighbours, mac_of, forwarding, b_ip);
     let (to_node, to_node_route) =
-        expected_answer(&routes, &neighbours, mac_of, forwarding, NODE_IP);
+        expected_answer(&routes, &neighbours, mac_of, forwarding, node_ip);
     // The premise: the routes give pod B a forwarding answer and the node IP a local
     // one; if they do not, the topology is not what the check is about.
     if to_b.rc != fib_rc::SUCCESS || to_b.ifindex != Some(lxc_b.index) {
@@ -718,7 +781,7 @@ fn run_fib(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Ob
     };
     let node = Lookup {
         who: "the node IP",
-        dst: NODE_IP,
+        dst: node_ip,
         expected: to_node,
     };
 
@@ -729,13 +792,13 @@ fn run_fib(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Ob
         .tx(&p.node.pods[0].ns, "eth0", "pod A eth0")
         .rx(&p.node.host, &lxc_a.name, &lxc_a.name)
         .hook(&p.hook)
-        .stack(&p.node.host, "host");
+        .stack_of(&p.node.host, "host", family);
     let before = p.forwarded()?;
     let burst_node = send_along(
         &node_path,
         "pod A",
         "host",
-        || Ok(traffic::send_burst(&p.sender, NODE_IP, POSITIVE_SEQS)),
+        || Ok(traffic::send_burst(&p.sender, node_ip, POSITIVE_SEQS)),
         || traffic::collect_expected(&host_sock, POSITIVE_SEQS),
     )?;
     let forwarded = forwarded_b + (p.forwarded()? - before);
@@ -744,13 +807,14 @@ fn run_fib(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Ob
     let ev = evidence([
         (
             "lookup",
-            json!({ "helper": "bpf_fib_lookup", "flags": 0, "input": lxc_a.name, "input_forwarding": forwarding }),
+            json!({ "helper": "bpf_fib_lookup", "family": family.name(), "flags": 0, "input": lxc_a.name, "input_forwarding": forwarding }),
         ),
+        ("attach", json!(p.mode.name())),
         (
             "routes_say",
             json!({
                 "pod_b": { "dst": b_ip.to_string(), "route": route_json(to_b_route.as_ref()), "answer": to_b.text() },
-                "node": { "dst": NODE_IP.to_string(), "route": route_json(to_node_route.as_ref()), "answer": to_node.text() },
+                "node": { "dst": node_ip.to_string(), "route": route_json(to_node_route.as_ref()), "answer": to_node.text() },
             }),
         ),
         (
@@ -787,7 +851,16 @@ fn run_fib(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Ob
     // Control: the route the lookup must find, removed. The same program and traffic
     // to pod B; the kernel must now answer NOT_FWDED, which the check's test, holding
     // the answer to pod B's route, must refuse. The stack then drops the packets.
-    p.node.host_rtnl.delete_route(&pod_route(b_ip, &lxc_b))?;
+    let prefix = match (family, b_ip6) {
+        (Family::V6, Some(ip6)) => {
+            p.node.host_rtnl.delete_route6(&pod_route6(ip6, &lxc_b))?;
+            128
+        }
+        _ => {
+            p.node.host_rtnl.delete_route(&pod_route(b_ip4, &lxc_b))?;
+            32
+        }
+    };
     let routes_now = p.node.host_rtnl.routes()?;
     let (now, now_route) = expected_answer(&routes_now, &neighbours, mac_of, forwarding, b_ip);
     let matched_before = p.hook.counters()?.matched;
@@ -806,7 +879,7 @@ fn run_fib(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Ob
         .map(Answer::text)
         .unwrap_or_else(|| "nothing".into());
     let account = format!(
-        "pod B's /32 route removed: bpf_fib_lookup answered {got} for {}/{BURST} packets (the routes now say {}), {}/{BURST} delivered{}",
+        "pod B's /{prefix} route removed: bpf_fib_lookup answered {got} for {}/{BURST} packets (the routes now say {}), {}/{BURST} delivered{}",
         answers.len(),
         now.text(),
         control.arrivals.len(),
@@ -821,7 +894,7 @@ fn run_fib(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Ob
     );
     let control = ControlLeg {
         description: format!(
-            "the same lookups with pod B's /32 route via {} removed",
+            "the same lookups with pod B's /{prefix} route via {} removed",
             lxc_b.name
         ),
         witnessed: matched >= u64::from(BURST) && answers.len() >= BURST as usize,
@@ -846,7 +919,7 @@ fn run_fib(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Ob
 // datapath.redirect-egress
 
 fn run_egress(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
-    let mut p = Forward::setup(check, ctx)?;
+    let mut p = Forward::setup(check, ctx, Family::V4)?;
     let b = &p.node.pods[1];
     let (b_ip, b_mac, lxc_b) = (b.ip, b.eth0.mac, b.lxc.clone());
     // Where the control's frames land instead: lxc B's ingress, in the host namespace.
@@ -960,6 +1033,7 @@ fn run_egress(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result
 mod tests {
     use super::*;
     use crate::hops::Figure;
+    use crate::topology::{NODE_IP, NODE_IP6};
     use netlink_packet_route::neighbour::NeighbourState;
 
     const LXC_B: u32 = 5;
@@ -967,11 +1041,19 @@ mod tests {
     const POD_B_MAC: Mac = [2, 0, 0, 0, 1, 0xb];
     const POD_B: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 12);
 
-    fn route(table: u32, kind: RouteType, dst: Ipv4Addr, prefix: u8, oif: u32) -> RouteEntry {
+    const POD_B6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x42, 0, 0, 0, 0, 0, 0x12);
+
+    fn route(
+        table: u32,
+        kind: RouteType,
+        dst: impl Into<IpAddr>,
+        prefix: u8,
+        oif: u32,
+    ) -> RouteEntry {
         RouteEntry {
             table,
             kind,
-            dst,
+            dst: dst.into(),
             prefix,
             oif: Some(oif),
             gateway: None,
@@ -995,7 +1077,7 @@ mod tests {
     fn neighbour(state: NeighbourState) -> NeighbourEntry {
         NeighbourEntry {
             ifindex: LXC_B,
-            addr: POD_B,
+            addr: POD_B.into(),
             state,
             mac: Some(POD_B_MAC),
         }
@@ -1005,8 +1087,99 @@ mod tests {
         (i == LXC_B).then_some(LXC_B_MAC)
     }
 
-    fn answer(routes: &[RouteEntry], neigh: &[NeighbourEntry], dst: Ipv4Addr) -> Answer {
-        expected_answer(routes, neigh, mac_of, true, dst).0
+    fn answer(routes: &[RouteEntry], neigh: &[NeighbourEntry], dst: impl Into<IpAddr>) -> Answer {
+        expected_answer(routes, neigh, mac_of, true, dst.into()).0
+    }
+
+    /// The dual-stack node's IPv6 routes beside an IPv4 default route, and pod B's
+    /// permanent ND entry.
+    fn node_routes6() -> (Vec<RouteEntry>, Vec<NeighbourEntry>) {
+        let routes = vec![
+            route(
+                RT_TABLE_MAIN,
+                RouteType::Unicast,
+                Ipv4Addr::UNSPECIFIED,
+                0,
+                9,
+            ),
+            route(RT_TABLE_LOCAL, RouteType::Local, NODE_IP6, 128, 1),
+            route(
+                RT_TABLE_LOCAL,
+                RouteType::Multicast,
+                Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
+                8,
+                LXC_B,
+            ),
+            route(RT_TABLE_MAIN, RouteType::Unicast, POD_B6, 128, LXC_B),
+        ];
+        let neigh = vec![
+            neighbour(NeighbourState::Permanent),
+            NeighbourEntry {
+                addr: POD_B6.into(),
+                ..neighbour(NeighbourState::Permanent)
+            },
+        ];
+        (routes, neigh)
+    }
+
+    #[test]
+    fn ipv6_routes_give_success_and_local_and_ipv4_routes_never_match() {
+        let (routes, neigh) = node_routes6();
+        assert_eq!(
+            answer(&routes, &neigh, POD_B6),
+            Answer {
+                rc: fib_rc::SUCCESS,
+                ifindex: Some(LXC_B),
+                macs: Some((LXC_B_MAC, POD_B_MAC)),
+            }
+        );
+        assert_eq!(answer(&routes, &neigh, NODE_IP6).rc, fib_rc::NOT_FWDED);
+        // The IPv4 default route covers every IPv4 address, no IPv6 one.
+        let other = Ipv6Addr::new(0xfd00, 0x42, 0, 0, 0, 0, 0, 0x13);
+        assert_eq!(answer(&routes, &neigh, other).rc, fib_rc::NOT_FWDED);
+        assert_eq!(
+            answer(&routes, &neigh, Ipv4Addr::new(192, 0, 2, 1)).ifindex,
+            Some(9)
+        );
+        // Without pod B's ND entry: NO_NEIGH via lxc B.
+        assert_eq!(answer(&routes, &neigh[..1], POD_B6).rc, fib_rc::NO_NEIGH);
+        assert!(covers(Ipv6Addr::UNSPECIFIED.into(), 0, POD_B6.into()));
+        assert!(covers(
+            Ipv6Addr::new(0xfd00, 0x42, 0, 0, 0, 0, 0, 0).into(),
+            64,
+            POD_B6.into()
+        ));
+        assert!(!covers(
+            Ipv6Addr::new(0xfd00, 0x43, 0, 0, 0, 0, 0, 0).into(),
+            64,
+            POD_B6.into()
+        ));
+    }
+
+    #[test]
+    fn ipv6_answers_are_matched_by_the_events_ipv6_destination() {
+        let (routes, neigh) = node_routes6();
+        let l = Lookup {
+            who: "pod B",
+            dst: POD_B6.into(),
+            expected: answer(&routes, &neigh, POD_B6),
+        };
+        let v6 = |rc, ifindex| SkbMeta {
+            ip_version: 6,
+            daddr6: POD_B6.octets(),
+            ..fib_event(rc, ifindex)
+        };
+        let good = vec![v6(fib_rc::SUCCESS, LXC_B); 5];
+        assert!(judge_fib(&[(&l, &delivered(5), &good)], 0).is_none());
+        let wrong = vec![v6(fib_rc::NOT_FWDED, 3); 5];
+        let (f, reason) = judge_fib(&[(&l, &delivered(0), &wrong)], 0).unwrap();
+        assert_eq!(f.code, "fib-mismatch");
+        assert!(reason.contains("fd00:42::12"), "{reason}");
+        // IPv4 records of pod B's IPv4 address are not this lookup's.
+        let v4 = vec![fib_event(fib_rc::SUCCESS, LXC_B); 5];
+        let (f, reason) = judge_fib(&[(&l, &delivered(5), &v4)], 0).unwrap();
+        assert_eq!(f.code, "fib-mismatch");
+        assert!(reason.contains("only 0/5"), "{reason}");
     }
 
     #[test]
@@ -1032,7 +1205,9 @@ mod tests {
             Some(9)
         );
         assert_eq!(
-            expected_answer(&routes, &neigh, mac_of, false, POD_B).0.rc,
+            expected_answer(&routes, &neigh, mac_of, false, POD_B.into())
+                .0
+                .rc,
             fib_rc::FWD_DISABLED
         );
     }
@@ -1082,7 +1257,7 @@ mod tests {
     fn a_wrong_answer_is_a_fib_mismatch_before_the_delivery() {
         let l = Lookup {
             who: "pod B",
-            dst: POD_B,
+            dst: POD_B.into(),
             expected: answer(
                 &node_routes(),
                 &[neighbour(NeighbourState::Permanent)],

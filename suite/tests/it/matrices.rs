@@ -240,13 +240,13 @@ fn precondition_facts_are_expected_from_their_kernel() {
                 );
             }
         }
-        // Drivers a kernel may be built without (netkit, geneve, vxlan) are
+        // Drivers a kernel may be built without (netkit, geneve, vxlan, IPv6) are
         // expected on distribution kernels only; socket LB's cgroup programs
         // where a cgroup v2 tree is mounted.
         let mut micro_vm = current.clone();
         micro_vm.kernel_package = None;
         micro_vm.cgroup2 = None;
-        for fact in ["netkit", "vxlan", "geneve", "cgroup.sock_addr"] {
+        for fact in ["netkit", "vxlan", "geneve", "ipv6", "cgroup.sock_addr"] {
             assert_eq!(
                 m.fact_expectation(fact, &micro_vm).presence,
                 FactPresence::NotExpected,
