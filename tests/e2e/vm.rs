@@ -410,6 +410,8 @@ fn the_kernel_matrix_side_by_side_with_this_host() -> TestResult {
             ("datapath.stack-delivery", "ipv6", "pass"),
             ("datapath.stack-delivery.redirect", "ipv6", "pass"),
             ("datapath.redirect-peer", "ipv6", "pass"),
+            ("datapath.redirect-neigh", "ipv6", "pass"),
+            ("datapath.fib-lookup", "ipv6", "pass"),
             ("socket-lb.connect", "tcp", "pass"),
         ] {
             let got = verdict(&id, check, variant);
