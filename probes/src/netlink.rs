@@ -27,25 +27,43 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 pub type Mac = [u8; 6];
 
-/// How a route reaches its destination.
+/// How a route reaches its destination: IPv4 ([`Route`]) or IPv6 ([`Route6`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Route {
-    pub dst: Ipv4Addr,
+pub struct Route<A = Ipv4Addr> {
+    pub dst: A,
     pub prefix: u8,
     pub oif: u32,
-    /// `None`: a scope-link route straight out of `oif` (Cilium's per-pod /32).
-    pub gateway: Option<Ipv4Addr>,
+    /// `None`: straight out of `oif` (Cilium's per-pod /32 or /128, scope link for
+    /// IPv4); `Some`: via a gateway that is on no subnet of `oif` (`onlink`, as
+    /// Cilium's pod routes are).
+    pub gateway: Option<A>,
 }
 
-/// How an IPv6 route reaches its destination, as [`Route`] does for IPv4.
-#[derive(Debug, Clone, Copy)]
-pub struct Route6 {
-    pub dst: Ipv6Addr,
-    pub prefix: u8,
-    pub oif: u32,
-    /// `None`: straight out of `oif` (the per-pod /128); `Some`: via a gateway
-    /// that is on no subnet of `oif` (`onlink`, as Cilium's pod routes are).
-    pub gateway: Option<Ipv6Addr>,
+/// An IPv6 route, built and sent as [`Route`] is.
+pub type Route6 = Route<Ipv6Addr>;
+
+/// What a route's message takes from its address family.
+pub trait RouteFamily: Copy + std::fmt::Display {
+    const FAMILY: AddressFamily;
+    /// The scope of a route without a gateway.
+    const DIRECT_SCOPE: RouteScope;
+    fn address(self) -> RouteAddress;
+}
+
+impl RouteFamily for Ipv4Addr {
+    const FAMILY: AddressFamily = AddressFamily::Inet;
+    const DIRECT_SCOPE: RouteScope = RouteScope::Link;
+    fn address(self) -> RouteAddress {
+        RouteAddress::Inet(self)
+    }
+}
+
+impl RouteFamily for Ipv6Addr {
+    const FAMILY: AddressFamily = AddressFamily::Inet6;
+    const DIRECT_SCOPE: RouteScope = RouteScope::Universe;
+    fn address(self) -> RouteAddress {
+        RouteAddress::Inet6(self)
+    }
 }
 
 /// An IPv4 or IPv6 route as the kernel lists it, in any table.
@@ -431,9 +449,9 @@ impl Rtnl {
         Ok(())
     }
 
-    fn route_message(route: &Route) -> RouteMessage {
+    fn route_message<A: RouteFamily>(route: &Route<A>) -> RouteMessage {
         let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
+        msg.header.address_family = A::FAMILY;
         msg.header.destination_prefix_length = route.prefix;
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Static;
@@ -441,15 +459,14 @@ impl Rtnl {
         msg.header.scope = if route.gateway.is_some() {
             RouteScope::Universe
         } else {
-            RouteScope::Link
+            A::DIRECT_SCOPE
         };
         if route.prefix > 0 {
             msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::Inet(route.dst)));
+                .push(RouteAttribute::Destination(route.dst.address()));
         }
         if let Some(gw) = route.gateway {
-            msg.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::Inet(gw)));
+            msg.attributes.push(RouteAttribute::Gateway(gw.address()));
             // Cilium's pod routes name a gateway that is not on any subnet of the pod.
             msg.header.flags = RouteFlags::Onlink;
         }
@@ -457,51 +474,8 @@ impl Rtnl {
         msg
     }
 
-    fn route6_message(route: &Route6) -> RouteMessage {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet6;
-        msg.header.destination_prefix_length = route.prefix;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Static;
-        msg.header.kind = RouteType::Unicast;
-        msg.header.scope = RouteScope::Universe;
-        if route.prefix > 0 {
-            msg.attributes
-                .push(RouteAttribute::Destination(RouteAddress::Inet6(route.dst)));
-        }
-        if let Some(gw) = route.gateway {
-            msg.attributes
-                .push(RouteAttribute::Gateway(RouteAddress::Inet6(gw)));
-            msg.header.flags = RouteFlags::Onlink;
-        }
-        msg.attributes.push(RouteAttribute::Oif(route.oif));
-        msg
-    }
-
-    /// Adds an IPv6 route, or replaces the one to the same destination.
-    pub fn replace_route6(&mut self, route: &Route6) -> Result<()> {
-        self.request(
-            RouteNetlinkMessage::NewRoute(Self::route6_message(route)),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-            &format!(
-                "add route {}/{} via link {}",
-                route.dst, route.prefix, route.oif
-            ),
-        )?;
-        Ok(())
-    }
-
-    pub fn delete_route6(&mut self, route: &Route6) -> Result<()> {
-        self.request(
-            RouteNetlinkMessage::DelRoute(Self::route6_message(route)),
-            NLM_F_ACK,
-            &format!("delete route {}/{}", route.dst, route.prefix),
-        )?;
-        Ok(())
-    }
-
     /// Adds a route, or replaces the one to the same destination.
-    pub fn replace_route(&mut self, route: &Route) -> Result<()> {
+    pub fn replace_route<A: RouteFamily>(&mut self, route: &Route<A>) -> Result<()> {
         self.request(
             RouteNetlinkMessage::NewRoute(Self::route_message(route)),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
@@ -513,7 +487,7 @@ impl Rtnl {
         Ok(())
     }
 
-    pub fn delete_route(&mut self, route: &Route) -> Result<()> {
+    pub fn delete_route<A: RouteFamily>(&mut self, route: &Route<A>) -> Result<()> {
         self.request(
             RouteNetlinkMessage::DelRoute(Self::route_message(route)),
             NLM_F_ACK,

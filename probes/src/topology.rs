@@ -304,20 +304,20 @@ impl Node {
             host_rtnl.add_neighbour(lxc.index, ip, eth0.mac)?;
             if let Some(ip6) = ip6 {
                 rtnl.add_address(eth0.index, ip6, 128)?;
-                rtnl.replace_route6(&Route6 {
+                rtnl.replace_route(&Route6 {
                     dst: GATEWAY_IP6,
                     prefix: 128,
                     oif: eth0.index,
                     gateway: None,
                 })?;
-                rtnl.replace_route6(&Route6 {
+                rtnl.replace_route(&Route6 {
                     dst: Ipv6Addr::UNSPECIFIED,
                     prefix: 0,
                     oif: eth0.index,
                     gateway: Some(GATEWAY_IP6),
                 })?;
                 rtnl.add_neighbour(eth0.index, GATEWAY_IP6, lxc.mac)?;
-                host_rtnl.replace_route6(&pod_route6(ip6, &lxc))?;
+                host_rtnl.replace_route(&pod_route6(ip6, &lxc))?;
                 host_rtnl.add_neighbour(lxc.index, ip6, eth0.mac)?;
             }
             pods.push(Pod {

@@ -853,7 +853,7 @@ fn run_fib(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Ob
     // the answer to pod B's route, must refuse. The stack then drops the packets.
     let prefix = match (family, b_ip6) {
         (Family::V6, Some(ip6)) => {
-            p.node.host_rtnl.delete_route6(&pod_route6(ip6, &lxc_b))?;
+            p.node.host_rtnl.delete_route(&pod_route6(ip6, &lxc_b))?;
             128
         }
         _ => {

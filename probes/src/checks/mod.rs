@@ -101,7 +101,7 @@ impl Ctx<'_> {
                 match (node.family, pod.ip6) {
                     (Family::V6, Some(ip6)) => node
                         .host_rtnl
-                        .delete_route6(&crate::topology::pod_route6(ip6, &pod.lxc))?,
+                        .delete_route(&crate::topology::pod_route6(ip6, &pod.lxc))?,
                     _ => node
                         .host_rtnl
                         .delete_route(&crate::topology::pod_route(pod.ip, &pod.lxc))?,
@@ -111,7 +111,7 @@ impl Ctx<'_> {
             // A dual-stack node carries the check's traffic over IPv6: its IPv6
             // default route is the one the traffic needs.
             Fault::NoRoute if node.family == Family::V6 => {
-                pod.rtnl.delete_route6(&Route6 {
+                pod.rtnl.delete_route(&Route6 {
                     dst: Ipv6Addr::UNSPECIFIED,
                     prefix: 0,
                     oif: pod.eth0.index,
