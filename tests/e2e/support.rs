@@ -59,9 +59,7 @@ impl Needs {
 }
 
 fn tool_exists(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
-        .unwrap_or(false)
+    conformance_suite::target::find_on_path(name).is_some()
 }
 
 /// `Some(why)` when this machine cannot run the privileged tests: asked of the

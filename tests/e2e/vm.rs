@@ -76,7 +76,7 @@ fn cached(name: &str) -> bool {
 }
 
 fn on_path(program: &str) -> bool {
-    conformance_suite::target::vm::qemu::find_on_path(program).is_some()
+    conformance_suite::target::find_on_path(program).is_some()
 }
 
 /// Whether the Rust standard library for `triple` is installed (a static probe

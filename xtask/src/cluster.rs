@@ -122,11 +122,7 @@ pub fn tools(ctlptl: bool, install: bool) -> Vec<Tool> {
 pub fn missing_tool(tools: &[Tool], path: &OsStr) -> Option<String> {
     tools
         .iter()
-        .find(|t| {
-            !std::env::split_paths(path)
-                .filter(|d| !d.as_os_str().is_empty())
-                .any(|d| d.join(t.name).is_file())
-        })
+        .find(|t| conformance_suite::target::find_in_path(t.name, path).is_none())
         .map(|t| format!("{} not found on PATH: {}", t.name, t.how))
 }
 

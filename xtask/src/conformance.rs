@@ -618,7 +618,7 @@ pub(crate) fn guest_cannot_start_with(
         return Ok(None);
     }
     let machine = qemu::machine(&id.arch).map_err(|e| fail(INFRA, e))?;
-    if qemu::find_on_path(machine.qemu).is_none() {
+    if conformance_suite::target::find_on_path(machine.qemu).is_none() {
         return Ok(Some(format!(
             "no {} on this machine (Debian: apt-get install {})",
             machine.qemu, machine.debian_package

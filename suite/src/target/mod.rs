@@ -52,6 +52,21 @@ use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
+/// Where `program` is in the directories of `path` (a `PATH` value), if anywhere;
+/// empty entries are skipped rather than read as the working directory. Every
+/// "is this tool installed" question of the suite, its xtask and its tests.
+pub fn find_in_path(program: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// [`find_in_path`] on this process's `PATH`.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    find_in_path(program, &std::env::var_os("PATH")?)
+}
+
 /// The kinds of target, as `--target` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

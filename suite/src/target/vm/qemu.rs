@@ -95,14 +95,6 @@ pub fn machine(arch: &str) -> Result<Machine, String> {
     }
 }
 
-/// Where `program` is on `PATH`, if anywhere.
-pub fn find_on_path(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
 /// One guest's boot: the files qemu reads and writes, and its size.
 #[derive(Debug, Clone)]
 pub struct Boot<'a> {
