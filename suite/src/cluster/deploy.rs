@@ -448,12 +448,11 @@ mod tests {
 
     use super::*;
     use crate::cluster::manifests::{DEFAULT_PROBE_IMAGE, Placement};
+    use crate::cluster::mock_api::{ApiHandle, serve, serve_apply, status};
     use http::{Request, Response};
     use kube::client::Body;
     use serde_json::{Value, json};
-    use tower_test::mock::{self, Handle};
-
-    type ApiHandle = Handle<Request<Body>, Response<Body>>;
+    use tower_test::mock;
 
     const NS: &str = "cilium-conformance-0123abcd";
 
@@ -470,81 +469,6 @@ mod tests {
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
         (Deployer::new(client, &plan()), handle)
-    }
-
-    /// One request seen by the mock server.
-    struct Seen {
-        method: String,
-        path: String,
-        query: String,
-        content_type: String,
-        body: Value,
-    }
-
-    /// Takes the next request and answers `status` with `reply`.
-    async fn serve(handle: &mut ApiHandle, status: u16, reply: Value) -> Seen {
-        let (request, send) = handle.next_request().await.expect("a request");
-        let method = request.method().to_string();
-        let path = request.uri().path().to_string();
-        let query = request.uri().query().unwrap_or_default().to_string();
-        let content_type = request
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        let text = match &reply {
-            Value::String(s) => s.clone().into_bytes(),
-            other => serde_json::to_vec(other).unwrap(),
-        };
-        send.send_response(
-            Response::builder()
-                .status(status)
-                .body(Body::from(text))
-                .unwrap(),
-        );
-        Seen {
-            method,
-            path,
-            query,
-            content_type,
-            body,
-        }
-    }
-
-    /// Answers an apply with the object it was sent.
-    async fn serve_apply(handle: &mut ApiHandle) -> Seen {
-        let (request, send) = handle.next_request().await.expect("an apply");
-        let method = request.method().to_string();
-        let path = request.uri().path().to_string();
-        let query = request.uri().query().unwrap_or_default().to_string();
-        let content_type = request.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        send.send_response(
-            Response::builder()
-                .body(Body::from(bytes.to_vec()))
-                .unwrap(),
-        );
-        Seen {
-            method,
-            path,
-            query,
-            content_type,
-            body: serde_json::from_slice(&bytes).unwrap(),
-        }
-    }
-
-    fn status(code: u16, reason: &str, message: &str) -> Value {
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-               "message": message, "reason": reason, "code": code})
     }
 
     fn daemonset(desired: i32) -> Value {

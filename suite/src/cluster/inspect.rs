@@ -724,12 +724,11 @@ mod tests {
     mod wait {
         //! [`wait_ready`] against a tower-test mock API server.
         use super::super::*;
+        use crate::cluster::mock_api::{self, ApiHandle};
         use http::{Request, Response};
         use kube::client::Body;
         use serde_json::{Value, json};
-        use tower_test::mock::{self, Handle};
-
-        type ApiHandle = Handle<Request<Body>, Response<Body>>;
+        use tower_test::mock;
 
         fn setup() -> (Connection, ApiHandle) {
             let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
@@ -741,15 +740,7 @@ mod tests {
         }
 
         async fn serve(handle: &mut ApiHandle, status: u16, reply: Value) -> String {
-            let (request, send) = handle.next_request().await.expect("a request");
-            let line = format!("{} {}", request.method(), request.uri().path());
-            send.send_response(
-                Response::builder()
-                    .status(status)
-                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                    .unwrap(),
-            );
-            line
+            mock_api::serve(handle, status, reply).await.line()
         }
 
         fn nodes(ready: &[bool]) -> Value {

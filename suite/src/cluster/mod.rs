@@ -27,5 +27,7 @@ pub mod deploy;
 pub mod inspect;
 pub mod k3d;
 pub mod manifests;
+#[cfg(test)]
+pub(crate) mod mock_api;
 pub mod values;
 pub mod yaml;

@@ -7,15 +7,14 @@
 
 use super::*;
 use crate::cluster::manifests::DEFAULT_PROBE_IMAGE;
+use crate::cluster::mock_api::{ApiHandle, Seen, serve, serve_apply, status};
 use crate::target::runner::{self, Planned};
 use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 use std::sync::atomic::AtomicBool;
-use tower_test::mock::{self, Handle};
-
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
+use tower_test::mock;
 
 const SERVER: &str = "k3d-cilium-conformance-server-0";
 const AGENT: &str = "k3d-cilium-conformance-agent-0";
@@ -39,64 +38,6 @@ fn script<T: Send + 'static>(
 
 fn join<T: Send + 'static>(task: tokio::task::JoinHandle<T>) -> T {
     block_on(task).expect("the mock server script")
-}
-
-/// One request seen by the mock server.
-#[derive(Debug)]
-struct Seen {
-    method: String,
-    path: String,
-    query: String,
-}
-
-impl Seen {
-    fn line(&self) -> String {
-        format!("{} {}", self.method, self.path)
-    }
-}
-
-/// Takes the next request and answers `status` with `reply` (a string is sent
-/// as it is: a log).
-async fn serve(handle: &mut ApiHandle, status: u16, reply: Value) -> Seen {
-    let (request, send) = handle.next_request().await.expect("a request");
-    let seen = Seen {
-        method: request.method().to_string(),
-        path: request.uri().path().to_string(),
-        query: request.uri().query().unwrap_or_default().to_string(),
-    };
-    let text = match &reply {
-        Value::String(s) => s.clone().into_bytes(),
-        other => serde_json::to_vec(other).unwrap(),
-    };
-    send.send_response(
-        Response::builder()
-            .status(status)
-            .body(Body::from(text))
-            .unwrap(),
-    );
-    seen
-}
-
-/// Answers a server-side apply with the object it was sent.
-async fn serve_apply(handle: &mut ApiHandle) -> Seen {
-    let (request, send) = handle.next_request().await.expect("an apply");
-    let seen = Seen {
-        method: request.method().to_string(),
-        path: request.uri().path().to_string(),
-        query: request.uri().query().unwrap_or_default().to_string(),
-    };
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    send.send_response(
-        Response::builder()
-            .body(Body::from(bytes.to_vec()))
-            .unwrap(),
-    );
-    seen
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "message": message, "reason": reason, "code": code})
 }
 
 fn node(name: &str, goarch: &str, ready: bool) -> Value {
