@@ -164,7 +164,7 @@ mod linux {
             Some(Command::Run(args)) => args,
             None => cli.run,
         };
-        run(args, &mut out)
+        ExitCode::from(run(args, &mut out))
     }
 
     /// The guest's init: its run's arguments come from the target's config file.
@@ -193,34 +193,27 @@ mod linux {
             }
         };
         let code = run(args, &mut port);
-        // ExitCode has no accessor: the run's codes are 0, 2 and 3.
-        let code = if code == ExitCode::SUCCESS {
-            0
-        } else if code == ExitCode::from(2) {
-            2
-        } else {
-            3
-        };
         guest::finish(code, Some(port))
     }
 
-    fn run(args: RunArgs, out: &mut impl std::io::Write) -> ExitCode {
+    /// The run's exit code: 0, 2 for bad arguments or privileges, 3 when it failed.
+    fn run(args: RunArgs, out: &mut impl std::io::Write) -> u8 {
         let faults = match parse_faults(&args.faults) {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("probe: {e}");
-                return ExitCode::from(2);
+                return 2;
             }
         };
         if let Err(e) = runner::plan(&args.checks) {
             eprintln!("probe: {e}");
-            return ExitCode::from(2);
+            return 2;
         }
         if !nix::unistd::geteuid().is_root() {
             eprintln!(
                 "probe: needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN: it creates network namespaces and loads eBPF programs)"
             );
-            return ExitCode::from(2);
+            return 2;
         }
         let opts = RunOptions {
             run_id: args.run_id.unwrap_or_else(run_id),
@@ -230,10 +223,10 @@ mod linux {
             jobs: args.jobs.unwrap_or(0),
         };
         match runner::run(&opts, out) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(()) => 0,
             Err(e) => {
                 eprintln!("probe: {e:#}");
-                ExitCode::from(3)
+                3
             }
         }
     }
