@@ -20,8 +20,7 @@
 //! max.
 
 use crate::conformance::{
-    Failure, build_probe_path, guest_cannot_start_with, static_probe, target_failure,
-    workspace_root,
+    Failure, build_probe_path, guest_cannot_start, static_probe, target_failure, workspace_root,
 };
 use crate::image::{self, ImageOptions, REPOSITORY};
 use crate::probe_build::{self, Arch};
@@ -1079,7 +1078,7 @@ fn bench_vm(opts: &Options, runs: usize) -> Result<String, Failure> {
     let ids = vm.preflight().map_err(target_failure)?;
     let mut guests: Vec<(InstanceId, KernelInfo)> = Vec::new();
     for (id, info) in ids.into_iter().zip(infos) {
-        match guest_cannot_start_with(opts.probe.as_deref(), &id)? {
+        match guest_cannot_start(opts.probe.as_deref(), &id)? {
             Some(why) => {
                 eprintln!("skipped {}: {why}", id.name);
                 skipped.push((id.name, why));

@@ -266,15 +266,6 @@ fn image_for(
 
 /// The static probe a guest of `arch` runs as its init (`--probe` for the host's
 /// architecture if given and static), built once per architecture.
-fn static_probe_for(
-    opts: &Options,
-    arch: &str,
-    built: &mut Vec<(String, PathBuf)>,
-) -> Result<PathBuf, Failure> {
-    static_probe(opts.probe.as_deref(), opts.verbose, arch, built)
-}
-
-/// [`static_probe_for`] with `--probe` and `--verbose` given (`xtask bench --target vm`).
 pub(crate) fn static_probe(
     probe: Option<&Path>,
     verbose: bool,
@@ -414,7 +405,7 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
                     format!("two instances are named {}", id.label()),
                 ));
             }
-            match guest_cannot_start(&opts, &id)? {
+            match guest_cannot_start(opts.probe.as_deref(), &id)? {
                 Some(why) => {
                     eprintln!("warning: {}: not run: {why}", id.label());
                     not_run.push((id, why));
@@ -437,7 +428,12 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
                 image: Some(image_for(&opts, &instance.arch, &mut images)?),
             },
             TargetKind::Vm => ProbeBinary {
-                path: static_probe_for(&opts, &instance.arch, &mut static_probes)?,
+                path: static_probe(
+                    opts.probe.as_deref(),
+                    opts.verbose,
+                    &instance.arch,
+                    &mut static_probes,
+                )?,
                 image: None,
             },
             // The image is node-local (imported), never built or pulled here.
@@ -604,12 +600,7 @@ fn render_manifests(opts: &Options, kinds: &[TargetKind]) -> Result<ExitCode, Fa
 /// Why a `vm` guest cannot start from this machine at all (no qemu for its
 /// architecture, no Rust target for its static probe): such a guest is reported
 /// with every check `unsupported` and that reason, and the other instances run.
-fn guest_cannot_start(opts: &Options, id: &InstanceId) -> Result<Option<String>, Failure> {
-    guest_cannot_start_with(opts.probe.as_deref(), id)
-}
-
-/// [`guest_cannot_start`] with `--probe` given (`xtask bench --target vm`).
-pub(crate) fn guest_cannot_start_with(
+pub(crate) fn guest_cannot_start(
     probe: Option<&Path>,
     id: &InstanceId,
 ) -> Result<Option<String>, Failure> {
