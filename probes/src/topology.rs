@@ -183,6 +183,34 @@ fn mld_pending(text: &str) -> impl Iterator<Item = String> + '_ {
     })
 }
 
+/// Waits until each of `addrs` has its route in table local (255) of `rtnl`'s
+/// namespace: the kernel's own sign that a datagram to it is delivered there.
+fn await_local_routes(rtnl: &mut Rtnl, addrs: &[Ipv6Addr], ns: &str) -> Result<()> {
+    const RT_TABLE_LOCAL: u32 = 255;
+    let deadline = std::time::Instant::now() + crate::traffic::LINK_READY_TIMEOUT;
+    loop {
+        let routes = rtnl.routes()?;
+        let missing: Vec<&Ipv6Addr> = addrs
+            .iter()
+            .filter(|a| {
+                !routes.iter().any(|r| {
+                    r.table == RT_TABLE_LOCAL && r.prefix == 128 && r.dst == IpAddr::V6(**a)
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "ns {ns}: {missing:?} still without a local route after {:?}: the kernel would not deliver to them",
+                crate::traffic::LINK_READY_TIMEOUT
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// The /128 route the host uses to reach a pod over IPv6.
 pub fn pod_route6(pod_ip: Ipv6Addr, via: &Device) -> Route6 {
     Route6 {
@@ -329,7 +357,7 @@ impl Node {
                 lxc,
             });
         }
-        let pods: [Pod; 2] = pods
+        let mut pods: [Pod; 2] = pods
             .try_into()
             .map_err(|_| anyhow::anyhow!("two pods"))
             .context("build pods")?;
@@ -342,6 +370,15 @@ impl Node {
                 .with_context(|| format!("links of ns {} not operational", ns.name()))?;
         }
         if v6 {
+            // An IPv6 address is local only once addrconf's work queue has added
+            // its route to table local, even with nodad; under load that can come
+            // after the first datagrams, which pod B then drops (InAddrErrors).
+            await_local_routes(&mut host_rtnl, &[NODE_IP6, GATEWAY_IP6], "host")?;
+            for pod in &mut pods {
+                if let Some(ip6) = pod.ip6 {
+                    await_local_routes(&mut pod.rtnl, &[ip6], pod.ns.name())?;
+                }
+            }
             for ns in [&host, &pods[0].ns, &pods[1].ns] {
                 ns.run(|| await_mld_quiet(crate::traffic::LINK_READY_TIMEOUT))
                     .with_context(|| format!("ns {}", ns.name()))?;
