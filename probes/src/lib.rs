@@ -2,6 +2,7 @@
 //! (`conformance_contract::Line`) on stdout. Linux only.
 #![cfg(target_os = "linux")]
 
+pub mod btf;
 pub mod cgroup;
 pub mod checks;
 pub mod counters;
