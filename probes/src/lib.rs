@@ -15,6 +15,7 @@ pub mod loader;
 pub mod mountns;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod objects;
 pub mod pins;
 pub mod runner;
