@@ -115,6 +115,25 @@ pub const METADATA_LOST: Failure = Failure {
     meaning: "the mark or tstamp set before bpf_redirect_peer was gone in pod B, which the upstream fix keeps by design",
 };
 
+/// `datapath.redirect-peer.scrub.conntrack`: the CVE-2025-37959 signature on conntrack.
+pub const CT_CARRIED: Failure = Failure {
+    code: "conntrack-carried",
+    meaning: "packets reached the pod namespace still carrying the host namespace's conntrack entry (its ct mark seen before the pod's own conntrack, or skb->_nfct set at the pod's ingress), or the pod did not track them as its own: bpf_redirect_peer did not reset conntrack (CVE-2025-37959 unfixed)",
+};
+
+/// `datapath.redirect-peer.scrub.dst`: the CVE-2025-37959 signature on the route.
+pub const DST_CARRIED: Failure = Failure {
+    code: "dst-carried",
+    meaning: "packets to an address that only the source namespace has were delivered in the pod namespace, or were not dropped by its routing: the source's route (skb dst) came along, so the pod never routed them itself (CVE-2025-37959 unfixed)",
+};
+
+/// `datapath.redirect-peer.scrub.skb-ext`: the CVE-2025-37959 signature on skb
+/// extensions, the reset that removes an IPsec secpath.
+pub const EXT_CARRIED: Failure = Failure {
+    code: "ext-carried",
+    meaning: "packets reached the pod namespace with skb->active_extensions non-zero (the bridge-netfilter extension attached in the host): bpf_redirect_peer did not reset skb extensions, the reset that removes the IPsec secpath Cilium saw dropped as XfrmInNoPols (CVE-2025-37959 unfixed)",
+};
+
 /// `socket-lb.connect`: the programs did not rewrite the service address.
 pub const NOT_TRANSLATED: Failure = Failure {
     code: "not-translated",
@@ -412,6 +431,79 @@ pub const CATALOGUE: &[CheckSpec] = &[
             reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959",
         }],
         // Raw frames need no route: only `drop` breaks it.
+        faults: &["drop"],
+    },
+    CheckSpec {
+        id: "datapath.redirect-peer.scrub.conntrack",
+        title: "bpf_redirect_peer resets conntrack (CVE-2025-37959)",
+        passes_when: "bridged packets that the host tracked and tagged (br_netfilter, nftables `ct mark set`) are peer-redirected from br0's ingress into the pod: all are delivered, none has the host's conntrack entry before the pod's conntrack (nftables `ct state invalid` counts every one, `ct mark <host's>` none; skb->_nfct is 0 at the pod's ingress where the kernel's BTF lets the probe read it), and the pod tracks them with its own entry",
+        control: "the same packets handed to the pod by a passthru macvlan on br0, which does not scrub: they arrive with the host's ct mark, so the check's test fails",
+        variants: &["default"],
+        requires: &[("*", "helper.redirect_peer")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, CT_CARRIED],
+        reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503: skb_scrub_packet calls nf_reset_ct)",
+        pass_because: "Fixed kernels scrub the skb in bpf_redirect_peer, and skb_scrub_packet resets conntrack (nf_reset_ct): the pod namespace tracks the flow itself, as it would any packet from outside.",
+        expected_failures: &[ExpectedFailure {
+            variant: None,
+            when: Some(SCRUB_UNFIXED),
+            scope: "on kernels without the CVE-2025-37959 fix",
+            failure: &CT_CARRIED,
+            reason: "CVE-2025-37959: before the fix bpf_redirect_peer hands the skb over with only skb->dev changed, so the host namespace's conntrack entry comes along and the pod's conntrack skips the packet. Fixed in stable 6.1.139, 6.6.91, 6.12.29, 6.14.7 and mainline 6.15-rc6; no 5.10.y/5.15.y fix.",
+            reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959",
+        }],
+        faults: &["drop"],
+    },
+    CheckSpec {
+        id: "datapath.redirect-peer.scrub.dst",
+        title: "bpf_redirect_peer drops the source's route (CVE-2025-37959)",
+        passes_when: "the host sends to an address only it has (on its lo); lo's ingress hook peer-redirects the packets into the pod, which has no such address: the pod routes them itself and drops every one (IpExt InNoRoutes + Ip InAddrErrors +N), none is delivered (skb->_skb_refdst is 0 at the pod's ingress where the kernel's BTF lets the probe read it)",
+        control: "the same packets handed on by `mirred` (lo ingress to br0 ingress, which keeps the route) and the passthru macvlan into the pod: the host's route delivers them to the pod's socket, so the check's test fails",
+        variants: &["default"],
+        requires: &[("*", "helper.redirect_peer")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, DST_CARRIED],
+        reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503: skb_scrub_packet calls skb_dst_drop)",
+        pass_because: "Fixed kernels scrub the skb in bpf_redirect_peer, and skb_scrub_packet drops its dst: the pod namespace routes the packet with its own table (ip_rcv_finish_core routes only an skb without a valid dst).",
+        expected_failures: &[ExpectedFailure {
+            variant: None,
+            when: Some(SCRUB_UNFIXED),
+            scope: "on kernels without the CVE-2025-37959 fix",
+            failure: &DST_CARRIED,
+            reason: "CVE-2025-37959: before the fix the skb keeps the source namespace's route into the pod, which then delivers it by that route instead of its own. Fixed in stable 6.1.139, 6.6.91, 6.12.29, 6.14.7 and mainline 6.15-rc6; no 5.10.y/5.15.y fix.",
+            reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959",
+        }],
+        faults: &["drop"],
+    },
+    CheckSpec {
+        id: "datapath.redirect-peer.scrub.skb-ext",
+        title: "bpf_redirect_peer resets skb extensions (CVE-2025-37959)",
+        passes_when: "bridged packets that carry the bridge-netfilter skb extension at br0's ingress (skb->active_extensions non-zero, read at the kernel's BTF offset) are peer-redirected into the pod: all are delivered and none has an extension at the pod's ingress; the same reset removes an IPsec secpath",
+        control: "the same packets handed to the pod by a passthru macvlan on br0: they arrive with the extension, so the check's test fails",
+        variants: &["default"],
+        requires: &[("*", "helper.redirect_peer")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, EXT_CARRIED],
+        reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503: skb_scrub_packet calls skb_ext_reset)",
+        pass_because: "Fixed kernels scrub the skb in bpf_redirect_peer, and skb_scrub_packet resets skb extensions (skb_ext_reset): for Cilium, IPsec traffic decrypted on the host no longer carries its secpath into the pod.",
+        expected_failures: &[ExpectedFailure {
+            variant: None,
+            when: Some(SCRUB_UNFIXED),
+            scope: "on kernels without the CVE-2025-37959 fix",
+            failure: &EXT_CARRIED,
+            reason: "CVE-2025-37959: before the fix skb extensions come along into the pod; for Cilium the XFRM secpath of decrypted IPsec traffic made the pod drop it (XfrmInNoPols). Fixed in stable 6.1.139, 6.6.91, 6.12.29, 6.14.7 and mainline 6.15-rc6; no 5.10.y/5.15.y fix.",
+            reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959",
+        }],
+        faults: &["drop"],
+    },
+    CheckSpec {
+        id: "datapath.redirect-peer.scrub.mark",
+        title: "bpf_redirect_peer keeps skb->mark, as upstream intends",
+        passes_when: "bridged packets marked by br0's ingress hook and peer-redirected into the pod all arrive with the mark (skb_scrub_packet(skb, false) keeps it; Cilium relies on it); the marks seen are evidence, so a kernel that changes this shows up in `compare`",
+        control: "the same marked packets by a plain `bpf_redirect` through the pod's veth, whose cross-namespace scrub clears the mark: the check's test fails",
+        variants: &["default"],
+        requires: &[("*", "helper.redirect_peer"), ("*", "helper.redirect")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, METADATA_LOST],
+        reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503)",
+        pass_because: "skb_scrub_packet(skb, false), the fix's call, keeps mark and tstamp on purpose; unfixed kernels do not scrub at all and keep them too, so this holds on every kernel.",
+        expected_failures: &[],
         faults: &["drop"],
     },
     CheckSpec {

@@ -123,15 +123,16 @@ struct LinkCreateAttr {
 
 const BPF_LINK_CREATE: libc::c_long = 28;
 
-/// Loads program `hook` of `ebpf` into the kernel (the verifier runs here) and
-/// records it as the running check's own, so triage tells it from programs
-/// others put on the path.
-fn load_program(ebpf: &mut aya::Ebpf) -> Result<&mut SchedClassifier> {
+/// Loads program `name` (`hook` or `hook_state`) of `ebpf` into the kernel (the
+/// verifier runs here) and records it as the running check's own, so triage
+/// tells it from programs others put on the path.
+fn load_program<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
     let prog: &mut SchedClassifier = ebpf
-        .program_mut(names::HOOK_PROGRAM)
-        .ok_or_else(|| anyhow!("hook.bpf.o has no program {}", names::HOOK_PROGRAM))?
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("hook.bpf.o has no program {name}"))?
         .try_into()?;
-    prog.load().context("load program `hook` (verifier)")?;
+    prog.load()
+        .with_context(|| format!("load program `{name}` (verifier)"))?;
     if let Ok(info) = prog.info() {
         crate::triage::own(info.id());
     }
@@ -167,6 +168,19 @@ impl Hook {
         mode: AttachMode,
         config: HookConfig,
     ) -> Result<Self> {
+        Self::attach_program(ns, device, direction, mode, config, names::HOOK_PROGRAM)
+    }
+
+    /// As [`Hook::attach`], with program `program` of `hook.bpf.o`
+    /// (`names::HOOK_STATE_PROGRAM` reads the kernel's own skb fields too).
+    pub fn attach_program(
+        ns: &NetNs,
+        device: &str,
+        direction: Direction,
+        mode: AttachMode,
+        config: HookConfig,
+        program: &str,
+    ) -> Result<Self> {
         let dir = match direction {
             Direction::Ingress => "ingress",
             Direction::Egress => "egress",
@@ -176,7 +190,7 @@ impl Hook {
         let label = hook.label.clone();
         let ebpf = hook.ebpf.as_mut().expect("loaded");
         ns.run(|| {
-            let prog = load_program(ebpf)?;
+            let prog = load_program(ebpf, program)?;
             let attach_type = match direction {
                 Direction::Ingress => TcAttachType::Ingress,
                 Direction::Egress => TcAttachType::Egress,
@@ -217,7 +231,7 @@ impl Hook {
         let ebpf = hook.ebpf.as_mut().expect("loaded");
         let link = ns
             .run(|| {
-                let prog = load_program(ebpf)?;
+                let prog = load_program(ebpf, names::HOOK_PROGRAM)?;
                 let name = std::ffi::CString::new(primary)?;
                 // SAFETY: a valid NUL-terminated name; the call only reads it.
                 let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
@@ -351,6 +365,15 @@ pub fn meta_json(m: &SkbMeta) -> Value {
             "ifindex": m.fib_ifindex,
             "smac": mac_text(&m.fib_smac),
             "dmac": mac_text(&m.fib_dmac),
+        });
+    }
+    if m.kern_read != 0 {
+        use conformance_ebpf_common::kern;
+        let read = |bit: u32, value: Value| (m.kern_read & bit != 0).then_some(value);
+        v["sk_buff"] = json!({
+            "_nfct": read(kern::NFCT, json!(format!("{:#x}", m.kern_nfct))),
+            "_skb_refdst": read(kern::REFDST, json!(format!("{:#x}", m.kern_refdst))),
+            "active_extensions": read(kern::EXT, json!(format!("{:#04x}", m.kern_ext))),
         });
     }
     v

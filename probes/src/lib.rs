@@ -20,6 +20,7 @@ pub mod objects;
 pub mod pins;
 pub mod runner;
 pub mod topology;
+pub mod topology_scrub;
 pub mod topology_two_nodes;
 pub mod traffic;
 pub mod triage;

@@ -299,6 +299,104 @@ impl Rtnl {
         Ok(())
     }
 
+    /// Creates a passthru macvlan `name` on `lower` (an Ethernet device here, put
+    /// in promiscuous mode by the kernel) and moves it into `ns`: what `lower`
+    /// receives is handed to it by `macvlan_handle_frame` with only `skb->dev`
+    /// changed, no scrub, so it is the scrub checks' path that keeps state.
+    pub fn add_macvlan_passthru(
+        &mut self,
+        name: &str,
+        lower: u32,
+        ns: BorrowedFd<'_>,
+    ) -> Result<()> {
+        use netlink_packet_route::link::{InfoMacVlan, MacVlanMode};
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.into()));
+        msg.attributes.push(LinkAttribute::Link(lower));
+        msg.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::MacVlan),
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                MacVlanMode::Passthrough,
+            )])),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!("create passthru macvlan {name} on link {lower}"),
+        )?;
+        Ok(())
+    }
+
+    /// A legacy tc filter on `index`'s clsact ingress (the qdisc must exist) at
+    /// priority `prio` that matches every IPv4 packet and redirects it with
+    /// `mirred` to the ingress of `target` (`tc filter add dev X ingress prio P
+    /// protocol ip u32 match u32 0 0 action mirred ingress redirect dev T`).
+    /// `mirred` resets conntrack but keeps the route on an ingress-to-ingress
+    /// redirect, so it is the scrub checks' path that keeps the dst.
+    pub fn add_mirred_ingress_redirect(
+        &mut self,
+        index: u32,
+        prio: u16,
+        target: u32,
+    ) -> Result<()> {
+        use netlink_packet_route::tc::{
+            TcAction, TcActionAttribute, TcActionMirrorOption, TcActionOption, TcActionType,
+            TcAttribute, TcFilterU32Option, TcHandle, TcMessage, TcMirror, TcMirrorActionType,
+            TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
+        };
+        const ETH_P_IP: u16 = 0x0800;
+        let mut msg = TcMessage::default();
+        msg.header.index = index as i32;
+        msg.header.parent = TcHandle {
+            major: 0xffff,
+            minor: TcHandle::MIN_INGRESS,
+        };
+        msg.header.info = (u32::from(prio) << 16) | u32::from(ETH_P_IP.to_be());
+        let mut mirror = TcMirror::default();
+        mirror.generic.action = TcActionType::Stolen;
+        mirror.eaction = TcMirrorActionType::IngressRedir;
+        mirror.ifindex = target;
+        let mut action = TcAction::default();
+        action.tab = 1;
+        action.attributes = vec![
+            TcActionAttribute::Kind("mirred".into()),
+            TcActionAttribute::Options(vec![TcActionOption::Mirror(TcActionMirrorOption::Parms(
+                mirror,
+            ))]),
+        ];
+        let mut selector = TcU32Selector::default();
+        selector.flags = TcU32SelectorFlags::Terminal;
+        selector.nkeys = 1;
+        selector.keys = vec![TcU32Key::default()];
+        msg.attributes = vec![
+            TcAttribute::Kind("u32".into()),
+            TcAttribute::Options(vec![
+                TcOption::U32(TcFilterU32Option::Selector(selector)),
+                TcOption::U32(TcFilterU32Option::Action(vec![action])),
+            ]),
+        ];
+        self.request(
+            RouteNetlinkMessage::NewTrafficFilter(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &format!("add u32 mirred ingress redirect filter on link {index} to link {target}"),
+        )?;
+        Ok(())
+    }
+
+    /// Makes link `index` a port of the bridge (or other master) `master`.
+    pub fn set_master(&mut self, index: u32, master: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Controller(master));
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            NLM_F_ACK,
+            &format!("enslave link {index} to {master}"),
+        )?;
+        Ok(())
+    }
+
     /// Creates a netkit pair (`drivers/net/netkit.c`, 6.7+): the primary `name`
     /// here, the peer `peer` moved into `peer_ns`, both policies forward. `scrub`
     /// sends `IFLA_NETKIT_SCRUB` / `IFLA_NETKIT_PEER_SCRUB` (6.13, 6.12.4); a

@@ -161,7 +161,11 @@ mod tests {
                 "datapath.redirect-peer[tcx]",
                 "datapath.redirect-peer[legacy]",
                 "datapath.redirect-peer[ipv6]",
-                "datapath.redirect-peer.scrub[default]"
+                "datapath.redirect-peer.scrub[default]",
+                "datapath.redirect-peer.scrub.conntrack[default]",
+                "datapath.redirect-peer.scrub.dst[default]",
+                "datapath.redirect-peer.scrub.skb-ext[default]",
+                "datapath.redirect-peer.scrub.mark[default]"
             ]
         );
         assert_eq!(

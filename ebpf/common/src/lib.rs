@@ -35,6 +35,10 @@ pub mod action {
     /// the answer's device (egress), as Cilium's FIB path does; on any other answer
     /// it is handed to the stack (`TC_ACT_OK`).
     pub const FIB_LOOKUP: u32 = 5;
+    /// Return `TC_ACT_UNSPEC`: whatever comes next on the device runs (the next
+    /// TCX program, then legacy tc filters such as a `mirred` one), as if the
+    /// hook only watched.
+    pub const CONTINUE: u32 = 6;
 }
 
 /// `BPF_FIB_LKUP_RET_*`: what `bpf_fib_lookup` answers (negative: an errno).
@@ -97,7 +101,28 @@ pub struct HookConfig {
     pub _pad1: [u8; 2],
     /// `flags` for [`action::FIB_LOOKUP`] (`BPF_FIB_LOOKUP_DIRECT` 1, `OUTPUT` 2, ...).
     pub fib_flags: u32,
-    pub _pad2: u32,
+    /// Which of `struct sk_buff`'s own fields the `hook_state` program reads
+    /// ([`kern`] bits); the `hook` program ignores this and the offsets.
+    pub kern_mask: u32,
+    /// Byte offsets in the running kernel's `struct sk_buff` (from its BTF) of
+    /// `_nfct`, `_skb_refdst` and `active_extensions`.
+    pub kern_nfct_off: u16,
+    pub kern_refdst_off: u16,
+    pub kern_ext_off: u16,
+    pub _pad2: u16,
+}
+
+/// Bits of [`HookConfig::kern_mask`] and [`SkbMeta::kern_read`]: the kernel's own
+/// `struct sk_buff` fields that `__sk_buff` does not show, which the
+/// CVE-2025-37959 scrub resets (`nf_reset_ct`, `skb_dst_drop`, `skb_ext_reset`).
+pub mod kern {
+    /// `skb->_nfct`: the conntrack entry (and ctinfo in its low 3 bits).
+    pub const NFCT: u32 = 1;
+    /// `skb->_skb_refdst`: the route (dst entry, low bit "no reference").
+    pub const REFDST: u32 = 2;
+    /// `skb->active_extensions`: one bit per skb extension (bit 0 the
+    /// bridge-netfilter one, bit 1 the XFRM secpath, where configured).
+    pub const EXT: u32 = 4;
 }
 
 /// What a hook saw of one matching packet, pushed to the `EVENTS` ring buffer.
@@ -142,6 +167,16 @@ pub struct SkbMeta {
     /// IPv6 source and destination as they are in the packet; zero for IPv4.
     pub saddr6: [u8; 16],
     pub daddr6: [u8; 16],
+    /// [`kern`] bits of the fields `hook_state` read (`bpf_probe_read_kernel`
+    /// succeeded); zero from the `hook` program.
+    pub kern_read: u32,
+    /// `skb->active_extensions` as read.
+    pub kern_ext: u8,
+    pub _pad3: [u8; 3],
+    /// `skb->_nfct` and `skb->_skb_refdst` as read (non-zero: the skb carries a
+    /// conntrack entry, a route).
+    pub kern_nfct: u64,
+    pub kern_refdst: u64,
 }
 
 /// Slots of the `COUNTERS` per-CPU array; userspace sums across CPUs
@@ -168,6 +203,10 @@ pub mod counter {
 pub mod names {
     /// `hook.bpf.o`: records matching packets and passes, drops or redirects them.
     pub const HOOK_PROGRAM: &str = "hook";
+    /// `hook.bpf.o`'s second program: `hook`, and it also reads the [`super::kern`]
+    /// fields of `struct sk_buff` with `bpf_probe_read_kernel`. A separate program
+    /// so a kernel whose verifier refuses that read still loads `hook`.
+    pub const HOOK_STATE_PROGRAM: &str = "hook_state";
     /// `helper_probe.bpf.o`: one program per helper; loading it tells whether the verifier knows the helper.
     pub const HELPER_PROGRAM_PREFIX: &str = "probe_";
     pub const CONFIG_MAP: &str = "CONFIG";
@@ -188,14 +227,16 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(core::mem::size_of::<HookConfig>(), 48);
-        assert_eq!(core::mem::size_of::<SkbMeta>(), 128);
+        assert_eq!(core::mem::size_of::<HookConfig>(), 56);
+        assert_eq!(core::mem::size_of::<SkbMeta>(), 152);
         // Each field where the one before it ends: no gap the compiler filled in.
         use core::mem::offset_of;
         assert_eq!(offset_of!(HookConfig, redirect_flags), 16);
         assert_eq!(offset_of!(HookConfig, dst_mac), 32);
         assert_eq!(offset_of!(HookConfig, fib_flags), 40);
-        assert_eq!(offset_of!(HookConfig, _pad2), 44);
+        assert_eq!(offset_of!(HookConfig, kern_mask), 44);
+        assert_eq!(offset_of!(HookConfig, kern_nfct_off), 48);
+        assert_eq!(offset_of!(HookConfig, _pad2), 54);
         assert_eq!(offset_of!(SkbMeta, tstamp), 40);
         assert_eq!(offset_of!(SkbMeta, result), 48);
         assert_eq!(offset_of!(SkbMeta, eth_dst), 56);
@@ -209,5 +250,9 @@ mod tests {
         assert_eq!(offset_of!(SkbMeta, _pad), 93);
         assert_eq!(offset_of!(SkbMeta, saddr6), 96);
         assert_eq!(offset_of!(SkbMeta, daddr6), 112);
+        assert_eq!(offset_of!(SkbMeta, kern_read), 128);
+        assert_eq!(offset_of!(SkbMeta, kern_ext), 132);
+        assert_eq!(offset_of!(SkbMeta, kern_nfct), 136);
+        assert_eq!(offset_of!(SkbMeta, kern_refdst), 144);
     }
 }

@@ -13,6 +13,7 @@ mod devices;
 mod host_routing;
 mod redirect_peer;
 mod routing;
+mod scrub;
 mod socket_lb;
 mod stack_delivery;
 mod tunnel;
@@ -72,7 +73,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn fault(&self, check: &str) -> Option<Fault> {
+    pub(crate) fn fault(&self, check: &str) -> Option<Fault> {
         self.faults.get(check).copied()
     }
 
@@ -437,6 +438,7 @@ const FAMILIES: &[&[Registered]] = &[
     attach::CHECKS,
     stack_delivery::CHECKS,
     redirect_peer::CHECKS,
+    scrub::CHECKS,
     routing::CHECKS,
     bpffs::CHECKS,
     host_routing::CHECKS,

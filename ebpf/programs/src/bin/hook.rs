@@ -25,7 +25,9 @@
 //! the slot is this packet's until the program returns.
 //!
 //! Only helpers and `__sk_buff` fields that kernel 6.1 offers to TC programs are
-//! used (no kfuncs, no `bpf_cast_to_kern_ctx`). Build with `cargo xtask ebpf`.
+//! used (no kfuncs, no `bpf_cast_to_kern_ctx`). The second program, `hook_state`,
+//! is the same and also reads a few of the kernel's own `struct sk_buff` fields
+//! (`read_kernel_fields`) for the scrub checks. Build with `cargo xtask ebpf`.
 #![no_std]
 #![no_main]
 
@@ -37,8 +39,8 @@ use aya_ebpf::{
     EbpfContext,
     bindings::{__sk_buff, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, bpf_fib_lookup},
     helpers::{
-        bpf_fib_lookup as fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer,
-        bpf_skb_load_bytes,
+        bpf_fib_lookup as fib_lookup, bpf_probe_read_kernel, bpf_redirect, bpf_redirect_neigh,
+        bpf_redirect_peer, bpf_skb_load_bytes,
     },
     macros::{classifier, map},
     maps::{Array, PerCpuArray, RingBuf},
@@ -54,7 +56,7 @@ use aya_ebpf::{
 #[path = "../../../common/src/lib.rs"]
 mod common;
 
-use common::{HookConfig, PAYLOAD_MAGIC, SkbMeta, action, counter};
+use common::{HookConfig, PAYLOAD_MAGIC, SkbMeta, action, counter, kern};
 
 const ETH_HLEN: usize = 14;
 /// Offset of the EtherType in the Ethernet header.
@@ -135,6 +137,18 @@ struct Flow {
 
 #[classifier]
 pub fn hook(ctx: TcContext) -> i32 {
+    run(ctx, false)
+}
+
+/// `hook`, and it also reads the [`common::kern`] fields of `struct sk_buff`
+/// named by `kern_mask` at the offsets userspace found in the kernel's BTF.
+#[classifier]
+pub fn hook_state(ctx: TcContext) -> i32 {
+    run(ctx, true)
+}
+
+#[inline(always)]
+fn run(ctx: TcContext, read_state: bool) -> i32 {
     bump(counter::SEEN);
     let Some(cfg) = CONFIG.get(0) else {
         return TC_ACT_OK as i32;
@@ -156,6 +170,9 @@ pub fn hook(ctx: TcContext) -> i32 {
     // SAFETY: this CPU's slot of SCRATCH, used by this program run only.
     let meta = unsafe { &mut *meta };
     snapshot(&ctx, skb, &flow, meta);
+    if read_state {
+        read_kernel_fields(skb, cfg, meta);
+    }
 
     if cfg.set_mark != 0 {
         // SAFETY: `skb` is the context pointer; `mark` is writable for TC programs.
@@ -193,6 +210,7 @@ pub fn hook(ctx: TcContext) -> i32 {
             ret
         }
         action::FIB_LOOKUP => fib_forward(&ctx, cfg.fib_flags, &flow, meta),
+        action::CONTINUE => -1, // TC_ACT_UNSPEC
         // PASS, and any value this object does not know: hand the packet on.
         _ => i64::from(TC_ACT_OK),
     };
@@ -202,6 +220,37 @@ pub fn hook(ctx: TcContext) -> i32 {
         bump(counter::EVENTS_LOST);
     }
     result as i32
+}
+
+/// Reads the configured fields of the kernel's `struct sk_buff` behind the
+/// context pointer (a TC program's context *is* the `sk_buff`; `__sk_buff` is the
+/// verifier's view of it) with `bpf_probe_read_kernel`, which needs no BTF in the
+/// object and works from kernel 5.5 on where the verifier lets networking
+/// programs call it. A field whose read fails stays unset in `kern_read`.
+#[inline(always)]
+fn read_kernel_fields(skb: *mut __sk_buff, cfg: &HookConfig, meta: &mut SkbMeta) {
+    let base = skb as *const u8;
+    if cfg.kern_mask & kern::NFCT != 0 {
+        // SAFETY: bpf_probe_read_kernel copies or fails; it never faults.
+        if let Ok(v) = unsafe { bpf_probe_read_kernel(base.wrapping_add(usize::from(cfg.kern_nfct_off)) as *const u64) } {
+            meta.kern_nfct = v;
+            meta.kern_read |= kern::NFCT;
+        }
+    }
+    if cfg.kern_mask & kern::REFDST != 0 {
+        // SAFETY: as above.
+        if let Ok(v) = unsafe { bpf_probe_read_kernel(base.wrapping_add(usize::from(cfg.kern_refdst_off)) as *const u64) } {
+            meta.kern_refdst = v;
+            meta.kern_read |= kern::REFDST;
+        }
+    }
+    if cfg.kern_mask & kern::EXT != 0 {
+        // SAFETY: as above.
+        if let Ok(v) = unsafe { bpf_probe_read_kernel(base.wrapping_add(usize::from(cfg.kern_ext_off)) as *const u8) } {
+            meta.kern_ext = v;
+            meta.kern_read |= kern::EXT;
+        }
+    }
 }
 
 #[inline(always)]
@@ -400,6 +449,11 @@ fn snapshot(ctx: &TcContext, skb: *mut __sk_buff, flow: &Flow, meta: &mut SkbMet
     meta._pad = [0; 3];
     meta.saddr6 = [0; 16];
     meta.daddr6 = [0; 16];
+    meta.kern_read = 0;
+    meta.kern_ext = 0;
+    meta._pad3 = [0; 3];
+    meta.kern_nfct = 0;
+    meta.kern_refdst = 0;
     if flow.version == 6 {
         // A failed load leaves zeroes, which the event shows.
         // SAFETY: both destinations are 16 bytes of this map value.

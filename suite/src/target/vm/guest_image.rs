@@ -15,8 +15,22 @@ use std::path::Path;
 pub const REQUIRED_MODULES: &[&str] = &["veth", "sch_ingress", "cls_bpf", "act_bpf"];
 
 /// Modules of the devices some checks use; a kernel without them has the feature
-/// absent, which the facts record and the matrix judges (netkit before 6.7).
-pub const OPTIONAL_MODULES: &[&str] = &["vxlan", "geneve", "netkit"];
+/// absent, which the facts record and the matrix judges (netkit before 6.7). The
+/// scrub checks' topology (`probes/src/topology_scrub.rs`) needs the bridge with
+/// br_netfilter, macvlan, nftables with conntrack, and the u32/mirred filter.
+pub const OPTIONAL_MODULES: &[&str] = &[
+    "vxlan",
+    "geneve",
+    "netkit",
+    "bridge",
+    "br_netfilter",
+    "macvlan",
+    "nf_conntrack",
+    "nf_tables",
+    "nft_ct",
+    "cls_u32",
+    "act_mirred",
+];
 
 /// Where modules sit in the initramfs.
 const MODULE_DIR: &str = "/conformance/modules";
