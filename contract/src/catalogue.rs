@@ -39,8 +39,9 @@ pub struct CheckSpec {
 /// traffic on pod A's eth0 (egress; ingress when the host sends), before any of
 /// the check's hooks; `no-route`, the route that traffic needs removed. A check
 /// may give either its own meaning (`env.bpffs.propagation`'s `drop` unlinks
-/// its pin).
-pub const FAULT_KINDS: &[&str] = &["drop", "no-route"];
+/// its pin); `no-scrub`, the scrub checks' peer redirect replaced by their
+/// control's path, which keeps the state the scrub resets.
+pub const FAULT_KINDS: &[&str] = &["drop", "no-route", "no-scrub"];
 
 /// A failure every environment expects under a condition on facts, unless its
 /// matrix has an entry of its own for the check.
@@ -451,7 +452,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
             reason: "CVE-2025-37959: before the fix bpf_redirect_peer hands the skb over with only skb->dev changed, so the host namespace's conntrack entry comes along and the pod's conntrack skips the packet. Fixed in stable 6.1.139, 6.6.91, 6.12.29, 6.14.7 and mainline 6.15-rc6; no 5.10.y/5.15.y fix.",
             reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959",
         }],
-        faults: &["drop"],
+        faults: &["drop", "no-scrub"],
     },
     CheckSpec {
         id: "datapath.redirect-peer.scrub.dst",
@@ -471,7 +472,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
             reason: "CVE-2025-37959: before the fix the skb keeps the source namespace's route into the pod, which then delivers it by that route instead of its own. Fixed in stable 6.1.139, 6.6.91, 6.12.29, 6.14.7 and mainline 6.15-rc6; no 5.10.y/5.15.y fix.",
             reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959",
         }],
-        faults: &["drop"],
+        faults: &["drop", "no-scrub"],
     },
     CheckSpec {
         id: "datapath.redirect-peer.scrub.skb-ext",
@@ -491,7 +492,7 @@ pub const CATALOGUE: &[CheckSpec] = &[
             reason: "CVE-2025-37959: before the fix skb extensions come along into the pod; for Cilium the XFRM secpath of decrypted IPsec traffic made the pod drop it (XfrmInNoPols). Fixed in stable 6.1.139, 6.6.91, 6.12.29, 6.14.7 and mainline 6.15-rc6; no 5.10.y/5.15.y fix.",
             reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959",
         }],
-        faults: &["drop"],
+        faults: &["drop", "no-scrub"],
     },
     CheckSpec {
         id: "datapath.redirect-peer.scrub.mark",

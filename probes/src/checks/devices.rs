@@ -290,7 +290,7 @@ impl NetkitPod {
     /// pod's default route.
     fn apply_fault(&mut self, ctx: &Ctx, check: &str) -> Result<Option<Hook>> {
         match ctx.fault(check) {
-            None => Ok(None),
+            None | Some(Fault::NoScrub) => Ok(None),
             Some(Fault::Drop) => {
                 let config = HookConfig {
                     dport: PROBE_PORT,

@@ -42,6 +42,9 @@ pub enum Fault {
     /// The route the traffic needs is removed: the host's /32 to pod A for the
     /// routing checks, pod A's default route otherwise.
     NoRoute,
+    /// The scrub checks' peer redirect replaced by their control's path, which
+    /// keeps the state: the check must see it carried (it is not blind).
+    NoScrub,
 }
 
 impl std::str::FromStr for Fault {
@@ -50,7 +53,10 @@ impl std::str::FromStr for Fault {
         match s {
             "drop" => Ok(Self::Drop),
             "no-route" => Ok(Self::NoRoute),
-            _ => Err(format!("unknown fault `{s}` (known: drop, no-route)")),
+            "no-scrub" => Ok(Self::NoScrub),
+            _ => Err(format!(
+                "unknown fault `{s}` (known: drop, no-route, no-scrub)"
+            )),
         }
     }
 }
@@ -124,6 +130,8 @@ impl Ctx<'_> {
                 delete_default_route(pod, GATEWAY_IP)?;
                 Ok(None)
             }
+            // Only the scrub checks (`scrub.rs`) list it; it changes their handoff.
+            Fault::NoScrub => Ok(None),
         }
     }
 
@@ -174,6 +182,7 @@ impl Ctx<'_> {
                 delete_default_route(pod, gateway)?;
                 Ok(None)
             }
+            Fault::NoScrub => Ok(None),
         }
     }
 }

@@ -431,6 +431,16 @@ impl Scrub {
 
 const N: u64 = BURST as u64;
 
+/// The check leg's handoff: the peer redirect, or under the `no-scrub` fault the
+/// control's path, so the check is shown to see state that came along.
+fn check_handoff(ctx: &Ctx, check: &str) -> Handoff {
+    if ctx.fault(check) == Some(super::Fault::NoScrub) {
+        Handoff::Macvlan
+    } else {
+        Handoff::Peer
+    }
+}
+
 /// The whole burst reached the pod's hook on the leg's path (the control's witness).
 fn reached(b: &Burst) -> bool {
     b.arrival.events as u64 >= N
@@ -473,8 +483,9 @@ fn judge_conntrack(b: &Burst) -> Option<(&'static Failure, String)> {
 
 fn run_conntrack(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
     let mut s = Scrub::setup(check, ctx, Source::Bridged)?;
-    s.hand_off(Handoff::Peer, 0)?;
-    let b = s.burst(Handoff::Peer, POSITIVE_SEQS, true)?;
+    let h = check_handoff(ctx, check);
+    s.hand_off(h, 0)?;
+    let b = s.burst(h, POSITIVE_SEQS, true)?;
     premise_conntrack(&b)?;
     let mut ev = evidence(b.json());
     ev.insert("observer".into(), s.observer_json());
@@ -566,8 +577,9 @@ fn judge_dst(b: &Burst) -> Option<(&'static Failure, String)> {
 
 fn run_dst(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
     let mut s = Scrub::setup(check, ctx, Source::Local)?;
-    s.hand_off(Handoff::Peer, 0)?;
-    let b = s.burst(Handoff::Peer, POSITIVE_SEQS, false)?;
+    let h = check_handoff(ctx, check);
+    s.hand_off(h, 0)?;
+    let b = s.burst(h, POSITIVE_SEQS, h == Handoff::Macvlan)?;
     if b.source.refdst_read > 0 && b.source.refdst_set < b.source.refdst_read && b.hops.complete() {
         bail!(
             "the check's premise failed: only {}/{} packets had a route (skb->_skb_refdst) at lo's ingress",
@@ -647,8 +659,9 @@ fn run_ext(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Ob
             })
         );
     }
-    s.hand_off(Handoff::Peer, 0)?;
-    let b = s.burst(Handoff::Peer, POSITIVE_SEQS, true)?;
+    let h = check_handoff(ctx, check);
+    s.hand_off(h, 0)?;
+    let b = s.burst(h, POSITIVE_SEQS, true)?;
     if b.hops.complete()
         && (b.source.ext_read < BURST as usize || b.arrival.ext_read < BURST as usize)
     {
