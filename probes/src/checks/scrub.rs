@@ -369,20 +369,21 @@ impl Scrub {
         }
         let nft_before = self.node.counters()?;
         let drops_before = pod_route_drops(&self.node)?;
+        let watch = if handoff == Handoff::Macvlan {
+            &self.mv0
+        } else {
+            &self.eth0
+        };
+        let seen = watch.counters()?.matched;
         let before = path.read()?;
         let (sent, send_error) = traffic::send_burst(&sock, dst, seqs.clone());
         let delivered = if expect_delivery {
             traffic::collect_expected(&self.node.rx, seqs)
         } else {
             // Nothing should arrive: wait until the pod's hook saw the burst, then a grace period.
-            let hook = if handoff == Handoff::Macvlan {
-                &self.mv0
-            } else {
-                &self.eth0
-            };
-            let seen = hook.counters().map(|c| c.matched).unwrap_or(0);
             traffic::collect_leaks(&self.node.rx, seqs, || {
-                hook.counters()
+                watch
+                    .counters()
                     .map(|c| c.matched >= seen + N)
                     .unwrap_or(false)
             })
