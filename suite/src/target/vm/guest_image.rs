@@ -28,6 +28,8 @@ pub const OPTIONAL_MODULES: &[&str] = &[
     "nf_conntrack",
     "nf_tables",
     "nft_ct",
+    // 5.10 has nftables' counter as a module of its own (built into nf_tables since 5.11ish).
+    "nft_counter",
     "cls_u32",
     "act_mirred",
 ];
