@@ -315,10 +315,6 @@ fn the_kernel_matrix_side_by_side_with_this_host() -> TestResult {
         args.push("--kernel".into());
         args.push(name.to_string());
     }
-    // Not yet in the matrix: the scrub.{conntrack,dst,skb-ext,mark} checks. The
-    // 6.12 arm64 16K guest refuses its nftables batch (EOPNOTSUPP, nf_tables not
-    // loaded there, cause open); the other guests run them in the tests below.
-    args.extend(["--test".into(), "!redirect-peer\\.scrub\\.".into()]);
     args.extend(report_args(dir.path()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run_xtask(&refs)?;
@@ -376,6 +372,11 @@ fn the_kernel_matrix_side_by_side_with_this_host() -> TestResult {
         })?;
         let id = label.clone();
         let new = (*major, *minor) >= (6, 6);
+        let unfixed = if (*major, *minor) == (5, 10) {
+            "expected-fail"
+        } else {
+            "pass"
+        };
         for (check, variant, want) in [
             (
                 "tc.attach.tcx",
@@ -409,6 +410,13 @@ fn the_kernel_matrix_side_by_side_with_this_host() -> TestResult {
                     "pass"
                 },
             ),
+            // The same fix seen on the state it resets: 5.10 carries the host's
+            // conntrack entry, route and skb extension into the pod.
+            ("datapath.redirect-peer.scrub.conntrack", "default", unfixed),
+            ("datapath.redirect-peer.scrub.dst", "default", unfixed),
+            ("datapath.redirect-peer.scrub.skb-ext", "default", unfixed),
+            // Kept on purpose by the fix, and by unfixed kernels, which do not scrub at all.
+            ("datapath.redirect-peer.scrub.mark", "default", "pass"),
             ("tunnel.vxlan", "no-frag", "pass"),
             // IPv6, attached with TCX where the kernel has it and legacy tc before.
             ("datapath.stack-delivery", "ipv6", "pass"),

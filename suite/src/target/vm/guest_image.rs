@@ -25,6 +25,10 @@ pub const OPTIONAL_MODULES: &[&str] = &[
     "bridge",
     "br_netfilter",
     "macvlan",
+    // libcrc32c (under nf_conntrack and nf_tables) asks for the "crc32c" crypto
+    // algorithm by alias (`softdep=pre: crc32c`); where it is a module (the arm64
+    // 16K kernel) its file is crc32c_generic, which no alias lookup here finds.
+    "crc32c_generic",
     "nf_conntrack",
     "nf_tables",
     "nft_ct",
