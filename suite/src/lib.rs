@@ -19,6 +19,7 @@ pub mod matrix;
 pub mod progress;
 pub mod readiness;
 pub mod report;
+pub mod scrub_fix;
 pub mod select;
 pub mod stream;
 pub mod target;

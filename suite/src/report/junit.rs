@@ -154,6 +154,14 @@ fn properties(run: &Run, instance: &InstanceRun) -> Vec<(String, String)> {
         ("run.strict".into(), m.strict.to_string()),
         ("probe.version".into(), i.probe.version.clone()),
         ("probe.ebpf_objects".into(), i.probe.ebpf_objects.clone()),
+        (
+            "cve-2025-37959.scrub_fix".into(),
+            format!(
+                "{} ({})",
+                instance.scrub_fix.word(),
+                instance.scrub_fix.because
+            ),
+        ),
     ];
     props.extend(
         fact_rows(&instance.facts)

@@ -36,6 +36,13 @@ fn single(run: &Run, instance: &InstanceRun) -> String {
     let _ = writeln!(md, "{}\n", inline(&run.counts.summary()));
     let _ = writeln!(
         md,
+        "**{}: {}** ({})\n",
+        crate::scrub_fix::LABEL,
+        instance.scrub_fix.word(),
+        cell(&instance.scrub_fix.because)
+    );
+    let _ = writeln!(
+        md,
         "Run `{}` started {} ({:.1} s) · target `{}` · instance {} · environment **{}** ({}) · matrix `{}`{} · probe {} · eBPF objects: {}\n",
         m.run_id,
         m.started_at,
@@ -104,12 +111,12 @@ fn several(run: &Run) -> String {
     );
     selection(&mut md, run);
 
-    md.push_str("| instance | arch | environment | matrix | probe | verdicts |\n|---|---|---|---|---|---|\n");
+    md.push_str("| instance | arch | environment | matrix | probe | verdicts | CVE-2025-37959 scrub fix |\n|---|---|---|---|---|---|---|\n");
     for instance in &run.instances {
         let i = &instance.meta;
         let _ = writeln!(
             md,
-            "| {} | {} | **{}** ({}) | `{}` | {} · eBPF objects: {} | {} ({}) |",
+            "| {} | {} | **{}** ({}) | `{}` | {} · eBPF objects: {} | {} ({}) | **{}** ({}) |",
             cell(&instance.label()),
             cell(&i.instance.arch),
             i.environment,
@@ -119,6 +126,8 @@ fn several(run: &Run) -> String {
             cell(&i.probe.ebpf_objects),
             cell(&instance.counts.summary()),
             exit_word(instance.exit_code(m.strict)),
+            instance.scrub_fix.word(),
+            cell(&instance.scrub_fix.because),
         );
     }
     md.push('\n');

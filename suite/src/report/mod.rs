@@ -23,6 +23,7 @@ use crate::cilium_values::CiliumValues;
 use crate::env::{Environment, EnvironmentSource};
 use crate::error::{EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, exit_code_for};
 use crate::readiness::{self, SettingReadiness};
+use crate::scrub_fix::ScrubFix;
 use crate::stream::StreamProblem;
 use crate::target::InstanceId;
 use crate::verdict::{Verdict, VerdictKind};
@@ -33,7 +34,7 @@ use serde::{Deserialize, Serialize};
 /// runs of different suite versions can be compared knowingly. 2: instances.
 /// Additions that older readers can ignore keep the number: `instances[].readiness`
 /// and `cilium_values` came within schema 2 (a report without them reads as
-/// having none).
+/// having none), and so did `instances[].scrub_fix` (without it: unknown).
 pub const REPORT_SCHEMA: u32 = 2;
 
 /// This crate's version, recorded in every report.
@@ -105,6 +106,10 @@ pub struct InstanceRun {
     /// Each Cilium setting judged from this instance's verdicts ([`readiness`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub readiness: Vec<SettingReadiness>,
+    /// Whether bpf_redirect_peer scrubs here, from the scrub checks' observations
+    /// ([`crate::scrub_fix`]).
+    #[serde(default)]
+    pub scrub_fix: ScrubFix,
 }
 
 impl InstanceRun {
@@ -122,6 +127,7 @@ impl InstanceRun {
             stream_problems,
             counts: Counts::of(&verdicts),
             readiness: readiness::assess(&verdicts),
+            scrub_fix: crate::scrub_fix::assess(&verdicts),
             verdicts,
         }
     }

@@ -40,6 +40,13 @@ pub fn render_table(run: &Run, color: bool) -> String {
         }
     }
     values_lines(&mut out, run);
+    for i in &run.instances {
+        if run.instances.len() > 1 {
+            let _ = writeln!(out, "{}: {}", i.label(), i.scrub_fix.line());
+        } else {
+            let _ = writeln!(out, "{}", i.scrub_fix.line());
+        }
+    }
     let _ = writeln!(out, "{} · {}", run.counts.summary(), run.outcome_phrase());
     out
 }
