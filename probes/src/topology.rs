@@ -109,7 +109,7 @@ pub struct Node {
 /// Turns IPv6 off in a namespace before its devices exist: link-up router
 /// solicitations and MLD reports would otherwise show up in the packet counters
 /// the checks use as evidence. A kernel without IPv6 has nothing to turn off.
-fn disable_ipv6(ns: &NetNs) -> Result<()> {
+pub(crate) fn disable_ipv6(ns: &NetNs) -> Result<()> {
     for path in [
         "/proc/sys/net/ipv6/conf/all/disable_ipv6",
         "/proc/sys/net/ipv6/conf/default/disable_ipv6",
@@ -234,7 +234,8 @@ impl Pod {
     }
 }
 
-fn device(rtnl: &mut Rtnl, name: &str) -> Result<Device> {
+/// A device's index and MAC by name, through `rtnl` (in the device's namespace).
+pub(crate) fn device(rtnl: &mut Rtnl, name: &str) -> Result<Device> {
     let (index, mac) = rtnl.link(name)?;
     Ok(Device {
         name: name.to_string(),

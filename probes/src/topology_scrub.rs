@@ -32,6 +32,7 @@ use crate::netlink::{Mac, Rtnl};
 use crate::netns::NetNs;
 use crate::nft::{self, Chain, Match, Nft, Rule, Statement, Table};
 use crate::topology::Device;
+use crate::topology::{device, disable_ipv6};
 use anyhow::{Context, Result, bail};
 use conformance_ebpf_common::PROBE_PORT;
 use std::cell::RefCell;
@@ -69,15 +70,6 @@ pub struct ScrubNode {
     pub pod_mv0: Device,
     /// The pod's socket on `0.0.0.0:PROBE_PORT`.
     pub rx: UdpSocket,
-}
-
-fn device(rtnl: &mut Rtnl, name: &str) -> Result<Device> {
-    let (index, mac) = rtnl.link(name)?;
-    Ok(Device {
-        name: name.to_string(),
-        index,
-        mac,
-    })
 }
 
 impl ScrubNode {
@@ -317,16 +309,4 @@ fn pod_table() -> Table {
             },
         ],
     }
-}
-
-fn disable_ipv6(ns: &NetNs) -> Result<()> {
-    for path in [
-        "/proc/sys/net/ipv6/conf/all/disable_ipv6",
-        "/proc/sys/net/ipv6/conf/default/disable_ipv6",
-    ] {
-        if ns.run(|| Ok(std::path::Path::new(path).exists()))? {
-            ns.write(path, "1")?;
-        }
-    }
-    Ok(())
 }

@@ -27,6 +27,7 @@
 use crate::netlink::{Mac, Route, Rtnl, TunnelKind};
 use crate::netns::NetNs;
 use crate::topology::{Device, Pod, pod_route};
+use crate::topology::{device, disable_ipv6};
 use anyhow::{Context, Result};
 use std::net::Ipv4Addr;
 
@@ -54,27 +55,6 @@ pub struct TunnelNode {
 pub struct TwoNodes {
     pub kind: TunnelKind,
     pub nodes: [TunnelNode; 2],
-}
-
-fn disable_ipv6(ns: &NetNs) -> Result<()> {
-    for path in [
-        "/proc/sys/net/ipv6/conf/all/disable_ipv6",
-        "/proc/sys/net/ipv6/conf/default/disable_ipv6",
-    ] {
-        if ns.run(|| Ok(std::path::Path::new(path).exists()))? {
-            ns.write(path, "1")?;
-        }
-    }
-    Ok(())
-}
-
-fn device(rtnl: &mut Rtnl, name: &str) -> Result<Device> {
-    let (index, mac) = rtnl.link(name)?;
-    Ok(Device {
-        name: name.to_string(),
-        index,
-        mac,
-    })
 }
 
 /// A host namespace with forwarding and rp_filter off, `lo` up.

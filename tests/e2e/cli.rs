@@ -161,7 +161,7 @@ fn an_expected_failure_accepts_only_its_own_failure() -> TestResult {
         "--matrix",
         &matrix,
         "--test",
-        "redirect-peer\\.scrub",
+        "redirect-peer\\.scrub$",
     ];
     let reason_of = |dir: &Path| -> Result<String, String> {
         let text = std::fs::read_to_string(dir.join("run.json")).map_err(|e| e.to_string())?;

@@ -27,6 +27,7 @@ use crate::netlink::{
 };
 use crate::netns::NetNs;
 use crate::topology::{Device, GATEWAY_IP, NODE_IP, Node};
+use crate::topology::{device, disable_ipv6};
 use crate::traffic::{self, Arrival, BURST};
 use crate::xdp::{Mode, XdpAction, XdpHook};
 use anyhow::{Context, Result, anyhow};
@@ -199,28 +200,6 @@ struct NetkitPod {
     ip: Ipv4Addr,
     eth0: Device,
     primary: Device,
-}
-
-fn device(rtnl: &mut Rtnl, name: &str) -> Result<Device> {
-    let (index, mac) = rtnl.link(name)?;
-    Ok(Device {
-        name: name.to_string(),
-        index,
-        mac,
-    })
-}
-
-/// As `topology::disable_ipv6`: no router solicitations in the counters.
-fn disable_ipv6(ns: &NetNs) -> Result<()> {
-    for path in [
-        "/proc/sys/net/ipv6/conf/all/disable_ipv6",
-        "/proc/sys/net/ipv6/conf/default/disable_ipv6",
-    ] {
-        if ns.run(|| Ok(std::path::Path::new(path).exists()))? {
-            ns.write(path, "1")?;
-        }
-    }
-    Ok(())
 }
 
 impl NetkitPod {
