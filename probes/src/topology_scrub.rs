@@ -319,7 +319,9 @@ fn pod_table() -> Table {
     }
 }
 
-fn disable_ipv6(ns: &NetNs) -> Result<()> {
+/// IPv6 off in `ns`, where the kernel has it: no router or neighbour solicitations
+/// on the checks' devices (shared with the XFRM scrub check).
+pub(crate) fn disable_ipv6(ns: &NetNs) -> Result<()> {
     for path in [
         "/proc/sys/net/ipv6/conf/all/disable_ipv6",
         "/proc/sys/net/ipv6/conf/default/disable_ipv6",
