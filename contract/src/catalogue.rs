@@ -135,6 +135,12 @@ pub const EXT_CARRIED: Failure = Failure {
     meaning: "packets reached the pod namespace with skb->active_extensions non-zero (the bridge-netfilter extension attached in the host): bpf_redirect_peer did not reset skb extensions, the reset that removes the IPsec secpath Cilium saw dropped as XfrmInNoPols (CVE-2025-37959 unfixed)",
 };
 
+/// `datapath.redirect-peer.scrub.xfrm`: the Cilium case of CVE-2025-37959.
+pub const SECPATH_CARRIED: Failure = Failure {
+    code: "secpath-carried",
+    meaning: "ESP packets decrypted in the host namespace and peer-redirected into a pod without XFRM policy were dropped there as XfrmInNoPols (or reached its ingress with the secpath extension still set): the host's XFRM secpath came along, so the pod's policy check saw tunnel-mode IPsec it has no policy for (CVE-2025-37959 unfixed, the drop Cilium's IPsec saw)",
+};
+
 /// `socket-lb.connect`: the programs did not rewrite the service address.
 pub const NOT_TRANSLATED: Failure = Failure {
     code: "not-translated",
@@ -322,6 +328,12 @@ pub const EXPECTED_FACTS: &[ExpectedFact] = &[
         reference: "https://docs.cilium.io/en/stable/network/concepts/ipam/ (ipv6.enabled, dual-stack)",
     },
     ExpectedFact {
+        fact: "xfrm.esp",
+        expected: "kernel.package != \"\"",
+        reason: "ESP (CONFIG_INET_ESP) with the XFRM netlink interface (CONFIG_XFRM_USER) and the rfc4106(gcm(aes)) AEAD is what Cilium's IPsec encryption runs on; every distribution kernel ships them (Debian builds esp4, xfrm_user, gcm and ghash as modules), so a distribution kernel that cannot add an ESP state is a regression (the fact's note has the kernel's answer: a module that did not load, a missing crypto piece). A kernel that names no distribution package (a micro-VM's, Firecracker's, this kind of CI host's) may be built without ESP, and there the XFRM scrub check is unsupported.",
+        reference: "https://docs.cilium.io/en/stable/security/network/encryption-ipsec/",
+    },
+    ExpectedFact {
         fact: "geneve",
         expected: "kernel.package != \"\"",
         reason: "Collect-metadata Geneve devices (CONFIG_GENEVE, 4.6) are in every distribution kernel (Debian builds geneve as a module), so a distribution kernel that cannot create one is a regression; a kernel that names no distribution package (a micro-VM's, Firecracker's) may be built without it, and there tunnel.geneve is unsupported. Cilium's tunnelProtocol: geneve needs it.",
@@ -505,6 +517,28 @@ pub const CATALOGUE: &[CheckSpec] = &[
         reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503)",
         pass_because: "skb_scrub_packet(skb, false), the fix's call, keeps mark and tstamp on purpose; unfixed kernels do not scrub at all and keep them too, so this holds on every kernel.",
         expected_failures: &[],
+        faults: &["drop"],
+    },
+    CheckSpec {
+        id: "datapath.redirect-peer.scrub.xfrm",
+        title: "bpf_redirect_peer drops the XFRM secpath of decrypted IPsec traffic (CVE-2025-37959)",
+        passes_when: "three namespaces: a remote, a host and a pod (veth remote–host, the wire; veth host–pod). The remote sends UDP to the pod's address through an ESP tunnel to the host (a static `rfc4106(gcm(aes))` key, an `out` policy with an ESP tunnel template on the remote, the state alone on the host, which decapsulates without a policy). A program on the host's wire device ingress passes the ESP packets (`TC_ACT_OK`) and `bpf_redirect_peer`s the decrypted inner packets, which re-enter that ingress carrying their secpath (the active_extensions secpath bit, read at the kernel's BTF offset where it can be), into the pod. The pod has no XFRM policy: all 5 are delivered, counted hop by hop (the remote's state encrypted 5, the host's decrypted 5), and the pod's `XfrmInNoPols` stays +0",
+        control: "the pod gets a `dir in` policy for its address that requires an ESP tunnel transform (`level required`) of an SA none of the packets was decrypted by (reqid 2): whether or not the secpath came along, the pod's policy check rejects every packet (`XfrmInTmplMismatch` +5, the witness that they reached it) and none is delivered, so the check's delivery test fails",
+        variants: &["default"],
+        requires: &[("*", "helper.redirect_peer"), ("*", "xfrm.esp")],
+        failures: &[NOT_DELIVERED, HOOK_NOT_RUN, SECPATH_CARRIED],
+        reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959 (upstream c4327229948879814229b46aa26a750718888503: skb_scrub_packet calls skb_ext_reset, which drops the secpath)",
+        pass_because: "Fixed kernels scrub the skb in bpf_redirect_peer, and skb_scrub_packet resets skb extensions: the secpath of traffic the host decrypted stays in the host, and the pod's __xfrm_policy_check sees a packet that never was IPsec, which a pod without policy accepts. This is the Cilium case the fix was made for (IPsec with eBPF host routing).",
+        expected_failures: &[ExpectedFailure {
+            variant: None,
+            when: Some(SCRUB_UNFIXED),
+            scope: "on kernels without the CVE-2025-37959 fix",
+            failure: &SECPATH_CARRIED,
+            reason: "CVE-2025-37959: before the fix bpf_redirect_peer hands the skb into the pod with its XFRM secpath, and the pod's policy check drops tunnel-mode IPsec it has no policy for (XfrmInNoPols): Cilium's IPsec traffic decrypted on the host never reached its pods. Fixed in stable 6.1.139, 6.6.91, 6.12.29, 6.14.7 and mainline 6.15-rc6; no 5.10.y/5.15.y fix.",
+            reference: "https://nvd.nist.gov/vuln/detail/CVE-2025-37959",
+        }],
+        // The plaintext exists only between the host's decryption and the pod:
+        // `drop` is a program on the pod's eth0 ingress.
         faults: &["drop"],
     },
     CheckSpec {

@@ -80,6 +80,13 @@ pub struct Facts {
     /// measured (`notes["ipv6"]`). Lines before this fact omit it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<bool>,
+    /// `xfrm.esp`: an ESP tunnel-mode state (`rfc4106(gcm(aes))`, what Cilium's
+    /// IPsec uses) could be added in a fresh network namespace over
+    /// `NETLINK_XFRM`: `false` when the kernel refused it (no xfrm_user, no ESP
+    /// type, no such AEAD in its crypto API; `notes["xfrm.esp"]` has the kernel's
+    /// answer), `None` when it could not be measured. Lines before this fact omit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xfrm_esp: Option<bool>,
     /// `helper.<name>`: a TC program calling the helper passed the verifier.
     pub helpers: BTreeMap<String, bool>,
     /// `/sys/class/dmi/id/sys_vendor` (`Hetzner` on Hetzner Cloud, `QEMU`), if readable.
@@ -205,6 +212,7 @@ pub const FACT_KEYS: &[(&str, FactKind)] = &[
     ("vxlan", FactKind::Bool),
     ("geneve", FactKind::Bool),
     ("ipv6", FactKind::Bool),
+    ("xfrm.esp", FactKind::Bool),
     ("cilium", FactKind::Version),
     ("k3s", FactKind::Text),
     ("container.mode", FactKind::Text),
@@ -269,6 +277,7 @@ impl Facts {
             "vxlan" => FactValue::Bool(self.vxlan?),
             "geneve" => FactValue::Bool(self.geneve?),
             "ipv6" => FactValue::Bool(self.ipv6?),
+            "xfrm.esp" => FactValue::Bool(self.xfrm_esp?),
             "cilium" => FactValue::Version(KernelVersion::parse_release(
                 self.cilium_version.as_deref()?.trim_start_matches('v'),
             )?),
@@ -316,6 +325,7 @@ impl Facts {
             vxlan: None,
             geneve: None,
             ipv6: None,
+            xfrm_esp: None,
             helpers: BTreeMap::new(),
             system_vendor: None,
             cap_eff: None,
@@ -353,6 +363,7 @@ impl Facts {
             vxlan: Some(true),
             geneve: Some(true),
             ipv6: Some(true),
+            xfrm_esp: Some(true),
             helpers: HELPERS.iter().map(|h| (h.to_string(), true)).collect(),
             system_vendor: Some("QEMU".into()),
             cap_eff: Some("000001ffffffffff".into()),

@@ -52,6 +52,8 @@ struct Type {
     int_data: u32,
     /// `STRUCT` / `UNION`: its members.
     members: Vec<Member>,
+    /// `ENUM` / `ENUM64`: `(name offset, value)` of each enumerator.
+    enumerators: Vec<(u32, i64)>,
 }
 
 /// One `struct btf_member`.
@@ -268,6 +270,7 @@ fn parse_types(r: Reader) -> Result<Vec<Type>> {
         size_or_type: 0,
         int_data: 0,
         members: Vec::new(),
+        enumerators: Vec::new(),
     }];
     let mut at = 0;
     while at < r.bytes.len() {
@@ -307,6 +310,30 @@ fn parse_types(r: Reader) -> Result<Vec<Type>> {
         } else {
             Vec::new()
         };
+        // ENUM: `{name_off, val}`, val signed when kind_flag says so; ENUM64:
+        // `{name_off, val_lo32, val_hi32}`.
+        let enumerators = match kind {
+            KIND_ENUM => (0..vlen)
+                .map(|i| {
+                    let e = data + 8 * i;
+                    let raw = r.u32(e + 4)?;
+                    let val = if kind_flag {
+                        i64::from(raw as i32)
+                    } else {
+                        i64::from(raw)
+                    };
+                    Ok((r.u32(e)?, val))
+                })
+                .collect::<Result<_>>()?,
+            KIND_ENUM64 => (0..vlen)
+                .map(|i| {
+                    let e = data + 12 * i;
+                    let val = u64::from(r.u32(e + 8)?) << 32 | u64::from(r.u32(e + 4)?);
+                    Ok((r.u32(e)?, val as i64))
+                })
+                .collect::<Result<_>>()?,
+            _ => Vec::new(),
+        };
         types.push(Type {
             name_off,
             kind,
@@ -314,6 +341,7 @@ fn parse_types(r: Reader) -> Result<Vec<Type>> {
             size_or_type,
             int_data,
             members,
+            enumerators,
         });
         at = data + data_len;
     }
@@ -340,6 +368,23 @@ pub fn member_offset(btf: &Btf, struct_name: &str, member: &str) -> Result<Optio
         }))
 }
 
+/// The value of the enumerator `name` in whichever enum of the BTF has it
+/// (enumerator names are unique in C); `Ok(None)` when none does.
+pub fn enum_value(btf: &Btf, name: &str) -> Result<Option<i64>> {
+    for t in btf
+        .types
+        .iter()
+        .filter(|t| matches!(t.kind, KIND_ENUM | KIND_ENUM64))
+    {
+        for &(name_off, value) in &t.enumerators {
+            if btf.name(name_off)? == name.as_bytes() {
+                return Ok(Some(value));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Byte offsets in `struct sk_buff` of the fields the scrub observer reads; None
 /// where the kernel's sk_buff has no such member (its config is off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,6 +395,11 @@ pub struct SkbOffsets {
     pub refdst: Option<u32>,
     /// `active_extensions`, a u8 bitmap of skb extensions (`CONFIG_SKB_EXTENSIONS`).
     pub active_extensions: Option<u32>,
+    /// The bit of `active_extensions` that is the XFRM secpath: `SKB_EXT_SEC_PATH`
+    /// of `enum skb_ext_id`, whose members before it exist by config (the
+    /// bridge-netfilter one first, so 1 on Debian's kernels); None without
+    /// `CONFIG_XFRM`.
+    pub sec_path_bit: Option<u32>,
 }
 
 impl SkbOffsets {
@@ -378,6 +428,9 @@ impl SkbOffsets {
             nfct: byte("_nfct")?,
             refdst: byte("_skb_refdst")?,
             active_extensions: byte("active_extensions")?,
+            sec_path_bit: enum_value(&btf, "SKB_EXT_SEC_PATH")?
+                .and_then(|v| u32::try_from(v).ok())
+                .filter(|&bit| bit < 8),
         })
     }
 }
@@ -492,8 +545,8 @@ mod tests {
         for v in [u8_, int, 48] {
             b.u32(v);
         }
-        b.ty("e", KIND_ENUM, false, 2, 4);
-        for v in [b.str("A"), 0, b.str("B"), 1] {
+        b.ty("skb_ext_id", KIND_ENUM, false, 2, 4);
+        for v in [b.str("SKB_EXT_BRIDGE_NF"), 0, b.str("SKB_EXT_SEC_PATH"), 1] {
             b.u32(v);
         }
         b.ty("sk_buff", 7, false, 0, 0); // FWD, to be ignored
@@ -578,9 +631,32 @@ mod tests {
                     nfct: Some(24),
                     refdst: Some(8),
                     active_extensions: Some(33),
+                    sec_path_bit: Some(1),
                 }
             );
         }
+    }
+
+    #[test]
+    fn reads_enumerators_signed_unsigned_and_64_bit() {
+        let mut b = Blob::new(false);
+        b.ty("s", KIND_ENUM, true, 1, 4);
+        for v in [b.str("NEG"), (-3i32) as u32] {
+            b.u32(v);
+        }
+        b.ty("u", KIND_ENUM, false, 1, 4);
+        for v in [b.str("BIG"), u32::MAX] {
+            b.u32(v);
+        }
+        b.ty("w", KIND_ENUM64, false, 1, 8);
+        for v in [b.str("WIDE"), 2, 1] {
+            b.u32(v);
+        }
+        let btf = Btf::parse(&b.bytes()).unwrap();
+        assert_eq!(enum_value(&btf, "NEG").unwrap(), Some(-3));
+        assert_eq!(enum_value(&btf, "BIG").unwrap(), Some(i64::from(u32::MAX)));
+        assert_eq!(enum_value(&btf, "WIDE").unwrap(), Some((1 << 32) + 2));
+        assert_eq!(enum_value(&btf, "NONE").unwrap(), None);
     }
 
     #[test]

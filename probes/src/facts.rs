@@ -19,6 +19,7 @@ pub(crate) mod parse;
 mod sock_addr;
 mod tunnel;
 mod virt;
+mod xfrm;
 
 use crate::netlink::TunnelKind;
 use crate::netns::NetNs;
@@ -157,7 +158,8 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
                 ns.run(|| Ok(ipv6::classify(&ipv6::look())))
                     .map_err(|e| format!("{e:#}"))
             });
-            Ok((tcx, netkit, tunnels, ipv6))
+            let esp = guarded(|| ns.run(|| Ok(xfrm::measure())).map_err(|e| format!("{e:#}")));
+            Ok((tcx, netkit, tunnels, ipv6, esp))
         });
         let helpers = match helpers {
             Ok(thread) => thread
@@ -213,14 +215,26 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
     }
     let mut tcx = None;
     let mut netkit = None;
-    let (tcx_result, netkit_result, tunnel_results, ipv6_result) = match ns_results {
+    let (tcx_result, netkit_result, tunnel_results, ipv6_result, esp_result) = match ns_results {
         Ok(results) => results,
         Err(why) => (
             Err(why.clone()),
             Err(why.clone()),
             [Err(why.clone()), Err(why.clone())],
+            Err(why.clone()),
             Err(why),
         ),
+    };
+    let xfrm_esp = match esp_result {
+        Ok(Outcome::Yes) => Some(true),
+        Ok(Outcome::No(why)) => {
+            g.note("xfrm.esp", why);
+            Some(false)
+        }
+        Ok(Outcome::Unknown(why)) | Err(why) => {
+            g.note("xfrm.esp", format!("not measured: {why}"));
+            None
+        }
     };
     let ipv6 = match ipv6_result {
         Ok(Outcome::Yes) => Some(true),
@@ -363,6 +377,7 @@ pub fn gather(hook_obj: &[u8], helper_obj: &[u8]) -> Facts {
         vxlan,
         geneve,
         ipv6,
+        xfrm_esp,
         helpers,
         system_vendor,
         cap_eff,

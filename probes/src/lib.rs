@@ -26,3 +26,4 @@ pub mod traffic;
 pub mod triage;
 pub mod tunnel_hooks;
 pub mod xdp;
+pub mod xfrm;

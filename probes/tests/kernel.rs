@@ -200,6 +200,10 @@ fn facts_are_measured_and_consistent() -> TestResult {
         f.netkit == Some(true) || f.notes.contains_key("netkit"),
         || "netkit false or unmeasured without a note".into(),
     )?;
+    check(
+        f.xfrm_esp == Some(true) || f.notes.contains_key("xfrm.esp"),
+        || "xfrm.esp false or unmeasured without a note".into(),
+    )?;
     for helper in HELPERS {
         let ok = f.helpers.get(*helper) == Some(&true)
             || f.notes.contains_key(&format!("helper.{helper}"));

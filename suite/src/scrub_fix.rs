@@ -28,6 +28,11 @@ const WITNESSES: &[(&str, &str, &str)] = &[
         "skb extensions",
         "ext-carried",
     ),
+    (
+        "datapath.redirect-peer.scrub.xfrm",
+        "the IPsec secpath",
+        "secpath-carried",
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

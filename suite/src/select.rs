@@ -165,7 +165,8 @@ mod tests {
                 "datapath.redirect-peer.scrub.conntrack[default]",
                 "datapath.redirect-peer.scrub.dst[default]",
                 "datapath.redirect-peer.scrub.skb-ext[default]",
-                "datapath.redirect-peer.scrub.mark[default]"
+                "datapath.redirect-peer.scrub.mark[default]",
+                "datapath.redirect-peer.scrub.xfrm[default]"
             ]
         );
         assert_eq!(

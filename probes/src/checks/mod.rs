@@ -14,6 +14,7 @@ mod host_routing;
 mod redirect_peer;
 mod routing;
 mod scrub;
+mod scrub_xfrm;
 mod socket_lb;
 mod stack_delivery;
 mod tunnel;
@@ -448,6 +449,7 @@ const FAMILIES: &[&[Registered]] = &[
     stack_delivery::CHECKS,
     redirect_peer::CHECKS,
     scrub::CHECKS,
+    scrub_xfrm::CHECKS,
     routing::CHECKS,
     bpffs::CHECKS,
     host_routing::CHECKS,

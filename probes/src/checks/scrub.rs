@@ -54,14 +54,15 @@ pub const CHECKS: &[Registered] = &[
 /// The mark the source hook sets before the handoff (kept by the scrub).
 const SCRUB_MARK: u32 = 0x5c4b_0002;
 
-/// What the `hook_state` programs read, or why they read nothing.
-struct Observer {
-    offsets: Option<SkbOffsets>,
-    why_not: Option<String>,
+/// What the `hook_state` programs read, or why they read nothing (shared with
+/// `scrub_xfrm`).
+pub(super) struct Observer {
+    pub(super) offsets: Option<SkbOffsets>,
+    pub(super) why_not: Option<String>,
 }
 
 impl Observer {
-    fn find() -> Self {
+    pub(super) fn find() -> Self {
         match SkbOffsets::from_sysfs() {
             Ok(offsets) => Self {
                 offsets: Some(offsets),
@@ -75,7 +76,7 @@ impl Observer {
     }
 
     /// A configuration reading every field this kernel has.
-    fn config(&self, base: HookConfig) -> HookConfig {
+    pub(super) fn config(&self, base: HookConfig) -> HookConfig {
         let Some(o) = &self.offsets else { return base };
         let mut cfg = base;
         if let Some(off) = o.nfct {
@@ -93,7 +94,7 @@ impl Observer {
         cfg
     }
 
-    fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         match (&self.offsets, &self.why_not) {
             (Some(o), _) => json!({
                 "program": "hook_state (bpf_probe_read_kernel at BTF offsets)",
@@ -107,7 +108,7 @@ impl Observer {
 /// A hook on `device` in `ns` that reads the skb's own fields where it can: a
 /// verifier that refuses `bpf_probe_read_kernel` for TC programs leaves the
 /// plain `hook`, and the evidence says so.
-fn attach(
+pub(super) fn attach(
     ns: &crate::netns::NetNs,
     device: &str,
     ctx: &Ctx,

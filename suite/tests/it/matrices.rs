@@ -89,24 +89,26 @@ fn scrub_is_expected_to_fail_exactly_on_unfixed_kernels() {
         "6.15.1",
         "6.18.44",
     ];
-    // The pkt_type check and the three that see the reset on the state itself.
-    let scrub_checks = [
-        ("datapath.redirect-peer.scrub", "not-scrubbed"),
-        (
-            "datapath.redirect-peer.scrub.conntrack",
-            "conntrack-carried",
-        ),
-        ("datapath.redirect-peer.scrub.dst", "dst-carried"),
-        ("datapath.redirect-peer.scrub.skb-ext", "ext-carried"),
-    ];
+    // Every check expected to fail without the fix, each with its own failure.
+    let cve_checks: Vec<(&str, &str)> = CATALOGUE
+        .iter()
+        .filter_map(|c| {
+            c.expected_failures
+                .iter()
+                .find(|e| e.reason.contains("CVE-2025-37959"))
+                .map(|e| (c.id, e.failure.code))
+        })
+        .collect();
+    assert!(cve_checks.contains(&("datapath.redirect-peer.scrub", "not-scrubbed")));
+    assert!(cve_checks.contains(&("datapath.redirect-peer.scrub.xfrm", "secpath-carried")));
     for m in shipped() {
-        for (check, failure) in scrub_checks {
+        for (check, failure) in &cve_checks {
             for release in unfixed {
                 let e = m.expectation(check, "default", &with_kernel(release));
                 assert_eq!(
                     e.outcome,
                     ExpectedOutcome::Fail,
-                    "{}: {release}",
+                    "{}: {check} on {release}",
                     m.path.display()
                 );
                 assert!(matches!(
@@ -114,14 +116,17 @@ fn scrub_is_expected_to_fail_exactly_on_unfixed_kernels() {
                     DecidedBy::Override { .. } | DecidedBy::Catalogue { when: Some(_), .. }
                 ));
                 assert!(e.reason.contains("CVE-2025-37959"), "{}", e.reason);
-                assert_eq!(e.failure.as_deref(), Some(failure), "{check}");
+                if *check == "datapath.redirect-peer.scrub" {
+                    assert!(e.reason.contains("kernel.upstream"), "{}", e.reason);
+                }
+                assert_eq!(e.failure.as_deref(), Some(*failure), "{check}");
             }
             for release in fixed {
                 let e = m.expectation(check, "default", &with_kernel(release));
                 assert_eq!(
                     e.outcome,
                     ExpectedOutcome::Pass,
-                    "{}: {release}",
+                    "{}: {check} on {release}",
                     m.path.display()
                 );
             }
@@ -192,11 +197,9 @@ fn the_private_bpffs_way_is_expected_to_fail_everywhere_with_its_failure() {
 #[test]
 fn everything_else_is_expected_to_pass_everywhere() {
     for m in shipped() {
-        for check in CATALOGUE
-            .iter()
-            // The scrub checks' conditional expectations are tested above.
-            .filter(|c| !c.expected_failures.iter().any(|f| f.when.is_some()))
-        {
+        // The checks with a conditional expected failure (the CVE-2025-37959
+        // family) are tested above.
+        for check in CATALOGUE.iter().filter(|c| c.expected_failures.is_empty()) {
             for variant in check.variants {
                 if (check.id, *variant) == ("env.bpffs.propagation", "private") {
                     continue;
@@ -241,13 +244,20 @@ fn precondition_facts_are_expected_from_their_kernel() {
                 );
             }
         }
-        // Drivers a kernel may be built without (netkit, geneve, vxlan, IPv6) are
+        // Drivers a kernel may be built without (netkit, geneve, vxlan, IPv6, ESP) are
         // expected on distribution kernels only; socket LB's cgroup programs
         // where a cgroup v2 tree is mounted.
         let mut micro_vm = current.clone();
         micro_vm.kernel_package = None;
         micro_vm.cgroup2 = None;
-        for fact in ["netkit", "vxlan", "geneve", "ipv6", "cgroup.sock_addr"] {
+        for fact in [
+            "netkit",
+            "vxlan",
+            "geneve",
+            "ipv6",
+            "xfrm.esp",
+            "cgroup.sock_addr",
+        ] {
             assert_eq!(
                 m.fact_expectation(fact, &micro_vm).presence,
                 FactPresence::NotExpected,

@@ -17,7 +17,8 @@ pub const REQUIRED_MODULES: &[&str] = &["veth", "sch_ingress", "cls_bpf", "act_b
 /// Modules of the devices some checks use; a kernel without them has the feature
 /// absent, which the facts record and the matrix judges (netkit before 6.7). The
 /// scrub checks' topology (`probes/src/topology_scrub.rs`) needs the bridge with
-/// br_netfilter, macvlan, nftables with conntrack, and the u32/mirred filter.
+/// br_netfilter, macvlan, nftables with conntrack, and the u32/mirred filter; the
+/// XFRM scrub check an ESP tunnel with `rfc4106(gcm(aes))` (the `xfrm.esp` fact).
 pub const OPTIONAL_MODULES: &[&str] = &[
     "vxlan",
     "geneve",
@@ -36,6 +37,26 @@ pub const OPTIONAL_MODULES: &[&str] = &[
     "nft_counter",
     "cls_u32",
     "act_mirred",
+    // ESP: nothing in the guest can autoload (no modprobe), so every piece of the
+    // crypto the state needs is listed. seqiv/echainiv take their salt from the
+    // default RNG, which 5.10 and 6.1 build as the drbg module (its HMAC-SHA512
+    // core needs sha512_generic, its self-tests ctr, so both go first; without
+    // them esp4 says "Kernel was unable to initialize cryptographic operations");
+    // gcm needs ctr(aes) there too. 6.12 builds them in, and splits geniv and
+    // crypto_null out as modules; names a kernel has built in are skipped.
+    "sha512_generic",
+    "ctr",
+    "drbg",
+    "xfrm_algo",
+    "xfrm_user",
+    "esp4",
+    "crypto_null",
+    "geniv",
+    "gf128mul",
+    "ghash-generic",
+    "gcm",
+    "seqiv",
+    "echainiv",
 ];
 
 /// Where modules sit in the initramfs.
