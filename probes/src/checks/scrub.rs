@@ -274,6 +274,8 @@ struct Scrub {
     mv0: Hook,
     degraded: Option<String>,
     observer: Observer,
+    /// The source's socket, bound once: both legs send the same flow from it.
+    sender: std::net::UdpSocket,
     _fault: Option<Hook>,
 }
 
@@ -305,6 +307,10 @@ impl Scrub {
         };
         let (eth0, d2) = attach(&node.pod, "eth0", ctx, &observer, watch)?;
         let (mv0, d3) = attach(&node.pod, "mv0", ctx, &observer, watch)?;
+        let sender = match source {
+            Source::Bridged => node.remote_sender()?,
+            Source::Local => node.host_sender()?,
+        };
         Ok(Self {
             node,
             source,
@@ -314,6 +320,7 @@ impl Scrub {
             mv0,
             degraded: d1.or(d2).or(d3),
             observer,
+            sender,
             _fault: fault,
         })
     }
@@ -348,8 +355,8 @@ impl Scrub {
         expect_delivery: bool,
     ) -> Result<Burst> {
         let (sock, dst) = match self.source {
-            Source::Bridged => (self.node.remote_sender()?, BRIDGE_IP),
-            Source::Local => (self.node.host_sender()?, SOURCE_ONLY_IP),
+            Source::Bridged => (&self.sender, BRIDGE_IP),
+            Source::Local => (&self.sender, SOURCE_ONLY_IP),
         };
         let port = self.node.port.name.clone();
         let mut path = Path::new();
@@ -377,7 +384,7 @@ impl Scrub {
         };
         let seen = watch.counters()?.matched;
         let before = path.read()?;
-        let (sent, send_error) = traffic::send_burst(&sock, dst, seqs.clone());
+        let (sent, send_error) = traffic::send_burst(sock, dst, seqs.clone());
         let delivered = if expect_delivery {
             traffic::collect_expected(&self.node.rx, seqs)
         } else {
