@@ -119,13 +119,13 @@ pub const METADATA_LOST: Failure = Failure {
 /// `datapath.redirect-peer.scrub.conntrack`: the CVE-2025-37959 signature on conntrack.
 pub const CT_CARRIED: Failure = Failure {
     code: "conntrack-carried",
-    meaning: "packets reached the pod namespace still carrying the host namespace's conntrack entry (its ct mark seen before the pod's own conntrack, or skb->_nfct set at the pod's ingress), or the pod did not track them as its own: bpf_redirect_peer did not reset conntrack (CVE-2025-37959 unfixed)",
+    meaning: "packets reached the pod namespace still carrying a conntrack entry (the host's ct mark, or any entry, seen before the pod's own conntrack ran, or skb->_nfct set at the pod's ingress): bpf_redirect_peer did not reset conntrack (CVE-2025-37959 unfixed)",
 };
 
 /// `datapath.redirect-peer.scrub.dst`: the CVE-2025-37959 signature on the route.
 pub const DST_CARRIED: Failure = Failure {
     code: "dst-carried",
-    meaning: "packets to an address that only the source namespace has were delivered in the pod namespace, or were not dropped by its routing: the source's route (skb dst) came along, so the pod never routed them itself (CVE-2025-37959 unfixed)",
+    meaning: "packets to an address that only the source namespace has were delivered in the pod namespace: the source's route (skb dst) came along, so the pod never routed them itself (CVE-2025-37959 unfixed)",
 };
 
 /// `datapath.redirect-peer.scrub.skb-ext`: the CVE-2025-37959 signature on skb

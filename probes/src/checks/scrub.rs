@@ -26,7 +26,7 @@ use crate::traffic::{self, BURST};
 use anyhow::{Result, bail};
 use conformance_contract::Observation;
 use conformance_contract::catalogue::{
-    CT_CARRIED, DST_CARRIED, EXT_CARRIED, Failure, METADATA_LOST,
+    CT_CARRIED, DST_CARRIED, EXT_CARRIED, Failure, METADATA_LOST, NOT_DELIVERED,
 };
 use conformance_ebpf_common::{HookConfig, PROBE_PORT, SkbMeta, action, kern, names};
 use serde_json::{Value, json};
@@ -62,15 +62,19 @@ pub(super) struct Observer {
 }
 
 impl Observer {
+    /// The running kernel's offsets, read from its BTF once per probe: every
+    /// scrub check asks, often at the same time, and one parse of vmlinux's BTF
+    /// takes tens of milliseconds.
     pub(super) fn find() -> Self {
-        match SkbOffsets::from_sysfs() {
+        static FOUND: std::sync::OnceLock<Result<SkbOffsets, String>> = std::sync::OnceLock::new();
+        match FOUND.get_or_init(|| SkbOffsets::from_sysfs().map_err(|e| format!("{e:#}"))) {
             Ok(offsets) => Self {
-                offsets: Some(offsets),
+                offsets: Some(*offsets),
                 why_not: None,
             },
-            Err(e) => Self {
+            Err(why) => Self {
                 offsets: None,
-                why_not: Some(format!("{e:#}")),
+                why_not: Some(why.clone()),
             },
         }
     }
@@ -476,18 +480,31 @@ fn judge_conntrack(b: &Burst) -> Option<(&'static Failure, String)> {
     if let Some(loss) = b.hops.loss().zip(b.hops.failure()) {
         return Some((loss.1, loss.0));
     }
-    if b.nft.untracked < N || b.nft.tracked < N {
-        return Some((
+    // Delivered, no host mark, yet some had a conntrack entry before the pod's
+    // own conntrack ran: state came along all the same.
+    (b.nft.untracked < N).then(|| {
+        (
             &CT_CARRIED,
             format!(
-                "delivered {}/{BURST}, but only {}/{BURST} were untracked before the pod's conntrack and {}/{BURST} tracked after it: the pod did not see the flow as its own",
+                "delivered {}/{BURST}, but only {}/{BURST} had no conntrack entry before the pod's conntrack ran: the others arrived with one ({})",
                 b.delivered.len(),
                 b.nft.untracked,
-                b.nft.tracked
+                b.hops.summary()
             ),
-        ));
+        )
+    })
+}
+
+/// The pod must track the flow itself once it has no entry, else its counters
+/// cannot tell a reset from a namespace without conntrack.
+fn pod_tracked(b: &Burst) -> Result<()> {
+    if b.hops.complete() && b.nft.untracked >= N && b.nft.tracked < N {
+        bail!(
+            "the pod's conntrack tracked {}/{BURST} of the packets that arrived without an entry: nothing shows the pod gets its own entry, so the reset cannot be told from a pod without conntrack",
+            b.nft.tracked
+        );
     }
-    None
+    Ok(())
 }
 
 fn run_conntrack(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
@@ -496,6 +513,7 @@ fn run_conntrack(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Res
     s.hand_off(h, 0)?;
     let b = s.burst(h, POSITIVE_SEQS, true)?;
     premise_conntrack(&b)?;
+    pod_tracked(&b)?;
     let mut ev = evidence(b.json());
     ev.insert("observer".into(), s.observer_json());
     ev.insert(
@@ -571,17 +589,19 @@ fn judge_dst(b: &Burst) -> Option<(&'static Failure, String)> {
     if let Some(loss) = b.hops.loss().zip(b.hops.failure()) {
         return Some((loss.1, loss.0));
     }
-    if b.pod_route_drops < N {
-        return Some((
-            &DST_CARRIED,
+    // Neither delivered nor dropped by the pod's routing: lost somewhere else,
+    // which says nothing about the route, so it is never the CVE's failure.
+    (b.pod_route_drops < N).then(|| {
+        (
+            &NOT_DELIVERED,
             format!(
-                "none delivered, but the pod's routing dropped only {}/{BURST} (IpExt InNoRoutes + Ip InAddrErrors): not re-routed as a packet without a dst is ({})",
+                "{}; pod routing drops (IpExt InNoRoutes + Ip InAddrErrors) {}/{BURST}: {} lost between the pod's eth0 hook and its routing, neither delivered nor re-routed",
+                b.hops.summary(),
                 b.pod_route_drops,
-                b.hops.summary()
+                N - b.pod_route_drops
             ),
-        ));
-    }
-    None
+        )
+    })
 }
 
 fn run_dst(check: &str, variant: &str, ctx: &Ctx, started: Instant) -> Result<Observation> {
