@@ -16,6 +16,7 @@ pub mod mountns;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+mod nlmsg;
 pub mod objects;
 pub mod pins;
 pub mod runner;

@@ -14,6 +14,7 @@
 //! [`NetNs::run`](crate::netns::NetNs::run). Changes go in one batch, a transaction
 //! the kernel commits whole or not at all.
 
+use crate::nlmsg::{NLA_F_NESTED, NLA_HDRLEN, NLMSG_HDRLEN, align4, attrs, replies};
 use anyhow::{Context, Result, bail};
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE,
@@ -27,12 +28,7 @@ const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFNETLINK_V0: u8 = 0;
 
-// linux/netlink.h
-const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
-const NLA_HDRLEN: usize = 4;
-const NLA_F_NESTED: u16 = 1 << 15;
-const NLA_TYPE_MASK: u16 = !(NLA_F_NESTED | (1 << 14));
 
 /// `NFPROTO_IPV4`: the tables made here are of family `ip`.
 const NFPROTO_IPV4: u8 = 2;
@@ -286,7 +282,7 @@ impl Attrs {
     }
 
     fn pad(&mut self) {
-        self.buf.resize((self.buf.len() + 3) & !3, 0);
+        self.buf.resize(align4(self.buf.len()), 0);
     }
 }
 
@@ -624,57 +620,11 @@ fn apply_batch(table: &Table, first_seq: u32) -> Result<Batch> {
     batch.finish()
 }
 
-/// One netlink message of a reply.
-struct Reply<'a> {
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    payload: &'a [u8],
-}
-
-/// The netlink messages of one datagram (stops at a malformed one).
-fn replies(mut data: &[u8]) -> impl Iterator<Item = Reply<'_>> {
-    std::iter::from_fn(move || {
-        if data.len() < NLMSG_HDRLEN {
-            return None;
-        }
-        let len = u32::from_ne_bytes(data[0..4].try_into().ok()?) as usize;
-        if len < NLMSG_HDRLEN || len > data.len() {
-            return None;
-        }
-        let reply = Reply {
-            kind: u16::from_ne_bytes([data[4], data[5]]),
-            flags: u16::from_ne_bytes([data[6], data[7]]),
-            seq: u32::from_ne_bytes(data[8..12].try_into().ok()?),
-            payload: &data[NLMSG_HDRLEN..len],
-        };
-        data = &data[((len + 3) & !3).min(data.len())..];
-        Some(reply)
-    })
-}
-
 /// The errno (positive, 0 for an ack) of an `NLMSG_ERROR` or `NLMSG_DONE` payload.
 fn reply_errno(payload: &[u8]) -> i32 {
     payload
         .get(..4)
         .map_or(0, |b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// `(type, payload)` of each attribute in a run (flags masked off).
-fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if data.len() < NLA_HDRLEN {
-            return None;
-        }
-        let len = usize::from(u16::from_ne_bytes([data[0], data[1]]));
-        let kind = u16::from_ne_bytes([data[2], data[3]]) & NLA_TYPE_MASK;
-        if len < NLA_HDRLEN || len > data.len() {
-            return None;
-        }
-        let payload = &data[NLA_HDRLEN..len];
-        data = &data[((len + 3) & !3).min(data.len())..];
-        Some((kind, payload))
-    })
 }
 
 fn attr(data: &[u8], kind: u16) -> Option<&[u8]> {
@@ -897,6 +847,7 @@ impl Nft {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nlmsg::NLA_TYPE_MASK;
 
     /// Every attribute in `buf`, recursively into nests: checks that each length
     /// fits its parent, that padding keeps the next one 4-byte aligned and that

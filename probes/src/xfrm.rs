@@ -14,6 +14,7 @@
 //! States and policies live in that namespace and go with it.
 
 use crate::netns::NetNs;
+use crate::nlmsg::{NLA_HDRLEN, NLMSG_HDRLEN, align4, attrs, replies};
 use anyhow::{Context, Result, bail};
 use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_XFRM};
@@ -34,8 +35,6 @@ const IPPROTO_ESP: u8 = 50;
 const AF_INET: u16 = libc::AF_INET as u16;
 
 // linux/netlink.h
-const NLMSG_HDRLEN: usize = 16;
-const NLA_HDRLEN: usize = 4;
 const NLM_F_CAPPED: u16 = 0x100;
 const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
@@ -404,13 +403,13 @@ impl std::error::Error for XfrmError {}
 fn message(kind: u16, flags: u16, seq: u32, body: &[u8], attrs: &[(u16, &[u8])]) -> Vec<u8> {
     let mut out = vec![0; NLMSG_HDRLEN];
     out.extend_from_slice(body);
-    out.resize((out.len() + 3) & !3, 0);
+    out.resize(align4(out.len()), 0);
     for (kind, payload) in attrs {
         let len = (NLA_HDRLEN + payload.len()) as u16;
         out.extend_from_slice(&len.to_ne_bytes());
         out.extend_from_slice(&kind.to_ne_bytes());
         out.extend_from_slice(payload);
-        out.resize((out.len() + 3) & !3, 0);
+        out.resize(align4(out.len()), 0);
     }
     let len = out.len() as u32;
     out[0..4].copy_from_slice(&len.to_ne_bytes());
@@ -456,35 +455,6 @@ fn getsa_request(daddr: Ipv4Addr, spi: u32, seq: u32) -> Vec<u8> {
     message(XFRM_MSG_GETSA, NLM_F_REQUEST, seq, id.bytes(), &[])
 }
 
-/// One netlink message of a reply.
-struct Reply<'a> {
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    payload: &'a [u8],
-}
-
-/// The messages of one datagram (stops at a malformed one).
-fn replies(mut data: &[u8]) -> impl Iterator<Item = Reply<'_>> {
-    std::iter::from_fn(move || {
-        if data.len() < NLMSG_HDRLEN {
-            return None;
-        }
-        let len = u32::from_ne_bytes(data[0..4].try_into().ok()?) as usize;
-        if len < NLMSG_HDRLEN || len > data.len() {
-            return None;
-        }
-        let reply = Reply {
-            kind: u16::from_ne_bytes([data[4], data[5]]),
-            flags: u16::from_ne_bytes([data[6], data[7]]),
-            seq: u32::from_ne_bytes(data[8..12].try_into().ok()?),
-            payload: &data[NLMSG_HDRLEN..len],
-        };
-        data = &data[((len + 3) & !3).min(data.len())..];
-        Some(reply)
-    })
-}
-
 /// An `NLMSG_ERROR` payload: the errno (positive, 0 for an ack) and the extended
 /// ack's message, which follows the echoed request (only its header when capped).
 fn error_reply(flags: u16, payload: &[u8]) -> Option<(i32, Option<String>)> {
@@ -497,19 +467,10 @@ fn error_reply(flags: u16, payload: &[u8]) -> Option<(i32, Option<String>)> {
     } else {
         u32::from_ne_bytes(payload.get(4..8)?.try_into().ok()?) as usize
     };
-    let mut at = 4 + ((echoed + 3) & !3);
-    while at + NLA_HDRLEN <= payload.len() {
-        let len = usize::from(u16::from_ne_bytes([payload[at], payload[at + 1]]));
-        let kind = u16::from_ne_bytes([payload[at + 2], payload[at + 3]]) & 0x3fff;
-        if len < NLA_HDRLEN || at + len > payload.len() {
-            break;
-        }
-        if kind == NLMSGERR_ATTR_MSG {
-            let text = &payload[at + NLA_HDRLEN..at + len];
-            let text = text.split(|&b| b == 0).next().unwrap_or_default();
-            return Some((errno, Some(String::from_utf8_lossy(text).into_owned())));
-        }
-        at += (len + 3) & !3;
+    let extack = payload.get(4 + align4(echoed)..).unwrap_or_default();
+    if let Some((_, text)) = attrs(extack).find(|(kind, _)| *kind == NLMSGERR_ATTR_MSG) {
+        let text = text.split(|&b| b == 0).next().unwrap_or_default();
+        return Some((errno, Some(String::from_utf8_lossy(text).into_owned())));
     }
     Some((errno, None))
 }
