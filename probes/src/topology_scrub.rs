@@ -28,7 +28,7 @@
 //! (mirred resets conntrack, keeps the route). Everything lives in the
 //! namespaces, so it all goes with them, nftables tables included.
 
-use crate::netlink::{Mac, Rtnl};
+use crate::netlink::Rtnl;
 use crate::netns::NetNs;
 use crate::nft::{self, Chain, Match, Nft, Rule, Statement, Table};
 use crate::topology::Device;
@@ -57,8 +57,7 @@ pub struct ScrubNode {
     pub remote: NetNs,
     pub host: NetNs,
     pub pod: NetNs,
-    remote_rtnl: Rtnl,
-    pub host_rtnl: Rtnl,
+    host_rtnl: Rtnl,
     host_nft: RefCell<Nft>,
     pod_nft: RefCell<Nft>,
     pub br0: Device,
@@ -156,7 +155,6 @@ impl ScrubNode {
             remote,
             host,
             pod,
-            remote_rtnl,
             host_rtnl,
             host_nft: RefCell::new(host_nft),
             pod_nft: RefCell::new(pod_nft),
@@ -213,11 +211,6 @@ impl ScrubNode {
             carried: get(&pod, "carried"),
             tracked: get(&pod, "tracked"),
         })
-    }
-
-    /// The remote's MAC (evidence).
-    pub fn remote_mac(&mut self) -> Result<Mac> {
-        Ok(self.remote_rtnl.link("eth0")?.1)
     }
 }
 

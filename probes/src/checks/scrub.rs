@@ -358,9 +358,9 @@ impl Scrub {
         seqs: std::ops::Range<u32>,
         expect_delivery: bool,
     ) -> Result<Burst> {
-        let (sock, dst) = match self.source {
-            Source::Bridged => (&self.sender, BRIDGE_IP),
-            Source::Local => (&self.sender, SOURCE_ONLY_IP),
+        let dst = match self.source {
+            Source::Bridged => BRIDGE_IP,
+            Source::Local => SOURCE_ONLY_IP,
         };
         let port = self.node.port.name.clone();
         let mut path = Path::new();
@@ -388,7 +388,7 @@ impl Scrub {
         };
         let seen = watch.counters()?.matched;
         let before = path.read()?;
-        let (sent, send_error) = traffic::send_burst(sock, dst, seqs.clone());
+        let (sent, send_error) = traffic::send_burst(&self.sender, dst, seqs.clone());
         let delivered = if expect_delivery {
             traffic::collect_expected(&self.node.rx, seqs)
         } else {
