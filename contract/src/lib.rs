@@ -11,6 +11,7 @@ pub mod catalogue;
 pub mod facts;
 pub mod guest;
 pub mod lines;
+pub mod pods;
 pub mod readiness;
 pub mod version;
 
