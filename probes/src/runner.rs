@@ -5,6 +5,7 @@
 use crate::checks::{self, Ctx, Fault};
 use crate::{facts, objects};
 use anyhow::{Context, Result, bail};
+use conformance_contract::pods::is_pod_level;
 use conformance_contract::{
     CATALOGUE, CheckSpec, Done, FactValue, Facts, Line, Observation, Outcome, Plan, PlannedCheck,
     SCHEMA,
@@ -34,7 +35,8 @@ pub fn default_jobs() -> usize {
         .clamp(2, 8)
 }
 
-/// Resolves selectors to planned (check, variant) pairs in catalogue order.
+/// Resolves selectors (`id` or `id[variant]`; none: all of this probe's checks)
+/// to planned (check, variant) pairs in catalogue order.
 pub fn plan(select: &[String]) -> Result<Vec<(&'static CheckSpec, &'static str)>> {
     let mut wanted: Vec<(&str, Option<&str>)> = Vec::new();
     for s in select {
@@ -63,7 +65,9 @@ pub fn plan(select: &[String]) -> Result<Vec<(&'static CheckSpec, &'static str)>
         wanted.push((id, variant));
     }
     let mut out = Vec::new();
-    for spec in CATALOGUE {
+    // Pod-level checks run in the cluster target's client pods, never here: a
+    // selection naming them (and nothing else) plans nothing for this probe.
+    for spec in CATALOGUE.iter().filter(|c| !is_pod_level(c.id)) {
         for variant in spec.variants {
             if wanted.is_empty()
                 || wanted
@@ -255,8 +259,15 @@ mod tests {
         let all = plan(&[]).unwrap();
         assert_eq!(
             all.len(),
-            CATALOGUE.iter().map(|c| c.variants.len()).sum::<usize>()
+            CATALOGUE
+                .iter()
+                .filter(|c| !is_pod_level(c.id))
+                .map(|c| c.variants.len())
+                .sum::<usize>()
         );
+        assert!(all.iter().all(|(s, _)| !is_pod_level(s.id)));
+        // Only pod-level checks named: nothing for this probe (not everything).
+        assert!(plan(&["cluster.dns[default]".into()]).unwrap().is_empty());
         let one = plan(&["datapath.redirect-peer[legacy]".into()]).unwrap();
         assert_eq!(
             one.iter().map(|(s, v)| (s.id, *v)).collect::<Vec<_>>(),

@@ -498,6 +498,7 @@ mod tests {
             os_image: "K3s v1.35.5+k3s1".into(),
             container_runtime: "containerd://2.1.5-k3s1".into(),
             not_ready: not_ready.map(String::from),
+            internal_ip: None,
         };
         let info = ClusterInfo {
             nodes: vec![

@@ -14,6 +14,7 @@
 
 use anyhow::{Result, anyhow};
 use conformance_contract::CATALOGUE;
+use conformance_contract::pods::is_pod_level;
 use conformance_suite::cilium_values;
 use conformance_suite::env::{Environment, EnvironmentSource, detect};
 use conformance_suite::matrix::Matrix;
@@ -375,6 +376,18 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
             format!("--test {} selects no check", opts.tests.join(",")),
         ));
     }
+    if let Some(kind) = kinds.iter().find(|k| **k != TargetKind::Cluster)
+        && planned.iter().all(|p| is_pod_level(&p.check))
+    {
+        return Err(fail(
+            USAGE,
+            format!(
+                "--test {} selects only pod-level checks (cluster.*), which run on --target cluster only; target {} would run nothing",
+                opts.tests.join(","),
+                kind.name()
+            ),
+        ));
+    }
     let matrix_choice = choose_matrix(&opts)?;
     let values = opts
         .cilium_values
@@ -504,11 +517,10 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
         .into_iter()
         .map(|f| judge(f, &matrix_choice, &planned, several))
         .collect::<Result<Vec<_>, _>>()?;
-    judged.extend(
-        not_run
-            .into_iter()
-            .map(|(id, why)| not_run_instance(id, &why, &planned)),
-    );
+    judged.extend(not_run.into_iter().map(|(id, why)| {
+        let planned = instance_plan(id.kind, &planned, &[]);
+        not_run_instance(id, &why, &planned)
+    }));
     let meta = RunMeta {
         run_id: args.run_id.clone(),
         started_at,
@@ -655,6 +667,23 @@ fn not_run_instance(
     )
 }
 
+/// What `kind`'s instance was to run of the run's `planned` checks: the
+/// pod-level ones only on a cluster, and there those its clients could run
+/// (the target's own plan line: no `cross-node` on one node, which it said).
+fn instance_plan(
+    kind: TargetKind,
+    planned: &[conformance_contract::PlannedCheck],
+    streamed: &[conformance_contract::PlannedCheck],
+) -> Vec<conformance_contract::PlannedCheck> {
+    planned
+        .iter()
+        .filter(|p| {
+            !is_pod_level(&p.check) || (kind == TargetKind::Cluster && streamed.contains(p))
+        })
+        .cloned()
+        .collect()
+}
+
 /// One instance's verdicts against its matrix (given, or detected from its facts).
 fn judge(
     f: Finished,
@@ -689,7 +718,8 @@ fn judge(
             (m, EnvironmentSource::Detected { why })
         }
     };
-    let verdicts = evaluate(matrix, &stream.facts, planned, &stream.observations);
+    let planned = instance_plan(f.instance.kind, planned, stream.planned());
+    let verdicts = evaluate(matrix, &stream.facts, &planned, &stream.observations);
     let meta = InstanceMeta {
         instance: f.instance,
         environment: matrix.environment,

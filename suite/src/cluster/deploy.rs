@@ -21,10 +21,14 @@
 //! [`Deployer::delete_namespace`]; a run killed outright leaves a namespace
 //! labelled `cilium-conformance/run-id` for the next run's sweep (not built yet).
 
-use super::manifests::{Manifest, ManifestPlan, PROBE_CONTAINER, RUN_LABEL};
+use super::inspect::NodeInfo;
+use super::manifests::{
+    CLIENT_CONTAINER, ECHO_TCP_PORT, Manifest, ManifestPlan, PROBE_CONTAINER, RUN_LABEL, SLOT_LABEL,
+};
+use super::pod_checks::{ClientSpec, NodeSlot, Topology};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ContainerStatus, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Namespace, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::{Client, Resource};
 use serde::Serialize;
@@ -94,6 +98,14 @@ pub struct NodeLines {
     pub node: String,
     pub pod: String,
     /// The probe container's log, one JSON line each (empty lines dropped).
+    pub lines: Vec<String>,
+}
+
+/// One client pod's output: its observation lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientLines {
+    pub node: String,
+    pub pod: String,
     pub lines: Vec<String>,
 }
 
@@ -306,6 +318,204 @@ impl Deployer {
         Ok(out)
     }
 
+    /// Waits until every pod matching `selector` satisfies `done` (at least
+    /// `want` of them); a state no wait cures ends it at once.
+    async fn wait_for_pods(
+        &self,
+        selector: &str,
+        want: usize,
+        wait: WaitPolicy,
+        done: fn(&Pod) -> bool,
+    ) -> Result<Vec<Pod>, DeployError> {
+        let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
+        let params = ListParams::default().labels(selector);
+        let mut last: Vec<Pod> = Vec::new();
+        for poll in 0..wait.polls.max(1) {
+            if poll > 0 {
+                tokio::time::sleep(wait.interval).await;
+            }
+            let pods = api
+                .list(&params)
+                .await
+                .map_err(|e| DeployError::Api {
+                    op: format!("list pods {selector}"),
+                    message: api_message(&e),
+                })?
+                .items;
+            for pod in &pods {
+                fatal(pod)?;
+            }
+            if pods.len() >= want && pods.iter().all(done) {
+                return Ok(pods);
+            }
+            last = pods;
+        }
+        let seconds = wait.seconds();
+        Err(match last.iter().find(|p| !done(p)) {
+            Some(pod) => DeployError::NotReady {
+                pod: pod_name(pod),
+                node: node_name(pod),
+                seconds,
+                why: not_ready_why(pod),
+            },
+            None => DeployError::Api {
+                op: format!("wait for pods {selector}"),
+                message: format!("{} of {want} exist after {seconds} s", last.len()),
+            },
+        })
+    }
+
+    fn app_selector(&self, app: &str) -> String {
+        format!("app.kubernetes.io/name={app},{RUN_LABEL}={}", self.run_id)
+    }
+
+    /// Where the echoes are, once Ready: each echo's pod IP and node, the node's
+    /// InternalIP, service `echo`'s ClusterIP and `echo-nodeport`'s NodePort.
+    pub async fn topology(
+        &self,
+        nodes: &[NodeInfo],
+        wait: WaitPolicy,
+    ) -> Result<Topology, DeployError> {
+        let echoes = self
+            .wait_for_pods(
+                &self.app_selector("cilium-conformance-echo"),
+                nodes.len(),
+                wait,
+                |p| is_ready(p) && pod_ip(p).is_some(),
+            )
+            .await?;
+        let mut slots: Vec<(u32, NodeSlot)> = Vec::new();
+        for pod in &echoes {
+            let name = pod_name(pod);
+            let node = node_name(pod);
+            let slot = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SLOT_LABEL))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(u32::MAX);
+            let node_ip = nodes
+                .iter()
+                .find(|n| n.name == node)
+                .and_then(|n| n.internal_ip.clone())
+                .ok_or_else(|| DeployError::Api {
+                    op: format!("find the InternalIP of node {node} (pod {name})"),
+                    message: "the node lists no InternalIP address".into(),
+                })?;
+            slots.push((
+                slot,
+                NodeSlot {
+                    node,
+                    node_ip,
+                    echo_ip: pod_ip(pod).unwrap_or_default(),
+                    echo_pod: name,
+                },
+            ));
+        }
+        slots.sort_by_key(|(slot, _)| *slot);
+        let cluster_ip = self
+            .service("echo")
+            .await?
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .filter(|ip| !ip.is_empty() && ip != "None")
+            .ok_or_else(|| DeployError::Api {
+                op: "read service echo's ClusterIP".into(),
+                message: "the service has none".into(),
+            })?;
+        let node_port = self
+            .service("echo-nodeport")
+            .await?
+            .spec
+            .and_then(|s| s.ports)
+            .and_then(|ps| {
+                ps.into_iter()
+                    .find(|p| p.port == i32::from(ECHO_TCP_PORT))
+                    .and_then(|p| p.node_port)
+            })
+            .and_then(|p| u16::try_from(p).ok())
+            .ok_or_else(|| DeployError::Api {
+                op: "read service echo-nodeport's NodePort".into(),
+                message: format!("no nodePort for port {ECHO_TCP_PORT}"),
+            })?;
+        Ok(Topology {
+            namespace: self.namespace.clone(),
+            run_id: self.run_id.clone(),
+            slots: slots.into_iter().map(|(_, s)| s).collect(),
+            cluster_ip,
+            node_port,
+        })
+    }
+
+    async fn service(&self, name: &str) -> Result<Service, DeployError> {
+        Api::<Service>::namespaced(self.client.clone(), &self.namespace)
+            .get(name)
+            .await
+            .map_err(|e| DeployError::Api {
+                op: format!("get service {name}"),
+                message: api_message(&e),
+            })
+    }
+
+    /// Creates the client pods, waits until each has run, and reads their
+    /// observation lines.
+    pub async fn run_clients(
+        &self,
+        plan: &ManifestPlan,
+        clients: &[ClientSpec],
+        wait: WaitPolicy,
+    ) -> Result<Vec<ClientLines>, DeployError> {
+        if clients.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.apply_all(&plan.client_manifests(clients)).await?;
+        let mut pods = Vec::new();
+        for app in [
+            "cilium-conformance-client",
+            "cilium-conformance-host-client",
+        ] {
+            let want = clients
+                .iter()
+                .filter(|c| c.host_network == (app == "cilium-conformance-host-client"))
+                .count();
+            if want > 0 {
+                pods.extend(
+                    self.wait_for_pods(&self.app_selector(app), want, wait, has_run)
+                        .await?,
+                );
+            }
+        }
+        let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
+        let params = LogParams {
+            container: Some(CLIENT_CONTAINER.to_string()),
+            ..LogParams::default()
+        };
+        let mut out = Vec::new();
+        for pod in &pods {
+            let name = pod_name(pod);
+            let text = api
+                .logs(&name, &params)
+                .await
+                .map_err(|e| DeployError::Api {
+                    op: format!("read the log of pod {name} (container {CLIENT_CONTAINER})"),
+                    message: api_message(&e),
+                })?;
+            out.push(ClientLines {
+                node: node_name(pod),
+                pod: name,
+                // A client prints observations only; its stderr (in the same
+                // log) is anything else.
+                lines: text
+                    .lines()
+                    .filter(|l| l.trim_start().starts_with('{'))
+                    .map(String::from)
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Deletes the run's namespace (and with it everything in it); a namespace
     /// already gone is fine.
     pub async fn delete_namespace(&self) -> Result<(), DeployError> {
@@ -345,6 +555,21 @@ fn node_name(pod: &Pod) -> String {
         .unwrap_or_else(|| "not scheduled".to_string())
 }
 
+fn pod_ip(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .filter(|ip| !ip.is_empty())
+}
+
+/// A client that ran: its container exited 0 (a non-zero exit is [`fatal`]).
+fn has_run(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|phase| phase == "Succeeded")
+}
+
 fn is_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
@@ -380,9 +605,6 @@ fn fatal(pod: &Pod) -> Result<(), DeployError> {
                     message: w.message.clone().unwrap_or_default().replace('\n', " "),
                 })));
             }
-        }
-        if cs.name != PROBE_CONTAINER {
-            continue;
         }
         let terminated = state
             .and_then(|s| s.terminated.as_ref())

@@ -253,6 +253,9 @@ pub struct NodeInfo {
     pub container_runtime: String,
     /// `None` when Ready; else why not (the Ready condition's reason and message).
     pub not_ready: Option<String>,
+    /// `status.addresses`' `InternalIP` (the first; IPv4 first where there are
+    /// both): where the pod-level checks reach the node.
+    pub internal_ip: Option<String>,
 }
 
 impl NodeInfo {
@@ -358,7 +361,22 @@ fn node_info(node: &Node) -> NodeInfo {
         os_image: text(|i| &i.os_image),
         container_runtime: text(|i| &i.container_runtime_version),
         not_ready,
+        internal_ip: internal_ip(status.and_then(|s| s.addresses.as_deref())),
     }
+}
+
+fn internal_ip(addresses: Option<&[k8s_openapi::api::core::v1::NodeAddress]>) -> Option<String> {
+    let internal: Vec<&str> = addresses
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.as_str())
+        .collect();
+    internal
+        .iter()
+        .find(|a| !a.contains(':'))
+        .or(internal.first())
+        .map(|a| a.to_string())
 }
 
 /// The API's error as one line: its own message where it sent one, else the

@@ -14,10 +14,11 @@
 //! |---|---|
 //! | Namespace | the run's scope; `pod-security.kubernetes.io/enforce: privileged`, because the probe pods are (below) and Pod Security admission would otherwise reject them |
 //! | ServiceAccount `cilium-conformance` | the identity of the run's pods; no pod mounts its token (`automountServiceAccountToken: false`): nothing in them talks to the API |
-//! | Role + RoleBinding `cilium-conformance-runner` | what the suite does inside the namespace, and nothing else: pods get/list/watch (wait for Ready, find each node's probe), pods/log get (the probe's JSON lines), pods/exec create (the client pods' connections). Namespaced, no cluster role: a CI identity needs this plus create/delete of namespaces |
-//! | DaemonSet `probe` | one probe per node, on the node's network (below); an init container runs the probe once, then a pause container keeps the pod Ready, so Ready means "this node's probe finished" and a DaemonSet never re-runs it |
-//! | Pods `echo-<i>` / `client-<i>` | one pair per node: `client-i` on `echo-i`'s node (same-node paths), `client-i` to `echo-j` across nodes; pinned by `nodeName` when the nodes are known, else by pod (anti-)affinity. Unprivileged: non-root, no capabilities, read-only root, RuntimeDefault seccomp |
+//! | Role + RoleBinding `cilium-conformance-runner` | what the suite does inside the namespace, and nothing else: pods get/list/watch/create (wait for Ready, find each node's probe, create the client pods), pods/log get (the probe's and the clients' JSON lines), services get (the echo service's ClusterIP and NodePort). Namespaced, no cluster role: a CI identity needs this plus create/delete of namespaces and get/list of nodes |
+//! | DaemonSet `probe` | one probe per node, on the node's network (below); an init container runs the probe once, then the probe's echo serves on the node's network (port [`HOST_ECHO_PORT`], for `cluster.pod-to-host`), so Ready means "this node's probe finished and its echo listens", and a DaemonSet never re-runs it |
+//! | Pods `echo-<i>` | one per node (for the pod-level checks, `cluster.*`, when any is selected): the probe's `echo` (TCP [`ECHO_TCP_PORT`], UDP [`ECHO_UDP_PORT`]), pinned by `nodeName` when the nodes are known, else spread by pod anti-affinity. Unprivileged: non-root, no capabilities, read-only root, RuntimeDefault seccomp |
 //! | Services `echo` (ClusterIP) and `echo-nodeport` (NodePort) | pod-to-service through kube-proxy replacement, and NodePort; never a host outside the cluster |
+//! | Pods `client-<i>` / `host-client-<i>` | created once the echoes are Ready, from their addresses ([`super::pod_checks`]): `probe connect` with the paths node i's client tests, on the pod network and on the node's; they run once (`restartPolicy: Never`) and print one observation per check. Unprivileged as the echoes |
 //!
 //! # The probe pod's privileges, and why each
 //!
@@ -38,19 +39,19 @@
 //!
 //! # Images
 //!
-//! The probe image (`cargo xtask image`, imported into the nodes: `k3d image
-//! import`) runs with `imagePullPolicy: IfNotPresent`; the pause container uses
-//! k3s's own sandbox image, already on every k3s node. The echo and client pods
-//! run Kubernetes' e2e test image `agnhost` (`netexec`, `pause`), pinned; the
-//! probe has no echo server of its own yet.
+//! Every pod runs the probe image (`cargo xtask image`, imported into the nodes:
+//! `k3d image import`) with `imagePullPolicy: IfNotPresent`: the probe is also
+//! the echo server and the client, so a run pulls nothing from a registry.
 
+use super::pod_checks::{self, ClientSpec};
+use conformance_contract::PlannedCheck;
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Affinity, AppArmorProfile, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource,
     HostPathVolumeSource, Namespace, ObjectFieldSelector, Pod, PodAffinity, PodAffinityTerm,
-    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
-    SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Toleration,
-    Volume, VolumeMount,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    TCPSocketAction, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -65,12 +66,12 @@ pub const KUBERNETES_VERSION: &str = "1.33";
 pub const PROBE_PATH: &str = crate::target::container::PROBE_PATH_IN_IMAGE;
 /// What `cargo xtask image` tags its latest build.
 pub const DEFAULT_PROBE_IMAGE: &str = "cilium-conformance-probe:latest";
-/// Kubernetes' e2e test image: `netexec` (HTTP and UDP echo), `pause`.
-pub const AGNHOST_IMAGE: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
-/// k3s's sandbox image, present on every k3s node (k3s 1.35).
-pub const PAUSE_IMAGE: &str = "rancher/mirrored-pause:3.6";
-pub const ECHO_HTTP_PORT: i32 = 8080;
-pub const ECHO_UDP_PORT: i32 = 8081;
+/// The echo pods' ports (`probe echo`).
+pub const ECHO_TCP_PORT: u16 = 8080;
+pub const ECHO_UDP_PORT: u16 = 8081;
+/// Where each node's probe pod serves its echo on the node's network, once its
+/// checks are done (`cluster.pod-to-host`): high, to stay clear of node services.
+pub const HOST_ECHO_PORT: u16 = 47080;
 /// Label on every object: the run it belongs to.
 pub const RUN_LABEL: &str = "cilium-conformance/run-id";
 /// Label on the run's pods: which node pair (`0`, `1`, ...) a pod belongs to.
@@ -80,6 +81,8 @@ pub const RUNNER_ROLE: &str = "cilium-conformance-runner";
 pub const PROBE_DAEMONSET: &str = "probe";
 /// The init container that runs the probe (whose log holds its JSON lines).
 pub const PROBE_CONTAINER: &str = "probe";
+/// The client pods' one container (whose log holds their observations).
+pub const CLIENT_CONTAINER: &str = "client";
 
 /// The capabilities the probe uses, each with its reason (see the module doc for
 /// why the pod is privileged all the same).
@@ -124,8 +127,9 @@ pub struct ManifestPlan {
     /// The probe's argv after its path (`run --run-id ... --check ...`).
     pub probe_args: Vec<String>,
     pub placement: Placement,
-    pub agnhost_image: String,
-    pub pause_image: String,
+    /// The pod-level checks the `--check` values of `probe_args` select (all of
+    /// them without any): the echo pods, services and clients exist for these.
+    pub pod_checks: Vec<PlannedCheck>,
 }
 
 impl ManifestPlan {
@@ -135,13 +139,17 @@ impl ManifestPlan {
         probe_args: Vec<String>,
         placement: Placement,
     ) -> Self {
+        let checks: Vec<String> = probe_args
+            .windows(2)
+            .filter(|w| w[0] == "--check")
+            .map(|w| w[1].clone())
+            .collect();
         ManifestPlan {
             run_id: run_id.to_string(),
             probe_image: probe_image.to_string(),
+            pod_checks: super::pod_checks::selected(&checks),
             probe_args,
             placement,
-            agnhost_image: AGNHOST_IMAGE.to_string(),
-            pause_image: PAUSE_IMAGE.to_string(),
         }
     }
 
@@ -273,14 +281,10 @@ impl ManifestPlan {
             }
             Placement::Count(_) => {}
         }
-        for (field, image) in [
-            ("probe image", &self.probe_image),
-            ("agnhost image", &self.agnhost_image),
-            ("pause image", &self.pause_image),
-        ] {
-            if image.trim().is_empty() {
-                return Err(ManifestError::Image { field });
-            }
+        if self.probe_image.trim().is_empty() {
+            return Err(ManifestError::Image {
+                field: "probe image",
+            });
         }
         Ok(())
     }
@@ -330,17 +334,26 @@ impl ManifestPlan {
             Manifest::RoleBinding(self.role_binding()),
             Manifest::DaemonSet(self.probe_daemonset()),
         ];
-        for (slot, node) in self.slots() {
-            out.push(Manifest::Pod(self.echo_pod(slot, node.as_deref())));
+        if !self.pod_checks.is_empty() {
+            for (slot, node) in self.slots() {
+                out.push(Manifest::Pod(self.echo_pod(slot, node.as_deref())));
+            }
+            out.push(Manifest::Service(self.echo_service("echo", "ClusterIP")));
+            out.push(Manifest::Service(
+                self.echo_service("echo-nodeport", "NodePort"),
+            ));
         }
-        for (slot, node) in self.slots() {
-            out.push(Manifest::Pod(self.client_pod(slot, node.as_deref())));
-        }
-        out.push(Manifest::Service(self.echo_service("echo", "ClusterIP")));
-        out.push(Manifest::Service(
-            self.echo_service("echo-nodeport", "NodePort"),
-        ));
         Ok(out)
+    }
+
+    /// The client pods, made once the echoes' addresses are known
+    /// ([`super::pod_checks::client_plans`]).
+    pub fn client_manifests(&self, clients: &[ClientSpec]) -> Vec<Manifest> {
+        let pinned = matches!(self.placement, Placement::Nodes(_));
+        clients
+            .iter()
+            .map(|c| Manifest::Pod(self.client_pod(c, pinned)))
+            .collect()
     }
 
     fn namespace_object(&self) -> Namespace {
@@ -371,9 +384,9 @@ impl ManifestPlan {
         Role {
             metadata: self.meta(RUNNER_ROLE, RUNNER_ROLE),
             rules: Some(vec![
-                rule(&["pods"], &["get", "list", "watch"]),
+                rule(&["pods"], &["get", "list", "watch", "create"]),
                 rule(&["pods/log"], &["get"]),
-                rule(&["pods/exec"], &["create"]),
+                rule(&["services"], &["get"]),
             ]),
         }
     }
@@ -415,17 +428,7 @@ impl ManifestPlan {
             image_pull_policy: Some("IfNotPresent".into()),
             command: Some(vec![PROBE_PATH.to_string()]),
             args: Some(self.probe_args.clone()),
-            env: Some(vec![EnvVar {
-                name: "CONFORMANCE_NODE".into(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "spec.nodeName".into(),
-                        ..ObjectFieldSelector::default()
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            }]),
+            env: Some(vec![field_env("CONFORMANCE_NODE", "spec.nodeName")]),
             security_context: Some(SecurityContext {
                 privileged: Some(true),
                 capabilities: Some(Capabilities {
@@ -467,12 +470,24 @@ impl ManifestPlan {
             termination_message_policy: Some("FallbackToLogsOnError".into()),
             ..Container::default()
         };
-        let pause = Container {
-            name: "done".into(),
-            image: Some(self.pause_image.clone()),
+        // After the checks: the node's echo (cluster.pod-to-host), which also
+        // keeps the pod Ready.
+        let echo = Container {
+            name: "echo".into(),
+            image: Some(self.probe_image.clone()),
             image_pull_policy: Some("IfNotPresent".into()),
-            security_context: Some(unprivileged()),
-            resources: Some(requests("1m", "4Mi")),
+            command: Some(vec![PROBE_PATH.to_string()]),
+            args: Some(vec![
+                "echo".into(),
+                "--name".into(),
+                "$(CONFORMANCE_NODE)".into(),
+                "--tcp".into(),
+                HOST_ECHO_PORT.to_string(),
+            ]),
+            env: Some(vec![field_env("CONFORMANCE_NODE", "spec.nodeName")]),
+            readiness_probe: Some(tcp_ready(HOST_ECHO_PORT)),
+            security_context: Some(unprivileged_user()),
+            resources: Some(requests("1m", "8Mi")),
             ..Container::default()
         };
         let mut labels = self.labels(app);
@@ -506,7 +521,7 @@ impl ManifestPlan {
                         }]),
                         termination_grace_period_seconds: Some(5),
                         init_containers: Some(vec![probe]),
-                        containers: vec![pause],
+                        containers: vec![echo],
                         volumes: Some(vec![
                             host_path("bpffs", "/sys/fs/bpf"),
                             host_path("btf", "/sys/kernel/btf"),
@@ -555,29 +570,32 @@ impl ManifestPlan {
 
     fn echo_pod(&self, slot: u32, node: Option<&str>) -> Pod {
         let app = "cilium-conformance-echo";
+        let port = |name: &str, port: u16, protocol: &str| ContainerPort {
+            name: Some(name.into()),
+            container_port: i32::from(port),
+            protocol: Some(protocol.into()),
+            ..ContainerPort::default()
+        };
         let container = Container {
             name: "echo".into(),
-            image: Some(self.agnhost_image.clone()),
+            image: Some(self.probe_image.clone()),
             image_pull_policy: Some("IfNotPresent".into()),
+            command: Some(vec![PROBE_PATH.to_string()]),
             args: Some(vec![
-                "netexec".into(),
-                format!("--http-port={ECHO_HTTP_PORT}"),
-                format!("--udp-port={ECHO_UDP_PORT}"),
+                "echo".into(),
+                "--name".into(),
+                "$(POD_NAME)".into(),
+                "--tcp".into(),
+                ECHO_TCP_PORT.to_string(),
+                "--udp".into(),
+                ECHO_UDP_PORT.to_string(),
             ]),
+            env: Some(vec![field_env("POD_NAME", "metadata.name")]),
             ports: Some(vec![
-                ContainerPort {
-                    name: Some("http".into()),
-                    container_port: ECHO_HTTP_PORT,
-                    protocol: Some("TCP".into()),
-                    ..ContainerPort::default()
-                },
-                ContainerPort {
-                    name: Some("udp".into()),
-                    container_port: ECHO_UDP_PORT,
-                    protocol: Some("UDP".into()),
-                    ..ContainerPort::default()
-                },
+                port("echo-tcp", ECHO_TCP_PORT, "TCP"),
+                port("echo-udp", ECHO_UDP_PORT, "UDP"),
             ]),
+            readiness_probe: Some(tcp_ready(ECHO_TCP_PORT)),
             security_context: Some(unprivileged()),
             resources: Some(requests("10m", "16Mi")),
             ..Container::default()
@@ -601,13 +619,21 @@ impl ManifestPlan {
         }
     }
 
-    fn client_pod(&self, slot: u32, node: Option<&str>) -> Pod {
-        let app = "cilium-conformance-client";
+    /// `client-<i>` (pod network) or `host-client-<i>` (the node's network):
+    /// `probe connect` with its plan, once.
+    fn client_pod(&self, client: &ClientSpec, pinned: bool) -> Pod {
+        let app = if client.host_network {
+            "cilium-conformance-host-client"
+        } else {
+            "cilium-conformance-client"
+        };
+        let plan = serde_json::to_string(&client.plan).expect("a connect plan serializes");
         let container = Container {
-            name: "client".into(),
-            image: Some(self.agnhost_image.clone()),
+            name: CLIENT_CONTAINER.into(),
+            image: Some(self.probe_image.clone()),
             image_pull_policy: Some("IfNotPresent".into()),
-            args: Some(vec!["pause".into()]),
+            command: Some(vec![PROBE_PATH.to_string()]),
+            args: Some(vec!["connect".into(), "--plan".into(), plan]),
             security_context: Some(unprivileged()),
             resources: Some(requests("10m", "16Mi")),
             ..Container::default()
@@ -616,17 +642,24 @@ impl ManifestPlan {
         let affinity = Affinity {
             pod_affinity: Some(PodAffinity {
                 required_during_scheduling_ignored_during_execution: Some(vec![
-                    self.term("cilium-conformance-echo", Some(slot)),
+                    self.term("cilium-conformance-echo", Some(client.slot)),
                 ]),
                 ..PodAffinity::default()
             }),
             ..Affinity::default()
         };
-        let mut metadata = self.meta(&format!("client-{slot}"), app);
-        metadata.labels = Some(self.pod_labels(app, slot));
+        let node = pinned.then_some(client.node.as_str());
+        let mut spec = self.pod_spec(container, node, Some(affinity));
+        spec.restart_policy = Some("Never".into());
+        if client.host_network {
+            spec.host_network = Some(true);
+            spec.dns_policy = Some("ClusterFirstWithHostNet".into());
+        }
+        let mut metadata = self.meta(&client.name, app);
+        metadata.labels = Some(self.pod_labels(app, client.slot));
         Pod {
             metadata,
-            spec: Some(self.pod_spec(container, node, Some(affinity))),
+            spec: Some(spec),
             ..Pod::default()
         }
     }
@@ -650,9 +683,9 @@ impl ManifestPlan {
     }
 
     fn echo_service(&self, name: &str, type_: &str) -> Service {
-        let port = |name: &str, port: i32, protocol: &str| ServicePort {
+        let port = |name: &str, port: u16, protocol: &str| ServicePort {
             name: Some(name.to_string()),
-            port,
+            port: i32::from(port),
             target_port: Some(IntOrString::String(name.to_string())),
             protocol: Some(protocol.to_string()),
             ..ServicePort::default()
@@ -669,8 +702,8 @@ impl ManifestPlan {
                     (RUN_LABEL.to_string(), self.run_id.clone()),
                 ])),
                 ports: Some(vec![
-                    port("http", ECHO_HTTP_PORT, "TCP"),
-                    port("udp", ECHO_UDP_PORT, "UDP"),
+                    port("echo-tcp", ECHO_TCP_PORT, "TCP"),
+                    port("echo-udp", ECHO_UDP_PORT, "UDP"),
                 ]),
                 ..ServiceSpec::default()
             }),
@@ -686,6 +719,44 @@ fn requests(cpu: &str, memory: &str) -> ResourceRequirements {
             ("memory".to_string(), Quantity(memory.to_string())),
         ])),
         ..ResourceRequirements::default()
+    }
+}
+
+/// An env var from the pod's own fields (`spec.nodeName`, `metadata.name`).
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// Ready once the echo accepts connections.
+fn tcp_ready(port: u16) -> Probe {
+    Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(i32::from(port)),
+            ..TCPSocketAction::default()
+        }),
+        period_seconds: Some(1),
+        ..Probe::default()
+    }
+}
+
+/// [`unprivileged`], as a user of its own: the DaemonSet's pod has no pod-level
+/// user (its probe runs as root).
+fn unprivileged_user() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65534),
+        run_as_group: Some(65534),
+        ..unprivileged()
     }
 }
 
@@ -714,7 +785,19 @@ pub fn file_name(index: usize, manifest: &Manifest) -> String {
 /// `--render-manifests DIR`: writes every manifest of `plan` to `dir` (created if
 /// missing), one file each; returns the paths written.
 pub fn render_to(plan: &ManifestPlan, dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
-    let manifests = plan.manifests()?;
+    let mut manifests = plan.manifests()?;
+    // The clients as they would be created, with placeholders for the
+    // addresses a run fills in once the echoes are Ready.
+    let slots = plan.slots();
+    let mut topology =
+        pod_checks::placeholder_topology(&plan.namespace(), &plan.run_id, slots.len() as u32);
+    for (slot, (_, node)) in topology.slots.iter_mut().zip(&slots) {
+        if let Some(node) = node {
+            slot.node = node.clone();
+        }
+    }
+    let (clients, _) = pod_checks::client_plans(&plan.pod_checks, &topology);
+    manifests.extend(plan.client_manifests(&clients));
     let write_err = |message: String| ManifestError::Write {
         dir: dir.to_path_buf(),
         message,

@@ -29,5 +29,6 @@ pub mod k3d;
 pub mod manifests;
 #[cfg(test)]
 pub(crate) mod mock_api;
+pub mod pod_checks;
 pub mod values;
 pub mod yaml;

@@ -31,12 +31,14 @@ use super::{
     InstanceHandle, InstanceId, Preamble, ProbeArgs, ProbeBinary, ProbeExit, RunControl,
     StartedInstance, Target, TargetError, TargetFacts, TargetKind,
 };
-use crate::cluster::deploy::{DeployError, Deployer, NodeLines, WaitPolicy};
+use crate::cluster::deploy::{ClientLines, DeployError, Deployer, NodeLines, WaitPolicy};
 use crate::cluster::inspect::{
     self, CILIUM_CONFIGMAP, CILIUM_DAEMONSET, CILIUM_NAMESPACE, ClusterInfo, Connection,
     KubeconfigSource, NodeInfo,
 };
 use crate::cluster::manifests::{ManifestPlan, Placement};
+use crate::cluster::pod_checks::{self, ClientSpec};
+use conformance_contract::PlannedCheck;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -243,8 +245,9 @@ impl Deployment {
         args: &ProbeArgs,
         wait: WaitPolicy,
     ) -> Result<Arc<Deployment>, TargetError> {
-        let nodes: Vec<String> = info.nodes.iter().map(|n| n.name.clone()).collect();
-        let plan = ManifestPlan::new(&args.run_id, image, args.to_argv(), Placement::Nodes(nodes));
+        let names: Vec<String> = info.nodes.iter().map(|n| n.name.clone()).collect();
+        let plan = ManifestPlan::new(&args.run_id, image, args.to_argv(), Placement::Nodes(names));
+        let nodes = info.nodes.clone();
         let manifests = plan.manifests().map_err(infra)?;
         let deployer = Arc::new(Deployer::new(conn.client.clone(), &plan));
         let mut sides = BTreeMap::new();
@@ -279,7 +282,22 @@ impl Deployment {
                     sinks.len()
                 );
                 let pods = d.wait_for_probes(wait).await?;
-                d.collect(&pods).await
+                let probes = d.collect(&pods).await?;
+                if plan.pod_checks.is_empty() {
+                    return Ok(probes);
+                }
+                let topology = d.topology(&nodes, wait).await?;
+                let (clients, skipped) = pod_checks::client_plans(&plan.pod_checks, &topology);
+                for line in &skipped {
+                    eprintln!("cluster: {line}");
+                }
+                eprintln!(
+                    "cluster: echoes Ready on {} node(s); running {} client pod(s) for the pod-level checks",
+                    topology.slots.len(),
+                    clients.len()
+                );
+                let lines = d.run_clients(&plan, &clients, wait).await?;
+                Ok(join_clients(probes, &clients, &lines))
             }
             .await;
             let deleted = d.delete_namespace().await;
@@ -341,6 +359,37 @@ impl Deployment {
             "warning: cluster: {failed}; remove it with: kubectl delete namespace {namespace}"
         );
     }
+}
+
+/// Each node's probe lines with its clients' observations added
+/// ([`pod_checks::merge`]): what the node's clients were planned to run joins
+/// its plan, so a client that printed less shows as a truncated stream.
+fn join_clients(
+    probes: Vec<NodeLines>,
+    clients: &[ClientSpec],
+    lines: &[ClientLines],
+) -> Vec<NodeLines> {
+    probes
+        .into_iter()
+        .map(|mut node| {
+            let mine: Vec<&ClientSpec> = clients.iter().filter(|c| c.node == node.node).collect();
+            let planned: Vec<PlannedCheck> = mine
+                .iter()
+                .flat_map(|c| &c.plan.checks)
+                .map(|c| PlannedCheck {
+                    check: c.check.clone(),
+                    variant: c.variant.clone(),
+                })
+                .collect();
+            let observed: Vec<String> = lines
+                .iter()
+                .filter(|l| mine.iter().any(|c| c.name == l.pod))
+                .flat_map(|l| l.lines.iter().cloned())
+                .collect();
+            node.lines = pod_checks::merge(std::mem::take(&mut node.lines), &observed, &planned);
+            node
+        })
+        .collect()
 }
 
 /// Hands each node its lines and how its probe ended.
