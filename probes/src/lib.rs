@@ -19,6 +19,7 @@ pub mod nft;
 mod nlmsg;
 pub mod objects;
 pub mod pins;
+pub mod pods;
 pub mod runner;
 pub mod topology;
 pub mod topology_scrub;

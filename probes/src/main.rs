@@ -45,6 +45,41 @@ mod linux {
         /// its /conformance/guest.json names, power off. Started by the kernel only.
         #[command(hide = true)]
         GuestInit,
+        /// Serve the echo for the cluster target's pod checks: answer each TCP
+        /// line or UDP datagram (a token) with one JSON line naming this server
+        /// and the peer it saw. Runs unprivileged, until killed.
+        Echo(EchoArgs),
+        /// Run a cluster client pod's checks (a ConnectPlan) and print one
+        /// observation line per check, in plan order. Runs unprivileged.
+        Connect(ConnectArgs),
+    }
+
+    #[derive(clap::Args)]
+    #[command(group = clap::ArgGroup::new("ports").required(true).multiple(true).args(["tcp", "udp"]))]
+    struct EchoArgs {
+        /// This server's name in every reply (its pod, or the node).
+        #[arg(long)]
+        name: String,
+        /// Serve TCP on this port (0.0.0.0).
+        #[arg(long, value_name = "PORT")]
+        tcp: Option<u16>,
+        /// Serve UDP on this port (0.0.0.0).
+        #[arg(long, value_name = "PORT")]
+        udp: Option<u16>,
+    }
+
+    #[derive(clap::Args)]
+    #[command(group = clap::ArgGroup::new("source").required(true).args(["plan", "plan_file"]))]
+    struct ConnectArgs {
+        /// The plan, as ConnectPlan JSON.
+        #[arg(long, value_name = "JSON")]
+        plan: Option<String>,
+        /// Read the plan from this file instead.
+        #[arg(long, value_name = "PATH")]
+        plan_file: Option<std::path::PathBuf>,
+        /// Ask this resolver instead of /etc/resolv.conf's first nameserver, port 53.
+        #[arg(long, value_name = "IP:PORT")]
+        resolver: Option<std::net::SocketAddr>,
     }
 
     #[derive(clap::Args, Default)]
@@ -161,10 +196,66 @@ mod linux {
                 return ExitCode::SUCCESS;
             }
             Some(Command::GuestInit) => return guest_init(),
+            Some(Command::Echo(args)) => return echo(&args),
+            Some(Command::Connect(args)) => return connect(&args, &mut out),
             Some(Command::Run(args)) => args,
             None => cli.run,
         };
         ExitCode::from(run(args, &mut out))
+    }
+
+    /// `probe echo`: serves until killed; 2 when it cannot bind.
+    fn echo(args: &EchoArgs) -> ExitCode {
+        use conformance_probes::pods::echo::Echo;
+        let any = std::net::IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED);
+        match Echo::bind(&args.name, any, args.tcp, args.udp) {
+            Ok(echo) => {
+                eprintln!("{}", echo.banner());
+                echo.serve()
+            }
+            Err(e) => {
+                eprintln!("error: echo: {e}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    /// `probe connect`: 0 once every check's line is printed (whatever the
+    /// outcomes), 2 for a plan that cannot be read.
+    fn connect(args: &ConnectArgs, out: &mut impl std::io::Write) -> ExitCode {
+        use conformance_probes::pods::connect;
+        let json = match (&args.plan, &args.plan_file) {
+            (Some(json), _) => json.clone(),
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(json) => json,
+                Err(e) => {
+                    eprintln!("error: --plan-file {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            },
+            (None, None) => unreachable!("clap requires --plan or --plan-file"),
+        };
+        let plan = match connect::parse_plan(&json) {
+            Ok(plan) => plan,
+            Err(e) => {
+                eprintln!("error: plan: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let opts = connect::Options {
+            resolver: args.resolver,
+            ..connect::Options::default()
+        };
+        for observation in connect::run(&plan, &opts) {
+            let line = conformance_contract::Line::Observation(observation).to_json();
+            if writeln!(out, "{line}").is_err() {
+                return ExitCode::from(3);
+            }
+        }
+        if out.flush().is_err() {
+            return ExitCode::from(3);
+        }
+        ExitCode::SUCCESS
     }
 
     /// The guest's init: its run's arguments come from the target's config file.
