@@ -9,7 +9,7 @@
 //! - insta snapshots of every file, for a fixed run id.
 
 use conformance_suite::cluster::manifests::{
-    DEFAULT_PROBE_IMAGE, KUBERNETES_VERSION, ManifestPlan, Placement, render_to,
+    DEFAULT_PROBE_IMAGE, KUBERNETES_VERSION, ManifestPlan, Placement, render_to, rendered,
 };
 use conformance_suite::cluster::yaml;
 use conformance_suite::target::ProbeArgs;
@@ -35,7 +35,16 @@ fn missing_tool() -> Option<String> {
 fn plan(placement: Placement) -> ManifestPlan {
     let args = ProbeArgs {
         run_id: "0123abcd".into(),
-        checks: vec!["datapath.redirect-peer[tcx]".into()],
+        // A node check and every pod-level check: the echoes, services and
+        // (placeholder) clients are rendered too.
+        checks: vec![
+            "datapath.redirect-peer[tcx]".into(),
+            "cluster.pod-to-pod".into(),
+            "cluster.pod-to-host".into(),
+            "cluster.host-to-pod".into(),
+            "cluster.service".into(),
+            "cluster.dns".into(),
+        ],
         ..ProbeArgs::default()
     };
     ManifestPlan::new("0123abcd", DEFAULT_PROBE_IMAGE, args.to_argv(), placement)
@@ -114,9 +123,7 @@ fn kubernetes_validate() -> Result<(), Failed> {
 
 fn round_trip() -> Result<(), Failed> {
     for (what, placement) in placements() {
-        let manifests = plan(placement.clone())
-            .manifests()
-            .map_err(|e| e.to_string())?;
+        let manifests = rendered(&plan(placement.clone())).map_err(|e| e.to_string())?;
         let (_dir, files) = render(placement)?;
         if files.len() != manifests.len() {
             return Err(format!(
@@ -151,7 +158,7 @@ fn file_names_and_errors() -> Result<(), Failed> {
     if sorted != names {
         return Err(format!("file names do not sort in apply order: {names:?}").into());
     }
-    if names[0] != "00-namespace-cilium-conformance-0123abcd.yaml" || names.len() != 11 {
+    if names[0] != "00-namespace-cilium-conformance-0123abcd.yaml" || names.len() != 13 {
         return Err(format!("unexpected files: {names:?}").into());
     }
     let file = dir.path().join("a-file");

@@ -782,12 +782,11 @@ pub fn file_name(index: usize, manifest: &Manifest) -> String {
     )
 }
 
-/// `--render-manifests DIR`: writes every manifest of `plan` to `dir` (created if
-/// missing), one file each; returns the paths written.
-pub fn render_to(plan: &ManifestPlan, dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+/// What `--render-manifests` writes: every object of `plan`, then the client
+/// pods as they would be created, with `<...>` placeholders for the addresses
+/// a run fills in once the echoes are Ready.
+pub fn rendered(plan: &ManifestPlan) -> Result<Vec<Manifest>, ManifestError> {
     let mut manifests = plan.manifests()?;
-    // The clients as they would be created, with placeholders for the
-    // addresses a run fills in once the echoes are Ready.
     let slots = plan.slots();
     let mut topology =
         pod_checks::placeholder_topology(&plan.namespace(), &plan.run_id, slots.len() as u32);
@@ -798,6 +797,13 @@ pub fn render_to(plan: &ManifestPlan, dir: &Path) -> Result<Vec<PathBuf>, Manife
     }
     let (clients, _) = pod_checks::client_plans(&plan.pod_checks, &topology);
     manifests.extend(plan.client_manifests(&clients));
+    Ok(manifests)
+}
+
+/// `--render-manifests DIR`: writes every manifest of `plan` to `dir` (created if
+/// missing), one file each; returns the paths written.
+pub fn render_to(plan: &ManifestPlan, dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+    let manifests = rendered(plan)?;
     let write_err = |message: String| ManifestError::Write {
         dir: dir.to_path_buf(),
         message,
@@ -809,10 +815,16 @@ pub fn render_to(plan: &ManifestPlan, dir: &Path) -> Result<Vec<PathBuf>, Manife
     let mut written = Vec::new();
     for (i, m) in manifests.iter().enumerate() {
         let path = dir.join(file_name(i, m));
+        let client = m.name().starts_with("client-") || m.name().starts_with("host-client-");
         let text = format!(
-            "# {} of cilium-conformance run {} (rendered for Kubernetes {KUBERNETES_VERSION}+)\n{}",
+            "# {} of cilium-conformance run {} (rendered for Kubernetes {KUBERNETES_VERSION}+){}\n{}",
             m.label(),
             plan.run_id,
+            if client {
+                "\n# Created once the echoes are Ready: a run puts their addresses where this\n# shows <...>, and the NodePort the API server gave echo-nodeport where it shows port 0."
+            } else {
+                ""
+            },
             m.to_yaml()?
         );
         std::fs::write(&path, text).map_err(|e| write_err(format!("{}: {e}", path.display())))?;
@@ -877,13 +889,14 @@ mod tests {
                 "Pod/echo-0",
                 "Pod/echo-1",
                 "Pod/echo-2",
-                "Pod/client-0",
-                "Pod/client-1",
-                "Pod/client-2",
                 "Service/echo",
                 "Service/echo-nodeport",
             ]
         );
+        // Without a pod-level check: the probes alone.
+        let mut lean = p.clone();
+        lean.pod_checks.clear();
+        assert_eq!(lean.manifests().unwrap().len(), 5);
         for m in &all {
             let meta = m.metadata();
             assert_eq!(
@@ -916,7 +929,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(pods.len(), 4);
+        assert_eq!(pods.len(), 2);
         for pod in &pods {
             let spec = pod.spec.as_ref().unwrap();
             assert!(spec.node_name.is_some() && spec.affinity.is_none());
@@ -942,11 +955,81 @@ mod tests {
             [
                 (
                     vec!["pods".to_string()],
-                    vec!["get".to_string(), "list".into(), "watch".into()]
+                    vec![
+                        "get".to_string(),
+                        "list".into(),
+                        "watch".into(),
+                        "create".into()
+                    ]
                 ),
                 (vec!["pods/log".to_string()], vec!["get".to_string()]),
-                (vec!["pods/exec".to_string()], vec!["create".to_string()]),
+                (vec!["services".to_string()], vec!["get".to_string()]),
             ]
         );
+    }
+
+    #[test]
+    fn clients_are_pinned_run_once_and_carry_their_plan() {
+        use crate::cluster::pod_checks::{NodeSlot, Topology, client_plans};
+        let p = plan(Placement::Nodes(vec!["n0".into(), "n1".into()]));
+        let topo = Topology {
+            namespace: p.namespace(),
+            run_id: p.run_id.clone(),
+            slots: (0..2)
+                .map(|i| NodeSlot {
+                    node: format!("n{i}"),
+                    node_ip: format!("172.18.0.{}", i + 2),
+                    echo_pod: format!("echo-{i}"),
+                    echo_ip: format!("10.42.{i}.5"),
+                })
+                .collect(),
+            cluster_ip: "10.43.7.7".into(),
+            node_port: 30080,
+        };
+        let (clients, _) = client_plans(&p.pod_checks, &topo);
+        let pods: Vec<Pod> = p
+            .client_manifests(&clients)
+            .into_iter()
+            .map(|m| match m {
+                Manifest::Pod(p) => p,
+                other => panic!("{}", other.label()),
+            })
+            .collect();
+        assert_eq!(pods.len(), 4);
+        for (pod, client) in pods.iter().zip(&clients) {
+            let spec = pod.spec.as_ref().unwrap();
+            assert_eq!(spec.node_name.as_deref(), Some(client.node.as_str()));
+            assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+            assert_eq!(spec.host_network, client.host_network.then_some(true));
+            let c = &spec.containers[0];
+            let args = c.args.as_ref().unwrap();
+            assert_eq!(args[..2], ["connect".to_string(), "--plan".into()]);
+            let plan: conformance_contract::pods::ConnectPlan =
+                serde_json::from_str(&args[2]).unwrap();
+            assert_eq!(plan, client.plan);
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+        }
+        // The echoes and the node's echo run the probe image, nothing pulled.
+        for m in p.manifests().unwrap() {
+            let spec = match &m {
+                Manifest::Pod(pod) => pod.spec.clone(),
+                Manifest::DaemonSet(ds) => ds.spec.as_ref().unwrap().template.spec.clone(),
+                _ => continue,
+            }
+            .unwrap();
+            for c in spec
+                .containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+            {
+                assert_eq!(
+                    c.image.as_deref(),
+                    Some(DEFAULT_PROBE_IMAGE),
+                    "{}",
+                    m.label()
+                );
+            }
+        }
     }
 }

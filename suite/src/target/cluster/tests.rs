@@ -51,7 +51,18 @@ fn node(name: &str, goarch: &str, ready: bool) -> Value {
                 "lastHeartbeatTime": "2026-12-01T10:00:00Z", "lastTransitionTime": "2026-12-01T09:58:00Z"}],
             "nodeInfo": {"architecture": goarch, "bootID": "b0a1", "containerRuntimeVersion": "containerd://2.1.5-k3s1",
                 "kernelVersion": "6.12.54-orbstack", "kubeProxyVersion": "", "kubeletVersion": "v1.35.5+k3s1",
-                "machineID": "", "operatingSystem": "linux", "osImage": "K3s v1.35.5+k3s1", "systemUUID": ""}}})
+                "machineID": "", "operatingSystem": "linux", "osImage": "K3s v1.35.5+k3s1", "systemUUID": ""},
+            "addresses": [{"type": "Hostname", "address": name},
+                          {"type": "InternalIP", "address": node_ip(name)}]}})
+}
+
+/// The node's InternalIP on the k3d network.
+fn node_ip(name: &str) -> &'static str {
+    if name == SERVER {
+        "172.18.0.3"
+    } else {
+        "172.18.0.4"
+    }
 }
 
 fn node_list(items: Vec<Value>) -> Value {
@@ -395,12 +406,12 @@ fn pods(items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})
 }
 
-/// How many objects a two-node run applies.
+/// How many objects a run with [`args`] applies.
 fn object_count(nodes: Vec<String>) -> usize {
     ManifestPlan::new(
         "0123abcd",
         DEFAULT_PROBE_IMAGE,
-        vec![],
+        args().to_argv(),
         Placement::Nodes(nodes),
     )
     .manifests()
@@ -512,9 +523,11 @@ fn a_run_applies_once_waits_streams_each_node_s_log_and_deletes_the_namespace() 
             format!("DELETE /api/v1/namespaces/{NS}"),
         ]
     );
-    // The echo/client pods are pinned to the nodes the preflight listed.
+    // No pod-level check selected: no echo pods, no services, no clients.
     assert!(
-        lines.contains(&format!("PATCH /api/v1/namespaces/{NS}/pods/echo-1")),
+        !lines
+            .iter()
+            .any(|l| l.contains("/pods/echo-") || l.contains("/services/")),
         "{lines:?}"
     );
     // Nothing was asked after the delete: the mock saw exactly these.
@@ -700,4 +713,286 @@ fn through_the_runner_each_node_s_facts_carry_the_cluster_s() {
         stream.facts.notes
     );
     assert!(stream.facts.notes["cilium.datapath"].starts_with("routing-mode=tunnel, "));
+}
+
+/// An observation line as `probe connect` prints it: passed, control blocked.
+fn client_observation(check: &str, variant: &str) -> String {
+    conformance_contract::Line::Observation(conformance_contract::Observation {
+        check: check.into(),
+        variant: variant.into(),
+        outcome: conformance_contract::Outcome::Pass,
+        reason: "3/3 TCP attempts answered".into(),
+        evidence: serde_json::Map::new(),
+        failure: None,
+        missing_facts: Vec::new(),
+        control: Some(conformance_contract::Control {
+            description: "the same traffic to port 8082, which nothing serves".into(),
+            outcome: conformance_contract::ControlOutcome::Blocked,
+            reason: "0/3 answered (3 refused)".into(),
+            evidence: serde_json::Map::new(),
+        }),
+        duration_ms: 12.0,
+    })
+    .to_json()
+}
+
+fn echo_pod(name: &str, slot: u32, node: &str, ip: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": NS,
+                        "labels": {"cilium-conformance/slot": slot.to_string()}},
+           "spec": {"nodeName": node, "containers": [{"name": "echo"}]},
+           "status": {"phase": "Running", "podIP": ip,
+                      "conditions": [{"type": "Ready", "status": "True"}],
+                      "containerStatuses": [{"name": "echo", "image": DEFAULT_PROBE_IMAGE, "imageID": "",
+                          "ready": true, "restartCount": 0,
+                          "state": {"running": {"startedAt": "2026-12-01T10:00:03Z"}}}]}})
+}
+
+fn client_pod(name: &str, node: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": NS},
+           "spec": {"nodeName": node, "containers": [{"name": "client"}]},
+           "status": {"phase": "Succeeded",
+                      "containerStatuses": [{"name": "client", "image": DEFAULT_PROBE_IMAGE, "imageID": "",
+                          "ready": false, "restartCount": 0,
+                          "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}})
+}
+
+fn service(name: &str, node_port: Option<i32>) -> Value {
+    let mut port =
+        json!({"name": "echo-tcp", "port": 8080, "protocol": "TCP", "targetPort": "echo-tcp"});
+    if let Some(p) = node_port {
+        port["nodePort"] = json!(p);
+    }
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NS},
+           "spec": {"type": if node_port.is_some() {"NodePort"} else {"ClusterIP"},
+                    "clusterIP": if node_port.is_some() {"10.43.9.9"} else {"10.43.7.7"},
+                    "ports": [port]}})
+}
+
+#[test]
+fn pod_level_checks_run_in_client_pods_made_from_the_echoes_addresses() {
+    let (target, mut handle) = setup(Duration::ZERO);
+    let args = ProbeArgs {
+        run_id: "0123abcd".into(),
+        checks: vec![
+            "datapath.redirect-peer[tcx]".into(),
+            "cluster.pod-to-pod[same-node]".into(),
+            "cluster.pod-to-pod[cross-node]".into(),
+            "cluster.host-to-pod[default]".into(),
+        ],
+        ..ProbeArgs::default()
+    };
+    let plan = ManifestPlan::new(
+        "0123abcd",
+        DEFAULT_PROBE_IMAGE,
+        args.to_argv(),
+        Placement::Nodes(vec![SERVER.into(), AGENT.into()]),
+    );
+    let count = plan.manifests().unwrap().len();
+    let probe_log = |node: &str| {
+        let plan =
+            r#"{"kind":"plan","checks":[{"check":"datapath.redirect-peer","variant":"tcx"}]}"#;
+        let obs = client_observation("datapath.redirect-peer", "tcx");
+        let done = r#"{"kind":"done","observations":1,"duration_ms":900.0}"#;
+        format!(
+            "probe: on {node}\n{}\n{plan}\n{obs}\n{done}\n",
+            facts_line()
+        )
+    };
+    let (server_log, agent_log) = (probe_log(SERVER), probe_log(AGENT));
+    let server = script(async move {
+        serve_preflight(&mut handle).await;
+        let mut seen = Vec::new();
+        for _ in 0..count {
+            seen.push(serve_apply(&mut handle).await);
+        }
+        seen.push(serve(&mut handle, 200, probe_daemonset(2)).await);
+        seen.push(
+            serve(
+                &mut handle,
+                200,
+                pods(vec![
+                    probe_pod("probe-s", SERVER, true, probe_done()),
+                    probe_pod("probe-a", AGENT, true, probe_done()),
+                ]),
+            )
+            .await,
+        );
+        seen.push(serve(&mut handle, 200, Value::String(server_log)).await);
+        seen.push(serve(&mut handle, 200, Value::String(agent_log)).await);
+        // The echoes' addresses.
+        seen.push(
+            serve(
+                &mut handle,
+                200,
+                pods(vec![
+                    echo_pod("echo-1", 1, AGENT, "10.42.1.5"),
+                    echo_pod("echo-0", 0, SERVER, "10.42.0.5"),
+                ]),
+            )
+            .await,
+        );
+        seen.push(serve(&mut handle, 200, service("echo", None)).await);
+        seen.push(serve(&mut handle, 200, service("echo-nodeport", Some(31234))).await);
+        // The clients, created, run, read.
+        for _ in 0..4 {
+            seen.push(serve_apply(&mut handle).await);
+        }
+        seen.push(
+            serve(
+                &mut handle,
+                200,
+                pods(vec![
+                    client_pod("client-0", SERVER),
+                    client_pod("client-1", AGENT),
+                ]),
+            )
+            .await,
+        );
+        seen.push(
+            serve(
+                &mut handle,
+                200,
+                pods(vec![
+                    client_pod("host-client-0", SERVER),
+                    client_pod("host-client-1", AGENT),
+                ]),
+            )
+            .await,
+        );
+        let obs = |c: &str, v: &str| client_observation(c, v);
+        for log in [
+            format!(
+                "{}\n{}\n",
+                obs("cluster.pod-to-pod", "same-node"),
+                obs("cluster.pod-to-pod", "cross-node")
+            ),
+            format!(
+                "{}\n{}\n",
+                obs("cluster.pod-to-pod", "same-node"),
+                obs("cluster.pod-to-pod", "cross-node")
+            ),
+            format!("{}\n", obs("cluster.host-to-pod", "default")),
+            format!("{}\n", obs("cluster.host-to-pod", "default")),
+        ] {
+            seen.push(serve(&mut handle, 200, Value::String(log)).await);
+        }
+        seen.push(
+            serve(
+                &mut handle,
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Success", "code": 200}),
+            )
+            .await,
+        );
+        seen
+    });
+    let ids = target.preflight().unwrap();
+    let planned: Vec<Planned<'_>> = ids
+        .into_iter()
+        .map(|instance| Planned {
+            target: &target,
+            instance,
+            probe: probe(),
+        })
+        .collect();
+    let finished = runner::run(
+        &planned,
+        &args,
+        &control(Duration::from_secs(5)),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let seen = join(server);
+    let lines: Vec<String> = seen.iter().map(Seen::line).collect();
+
+    // Each node's stream: its probe's check, then its clients' three, complete.
+    for f in &finished {
+        let stream = f.stream.as_ref().unwrap();
+        assert!(
+            stream.problems.is_empty(),
+            "{}: {:?}",
+            f.instance.name,
+            stream.problems
+        );
+        let got: Vec<String> = stream
+            .observations
+            .iter()
+            .map(|o| format!("{}[{}]", o.check, o.variant))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "datapath.redirect-peer[tcx]",
+                "cluster.pod-to-pod[same-node]",
+                "cluster.pod-to-pod[cross-node]",
+                "cluster.host-to-pod[default]"
+            ],
+            "{}",
+            f.instance.name
+        );
+        assert_eq!(stream.planned().len(), 4);
+    }
+
+    // Phase two, in order: the echoes, the two services, four clients, their waits and logs.
+    let at = count + 4;
+    assert_eq!(
+        lines[at..at + 3],
+        [
+            format!("GET /api/v1/namespaces/{NS}/pods"),
+            format!("GET /api/v1/namespaces/{NS}/services/echo"),
+            format!("GET /api/v1/namespaces/{NS}/services/echo-nodeport"),
+        ]
+    );
+    assert!(
+        seen[at].query.contains("cilium-conformance-echo"),
+        "{}",
+        seen[at].query
+    );
+    assert_eq!(
+        lines[at + 3..at + 7],
+        [
+            format!("PATCH /api/v1/namespaces/{NS}/pods/client-0"),
+            format!("PATCH /api/v1/namespaces/{NS}/pods/host-client-0"),
+            format!("PATCH /api/v1/namespaces/{NS}/pods/client-1"),
+            format!("PATCH /api/v1/namespaces/{NS}/pods/host-client-1"),
+        ]
+    );
+    assert_eq!(
+        lines.last().unwrap(),
+        &format!("DELETE /api/v1/namespaces/{NS}")
+    );
+
+    // client-0 is on echo-0's node and reaches echo-0 there and echo-1 across;
+    // host-client-0 is on that node's network.
+    let body = &seen[at + 3].body;
+    assert_eq!(body["spec"]["nodeName"], SERVER);
+    assert_eq!(body["spec"]["restartPolicy"], "Never");
+    let plan: conformance_contract::pods::ConnectPlan =
+        serde_json::from_str(body["spec"]["containers"][0]["args"][2].as_str().unwrap()).unwrap();
+    let hosts: Vec<(String, String)> = plan
+        .checks
+        .iter()
+        .map(|c| match &c.target {
+            conformance_contract::pods::ConnectTarget::Echo { host, .. } => {
+                (c.variant.clone(), host.clone())
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            ("same-node".to_string(), "10.42.0.5".to_string()),
+            ("cross-node".to_string(), "10.42.1.5".to_string())
+        ]
+    );
+    let host_client = &seen[at + 4].body;
+    assert_eq!(host_client["spec"]["hostNetwork"], true);
+    assert_eq!(
+        host_client["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
 }
