@@ -19,11 +19,13 @@
 //! Interruption: dropping [`Deployer::run`]'s future (Ctrl-C, the runner's
 //! timeout) skips its teardown, so the caller then awaits
 //! [`Deployer::delete_namespace`]; a run killed outright leaves a namespace
-//! labelled `cilium-conformance/run-id` for the next run's sweep (not built yet).
+//! labelled `cilium-conformance/run-id` and annotated with when it is over for
+//! sure; a later run's [`Deployer::sweep_expired`] deletes it past that.
 
 use super::inspect::NodeInfo;
 use super::manifests::{
-    CLIENT_CONTAINER, ECHO_TCP_PORT, Manifest, ManifestPlan, PROBE_CONTAINER, RUN_LABEL, SLOT_LABEL,
+    CLIENT_CONTAINER, ECHO_TCP_PORT, EXPIRES_ANNOTATION, Manifest, ManifestPlan, PROBE_CONTAINER,
+    RUN_LABEL, SLOT_LABEL,
 };
 use super::pod_checks::{ClientSpec, NodeSlot, Topology};
 use k8s_openapi::NamespaceResourceScope;
@@ -125,7 +127,8 @@ impl WaitPolicy {
         }
     }
 
-    fn seconds(&self) -> u64 {
+    /// The whole wait, in seconds.
+    pub fn seconds(&self) -> u64 {
         (self.interval * self.polls).as_secs()
     }
 }
@@ -516,6 +519,54 @@ impl Deployer {
         Ok(out)
     }
 
+    /// Deletes the namespaces earlier runs left (killed before their teardown)
+    /// whose [`EXPIRES_ANNOTATION`] is before `now` (Unix seconds); a run still
+    /// going, on this cluster from another machine, has a later one and is left
+    /// alone, as is a namespace without it. Returns what it did, a line each;
+    /// a sweep that cannot list or delete says so and never stops the run.
+    pub async fn sweep_expired(&self, now: u64) -> Vec<String> {
+        let api = Api::<Namespace>::all(self.client.clone());
+        let list = match api.list(&ListParams::default().labels(RUN_LABEL)).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                return vec![format!(
+                    "warning: cluster: sweep of earlier runs' namespaces skipped: list namespaces -l {RUN_LABEL}: {}",
+                    api_message(&e)
+                )];
+            }
+        };
+        let mut said = Vec::new();
+        for ns in list {
+            let name = ns.metadata.name.clone().unwrap_or_default();
+            if name == self.namespace
+                || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+            {
+                continue;
+            }
+            let expires = ns
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(EXPIRES_ANNOTATION))
+                .and_then(|v| v.parse::<u64>().ok());
+            let Some(expires) = expires.filter(|at| *at < now) else {
+                continue;
+            };
+            said.push(match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => format!(
+                    "cluster: removed namespace {name}, left by an earlier run (over for {} s)",
+                    now - expires
+                ),
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => format!(
+                    "warning: cluster: namespace {name}, left by an earlier run, not removed: {}",
+                    api_message(&e)
+                ),
+            });
+        }
+        said
+    }
+
     /// Deletes the run's namespace (and with it everything in it); a namespace
     /// already gone is fine.
     pub async fn delete_namespace(&self) -> Result<(), DeployError> {
@@ -724,6 +775,91 @@ mod tests {
             polls,
             interval: Duration::ZERO,
         }
+    }
+
+    fn run_namespace(name: &str, expires: Option<u64>, phase: &str) -> Value {
+        let mut ns = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {RUN_LABEL: "x"}},
+            "status": {"phase": phase}});
+        if let Some(at) = expires {
+            ns["metadata"]["annotations"] = json!({EXPIRES_ANNOTATION: at.to_string()});
+        }
+        ns
+    }
+
+    #[tokio::test]
+    async fn the_sweep_deletes_only_namespaces_whose_run_is_over() {
+        let (d, mut handle) = setup();
+        let now = 1_800_000_000;
+        let server = tokio::spawn(async move {
+            let list = serve(
+                &mut handle,
+                200,
+                json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": [
+                    run_namespace("cilium-conformance-old1", Some(now - 30), "Active"),
+                    run_namespace("cilium-conformance-live", Some(now + 300), "Active"),
+                    run_namespace("cilium-conformance-noexp", None, "Active"),
+                    run_namespace("cilium-conformance-going", Some(now - 5), "Terminating"),
+                    run_namespace(NS, Some(now - 1), "Active"),
+                    run_namespace("cilium-conformance-old2", Some(now - 60), "Active"),
+                ]}),
+            )
+            .await;
+            let first = serve(
+                &mut handle,
+                200,
+                json!({"kind": "Status", "apiVersion": "v1",
+                "metadata": {}, "status": "Success", "code": 200}),
+            )
+            .await;
+            let second = serve(&mut handle, 403, status(403, "Forbidden",
+                "namespaces \"cilium-conformance-old2\" is forbidden: User \"ci\" cannot delete resource \"namespaces\"")).await;
+            (list, first, second)
+        });
+        let said = d.sweep_expired(now).await;
+        let (list, first, second) = server.await.unwrap();
+        assert!(
+            list.query
+                .ends_with("labelSelector=cilium-conformance%2Frun-id"),
+            "{}",
+            list.query
+        );
+        assert_eq!(
+            first.line(),
+            "DELETE /api/v1/namespaces/cilium-conformance-old1"
+        );
+        assert_eq!(
+            second.line(),
+            "DELETE /api/v1/namespaces/cilium-conformance-old2"
+        );
+        assert_eq!(
+            said,
+            [
+                "cluster: removed namespace cilium-conformance-old1, left by an earlier run (over for 30 s)",
+                "warning: cluster: namespace cilium-conformance-old2, left by an earlier run, not removed: namespaces \"cilium-conformance-old2\" is forbidden: User \"ci\" cannot delete resource \"namespaces\" (Forbidden)",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sweep_that_cannot_list_is_a_warning() {
+        let (d, mut handle) = setup();
+        let server = tokio::spawn(async move {
+            serve(
+                &mut handle,
+                403,
+                status(403, "Forbidden", "namespaces is forbidden"),
+            )
+            .await;
+        });
+        let said = d.sweep_expired(1).await;
+        server.await.unwrap();
+        assert_eq!(
+            said,
+            [
+                "warning: cluster: sweep of earlier runs' namespaces skipped: list namespaces -l cilium-conformance/run-id: namespaces is forbidden (Forbidden)"
+            ]
+        );
     }
 
     #[tokio::test]

@@ -74,6 +74,9 @@ pub const ECHO_UDP_PORT: u16 = 8081;
 pub const HOST_ECHO_PORT: u16 = 47080;
 /// Label on every object: the run it belongs to.
 pub const RUN_LABEL: &str = "cilium-conformance/run-id";
+/// Annotation on the run's namespace: when the run is over for sure (Unix
+/// seconds); past it, a later run's sweep deletes the namespace.
+pub const EXPIRES_ANNOTATION: &str = "cilium-conformance/expires-at";
 /// Label on the run's pods: which node pair (`0`, `1`, ...) a pod belongs to.
 pub const SLOT_LABEL: &str = "cilium-conformance/slot";
 pub const SERVICE_ACCOUNT: &str = "cilium-conformance";
@@ -130,6 +133,11 @@ pub struct ManifestPlan {
     /// The pod-level checks the `--check` values of `probe_args` select (all of
     /// them without any): the echo pods, services and clients exist for these.
     pub pod_checks: Vec<PlannedCheck>,
+    /// When the run is over whatever happens (its start plus its timeout and a
+    /// margin), in Unix seconds: written on the namespace so a later run can
+    /// remove it if this one was killed before its teardown. `None`: not written
+    /// (`--render-manifests`).
+    pub expires_at: Option<u64>,
 }
 
 impl ManifestPlan {
@@ -148,6 +156,7 @@ impl ManifestPlan {
             run_id: run_id.to_string(),
             probe_image: probe_image.to_string(),
             pod_checks: super::pod_checks::selected(&checks),
+            expires_at: None,
             probe_args,
             placement,
         }
@@ -368,6 +377,9 @@ impl ManifestPlan {
             metadata: ObjectMeta {
                 name: Some(self.namespace()),
                 labels: Some(labels),
+                annotations: self
+                    .expires_at
+                    .map(|at| BTreeMap::from([(EXPIRES_ANNOTATION.to_string(), at.to_string())])),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()

@@ -47,6 +47,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::runtime::Runtime;
 
+/// Added to a run's longest possible time (its three waits) for the namespace's
+/// expiry: clocks between this machine and the next run's may differ.
+const SWEEP_MARGIN: Duration = Duration::from_secs(600);
+
 /// How long a stop may take to delete the run's namespace.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -246,7 +250,12 @@ impl Deployment {
         wait: WaitPolicy,
     ) -> Result<Arc<Deployment>, TargetError> {
         let names: Vec<String> = info.nodes.iter().map(|n| n.name.clone()).collect();
-        let plan = ManifestPlan::new(&args.run_id, image, args.to_argv(), Placement::Nodes(names));
+        let mut plan =
+            ManifestPlan::new(&args.run_id, image, args.to_argv(), Placement::Nodes(names));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        plan.expires_at = Some(now + wait.seconds() * 3 + SWEEP_MARGIN.as_secs());
         let nodes = info.nodes.clone();
         let manifests = plan.manifests().map_err(infra)?;
         let deployer = Arc::new(Deployer::new(conn.client.clone(), &plan));
@@ -274,6 +283,9 @@ impl Deployment {
         let d = deployer.clone();
         let task = runtime().spawn(async move {
             let result = async {
+                for line in d.sweep_expired(now).await {
+                    eprintln!("{line}");
+                }
                 d.apply_all(&manifests).await?;
                 eprintln!(
                     "cluster: {} objects applied in namespace {}; waiting for the probe on {} node(s)",

@@ -91,6 +91,25 @@ fn not_found(what: &str, name: &str) -> Value {
     status(404, "NotFound", &format!("{what} \"{name}\" not found"))
 }
 
+/// The sweep's list of earlier runs' namespaces, answered with none; asserts it
+/// asks for the run label only.
+async fn serve_sweep(handle: &mut ApiHandle) -> Seen {
+    let seen = serve(
+        handle,
+        200,
+        json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {}, "items": []}),
+    )
+    .await;
+    assert_eq!(seen.line(), "GET /api/v1/namespaces");
+    assert!(
+        seen.query
+            .contains("labelSelector=cilium-conformance%2Frun-id"),
+        "{}",
+        seen.query
+    );
+    seen
+}
+
 /// The preflight's three requests, answered for a healthy two-node cluster.
 async fn serve_preflight(handle: &mut ApiHandle) -> Vec<Seen> {
     vec![
@@ -429,6 +448,7 @@ fn a_run_applies_once_waits_streams_each_node_s_log_and_deletes_the_namespace() 
     let count = object_count(both_nodes());
     let server = script(async move {
         serve_preflight(&mut handle).await;
+        serve_sweep(&mut handle).await;
         let mut seen = Vec::new();
         for _ in 0..count {
             seen.push(serve_apply(&mut handle).await);
@@ -500,6 +520,16 @@ fn a_run_applies_once_waits_streams_each_node_s_log_and_deletes_the_namespace() 
     // The order: every apply (namespace first), the waits, one log per pod, the delete.
     let lines: Vec<String> = seen.iter().map(Seen::line).collect();
     assert_eq!(lines[0], format!("PATCH /api/v1/namespaces/{NS}"));
+    // The namespace says when the run is over for sure, for a later run's sweep.
+    let expires: u64 = seen[0].body["metadata"]["annotations"]["cilium-conformance/expires-at"]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .expect("an expiry on the namespace");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(expires > now && expires < now + 3600, "{expires} vs {now}");
     assert!(
         seen[..count]
             .iter()
@@ -543,6 +573,7 @@ fn stop_during_the_wait_cancels_it_and_deletes_the_namespace_once() {
     let (polled_tx, polled_rx) = std::sync::mpsc::channel();
     let server = script(async move {
         serve_preflight(&mut handle).await;
+        serve_sweep(&mut handle).await;
         for _ in 0..count {
             serve_apply(&mut handle).await;
         }
@@ -595,6 +626,7 @@ fn a_failed_deployment_is_each_instance_s_error_and_still_deletes() {
     let count = object_count(both_nodes());
     let server = script(async move {
         serve_preflight(&mut handle).await;
+        serve_sweep(&mut handle).await;
         for _ in 0..count {
             serve_apply(&mut handle).await;
         }
@@ -667,6 +699,7 @@ fn through_the_runner_each_node_s_facts_carry_the_cluster_s() {
         .await;
         serve(&mut handle, 200, cilium_daemonset()).await;
         serve(&mut handle, 200, cilium_config()).await;
+        serve_sweep(&mut handle).await;
         for _ in 0..count {
             serve_apply(&mut handle).await;
         }
@@ -803,6 +836,7 @@ fn pod_level_checks_run_in_client_pods_made_from_the_echoes_addresses() {
     let (server_log, agent_log) = (probe_log(SERVER), probe_log(AGENT));
     let server = script(async move {
         serve_preflight(&mut handle).await;
+        serve_sweep(&mut handle).await;
         let mut seen = Vec::new();
         for _ in 0..count {
             seen.push(serve_apply(&mut handle).await);
