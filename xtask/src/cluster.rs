@@ -499,6 +499,7 @@ mod tests {
             container_runtime: "containerd://2.1.5-k3s1".into(),
             not_ready: not_ready.map(String::from),
             internal_ip: None,
+            provider_id: None,
         };
         let info = ClusterInfo {
             nodes: vec![

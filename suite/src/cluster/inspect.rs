@@ -256,9 +256,27 @@ pub struct NodeInfo {
     /// `status.addresses`' `InternalIP` (the first; IPv4 first where there are
     /// both): where the pod-level checks reach the node.
     pub internal_ip: Option<String>,
+    /// `spec.providerID` (`k3s://<node>`, `kind://docker/...`, `hcloud://<id>`).
+    pub provider_id: Option<String>,
 }
 
 impl NodeInfo {
+    /// Whether the node is itself a container, and how that shows: kind names
+    /// its provider (`kind://`), and a k3d node runs the k3s image, whose OS
+    /// image is `K3s v...` (a k3s installed on a host reports the host's OS).
+    pub fn node_container(&self) -> Option<String> {
+        if let Some(id) = self
+            .provider_id
+            .as_deref()
+            .filter(|id| id.starts_with("kind://"))
+        {
+            return Some(format!("kind (provider ID {id})"));
+        }
+        self.os_image
+            .starts_with("K3s ")
+            .then(|| format!("k3d (OS image {}: the k3s container image)", self.os_image))
+    }
+
     /// The k3s version, when the kubelet is k3s's (`v1.35.5+k3s1`).
     pub fn k3s_version(&self) -> Option<&str> {
         self.kubelet_version
@@ -362,6 +380,7 @@ fn node_info(node: &Node) -> NodeInfo {
         container_runtime: text(|i| &i.container_runtime_version),
         not_ready,
         internal_ip: internal_ip(status.and_then(|s| s.addresses.as_deref())),
+        provider_id: node.spec.as_ref().and_then(|s| s.provider_id.clone()),
     }
 }
 

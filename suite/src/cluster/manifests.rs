@@ -982,22 +982,9 @@ mod tests {
 
     #[test]
     fn clients_are_pinned_run_once_and_carry_their_plan() {
-        use crate::cluster::pod_checks::{NodeSlot, Topology, client_plans};
+        use crate::cluster::pod_checks::{client_plans, example_topology};
         let p = plan(Placement::Nodes(vec!["n0".into(), "n1".into()]));
-        let topo = Topology {
-            namespace: p.namespace(),
-            run_id: p.run_id.clone(),
-            slots: (0..2)
-                .map(|i| NodeSlot {
-                    node: format!("n{i}"),
-                    node_ip: format!("172.18.0.{}", i + 2),
-                    echo_pod: format!("echo-{i}"),
-                    echo_ip: format!("10.42.{i}.5"),
-                })
-                .collect(),
-            cluster_ip: "10.43.7.7".into(),
-            node_port: 30080,
-        };
+        let topo = example_topology(&p.namespace(), &p.run_id, 2);
         let (clients, _) = client_plans(&p.pod_checks, &topo);
         let pods: Vec<Pod> = p
             .client_manifests(&clients)

@@ -331,25 +331,32 @@ pub fn merge(probe: Vec<String>, clients: &[String], planned: &[PlannedCheck]) -
     out
 }
 
+/// A topology of `nodes` nodes `n<i>` (InternalIP 172.18.0.<i+2>, `echo-<i>` at
+/// 10.42.<i>.5), ClusterIP 10.43.7.7, NodePort 30080: what the tests plan from.
+#[cfg(test)]
+pub(crate) fn example_topology(namespace: &str, run_id: &str, nodes: usize) -> Topology {
+    Topology {
+        namespace: namespace.into(),
+        run_id: run_id.into(),
+        slots: (0..nodes)
+            .map(|i| NodeSlot {
+                node: format!("n{i}"),
+                node_ip: format!("172.18.0.{}", i + 2),
+                echo_pod: format!("echo-{i}"),
+                echo_ip: format!("10.42.{i}.5"),
+            })
+            .collect(),
+        cluster_ip: "10.43.7.7".into(),
+        node_port: 30080,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn topo(nodes: usize) -> Topology {
-        Topology {
-            namespace: "cilium-conformance-r1".into(),
-            run_id: "r1".into(),
-            slots: (0..nodes)
-                .map(|i| NodeSlot {
-                    node: format!("n{i}"),
-                    node_ip: format!("172.18.0.{}", i + 2),
-                    echo_pod: format!("echo-{i}"),
-                    echo_ip: format!("10.42.{i}.5"),
-                })
-                .collect(),
-            cluster_ip: "10.43.7.7".into(),
-            node_port: 30080,
-        }
+        example_topology("cilium-conformance-r1", "r1", nodes)
     }
 
     fn target_of<'a>(

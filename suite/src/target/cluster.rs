@@ -493,10 +493,24 @@ fn told(info: &ClusterInfo, node: &NodeInfo) -> TargetFacts {
             node.kubelet_version
         ),
     );
+    let node_container = node.node_container();
+    notes.insert(
+        "virtualization.container".to_string(),
+        match &node_container {
+            Some(how) => format!("node {} is a container: {how}", node.name),
+            None => format!(
+                "node {} is not a container (OS image {}, provider ID {}); the probe's pod is, and is not the node",
+                node.name,
+                node.os_image,
+                node.provider_id.as_deref().unwrap_or("none")
+            ),
+        },
+    );
     TargetFacts {
         cilium_version: cilium.version.clone(),
         k3s_version: node.k3s_version().map(str::to_string),
         notes,
+        node_container: Some(node_container),
     }
 }
 

@@ -204,6 +204,11 @@ pub struct TargetFacts {
     /// Added to the facts' notes, replacing a probe note under the same key (the
     /// probe's `cilium_version`/`k3s_version` notes say "not in a cluster").
     pub notes: BTreeMap<String, String>,
+    /// Whether the node itself is a container, as the target knows it (the
+    /// `cluster` target: a k3d or kind node), replacing what the probe saw from
+    /// inside its pod, whose container is its own and not the node's.
+    /// `None`: the target has nothing to say.
+    pub node_container: Option<Option<String>>,
 }
 
 impl TargetFacts {
@@ -218,6 +223,15 @@ impl TargetFacts {
         }
         for (k, v) in &self.notes {
             facts.notes.insert(k.clone(), v.clone());
+        }
+        if let Some(node) = &self.node_container {
+            let v = &mut facts.virtualization;
+            // "A container inside a VM" was the pod's container: from a VM
+            // node alone, nesting cannot be told.
+            if node.is_none() && v.container.is_some() && v.nested == Some(true) {
+                v.nested = None;
+            }
+            v.container.clone_from(node);
         }
     }
 }

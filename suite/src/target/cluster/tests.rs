@@ -746,6 +746,48 @@ fn through_the_runner_each_node_s_facts_carry_the_cluster_s() {
         stream.facts.notes
     );
     assert!(stream.facts.notes["cilium.datapath"].starts_with("routing-mode=tunnel, "));
+    // The node is a k3d node (the k3s image): a container, whatever the pod saw.
+    assert_eq!(
+        stream.facts.virtualization.container.as_deref(),
+        Some("k3d (OS image K3s v1.35.5+k3s1: the k3s container image)")
+    );
+}
+
+#[test]
+fn a_node_that_is_no_container_replaces_what_the_probe_s_pod_saw() {
+    let mut facts = conformance_contract::Facts::not_measured("x86_64", "a test");
+    facts.virtualization.container = Some("containerd".into());
+    facts.virtualization.hypervisor = Some("kvm".into());
+    facts.virtualization.nested = Some(true);
+    let mut n = NodeInfo {
+        name: "hetzner-1".into(),
+        arch: "x86_64".into(),
+        kubelet_version: "v1.35.5+k3s1".into(),
+        kernel_version: "6.12.41".into(),
+        os_image: "Debian GNU/Linux 13 (trixie)".into(),
+        container_runtime: "containerd://2.1.5-k3s1".into(),
+        not_ready: None,
+        internal_ip: Some("10.0.0.2".into()),
+        provider_id: Some("hcloud://1234567".into()),
+    };
+    assert_eq!(n.node_container(), None);
+    let info = ClusterInfo {
+        nodes: vec![n.clone()],
+        cilium: Default::default(),
+    };
+    told(&info, &n).apply_to(&mut facts);
+    assert_eq!(facts.virtualization.container, None);
+    assert_eq!(
+        facts.virtualization.nested, None,
+        "the pod's container made it look nested"
+    );
+    assert!(facts.notes["virtualization.container"].contains("not a container (OS image Debian"));
+    n.provider_id = Some("kind://docker/kind/kind-worker".into());
+    n.os_image = "Debian GNU/Linux 12 (bookworm)".into();
+    assert_eq!(
+        n.node_container().as_deref(),
+        Some("kind (provider ID kind://docker/kind/kind-worker)")
+    );
 }
 
 /// An observation line as `probe connect` prints it: passed, control blocked.
