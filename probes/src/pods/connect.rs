@@ -170,7 +170,20 @@ pub(crate) fn classify(e: &std::io::Error) -> Result<String, String> {
 }
 
 /// The note for a refused attempt: what came back, from the client's side.
-pub(crate) const REFUSED_NOTE: &str = "refused: a RST or ICMP unreachable came back (or a load balancer on the path refused for the host), so the host was reached but nothing served the port";
+const REFUSED_NOTE: &str = "refused: a RST or ICMP unreachable came back (or a load balancer on the path refused for the host), so the host was reached but nothing served the port";
+
+/// What a not-delivered reason adds for the errors that say something came
+/// back: a refusal, and a reply that was not this attempt's (`bad_reply`).
+pub(crate) fn error_notes(errors: &Tally, bad_reply: &str) -> String {
+    let mut notes = String::new();
+    if errors.contains_key("refused") {
+        notes += &format!("; {REFUSED_NOTE}");
+    }
+    if errors.contains_key("bad-reply") {
+        notes += &format!("; bad-reply: {bad_reply}");
+    }
+    notes
+}
 
 /// A check that could not be tried: no control, no evidence beyond the reason.
 pub(crate) fn error_observation(
@@ -546,13 +559,13 @@ fn echo_check(plan: &ConnectPlan, check: &ConnectCheck, t: EchoTarget) -> Observ
                 "last seen: sent from {client_socket}; first missing: an answer from {to} (a pod sees no hop between)"
             ),
         };
-        let mut reason = format!("{sent}: {answered}; {trail}");
-        if got.errors.contains_key("refused") {
-            reason += &format!("; {REFUSED_NOTE}");
-        }
-        if got.errors.contains_key("bad-reply") {
-            reason += "; bad-reply: something answered, but not with this attempt's echo reply";
-        }
+        let reason = format!(
+            "{sent}: {answered}; {trail}{}",
+            error_notes(
+                &got.errors,
+                "something answered, but not with this attempt's echo reply"
+            )
+        );
         (
             Outcome::Fail,
             Some(conformance_contract::catalogue::NOT_DELIVERED.code),

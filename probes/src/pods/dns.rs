@@ -7,7 +7,7 @@
 //! given, with no search domains: the plan names it fully.
 
 use super::connect::{
-    Options, REFUSED_NOTE, Tally, any_of, classify, client, error_observation, left, median, ms,
+    Options, Tally, any_of, classify, client, error_notes, error_observation, left, median, ms,
     tally_json, tally_text,
 };
 use conformance_contract::pods::{ConnectCheck, ConnectPlan, WRONG_ADDRESS};
@@ -455,17 +455,15 @@ pub fn check(
                 tally_text(&failed)
             ));
         }
-        let mut reason = format!(
-            "{sent}: {}; last seen: sent from {}'s socket; first missing: an answer about the name from {resolver} (a pod sees no hop between)",
+        let reason = format!(
+            "{sent}: {}; last seen: sent from {}'s socket; first missing: an answer about the name from {resolver} (a pod sees no hop between){}",
             what.join(", "),
-            plan.client
+            plan.client,
+            error_notes(
+                &got.errors,
+                "a response with this query's id that could not be read"
+            )
         );
-        if got.errors.contains_key("refused") {
-            reason += &format!("; {REFUSED_NOTE}");
-        }
-        if got.errors.contains_key("bad-reply") {
-            reason += "; bad-reply: a response with this query's id that could not be read";
-        }
         (
             Outcome::Fail,
             Some(conformance_contract::catalogue::NOT_DELIVERED.code),
