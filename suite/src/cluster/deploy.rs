@@ -94,18 +94,10 @@ pub struct ImagePullFailure {
     pub message: String,
 }
 
-/// One node's probe output.
+/// One pod's output: a probe's log (one JSON line each, empty lines dropped)
+/// or a client's observation lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeLines {
-    pub node: String,
-    pub pod: String,
-    /// The probe container's log, one JSON line each (empty lines dropped).
-    pub lines: Vec<String>,
-}
-
-/// One client pod's output: its observation lines.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientLines {
     pub node: String,
     pub pod: String,
     pub lines: Vec<String>,
@@ -293,9 +285,20 @@ impl Deployer {
 
     /// Each pod's probe log, as lines.
     pub async fn collect(&self, pods: &[Pod]) -> Result<Vec<NodeLines>, DeployError> {
+        self.logs(pods, PROBE_CONTAINER, |l| !l.trim().is_empty())
+            .await
+    }
+
+    /// Each pod's log of `container`, the lines `keep` keeps.
+    async fn logs(
+        &self,
+        pods: &[Pod],
+        container: &str,
+        keep: fn(&str) -> bool,
+    ) -> Result<Vec<NodeLines>, DeployError> {
         let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
         let params = LogParams {
-            container: Some(PROBE_CONTAINER.to_string()),
+            container: Some(container.to_string()),
             ..LogParams::default()
         };
         let mut out = Vec::new();
@@ -305,17 +308,13 @@ impl Deployer {
                 .logs(&name, &params)
                 .await
                 .map_err(|e| DeployError::Api {
-                    op: format!("read the log of pod {name} (container {PROBE_CONTAINER})"),
+                    op: format!("read the log of pod {name} (container {container})"),
                     message: api_message(&e),
                 })?;
             out.push(NodeLines {
                 node: node_name(pod),
                 pod: name,
-                lines: text
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(String::from)
-                    .collect(),
+                lines: text.lines().filter(|l| keep(l)).map(String::from).collect(),
             });
         }
         Ok(out)
@@ -468,7 +467,7 @@ impl Deployer {
         plan: &ManifestPlan,
         clients: &[ClientSpec],
         wait: WaitPolicy,
-    ) -> Result<Vec<ClientLines>, DeployError> {
+    ) -> Result<Vec<NodeLines>, DeployError> {
         if clients.is_empty() {
             return Ok(Vec::new());
         }
@@ -489,34 +488,10 @@ impl Deployer {
                 );
             }
         }
-        let api = Api::<Pod>::namespaced(self.client.clone(), &self.namespace);
-        let params = LogParams {
-            container: Some(CLIENT_CONTAINER.to_string()),
-            ..LogParams::default()
-        };
-        let mut out = Vec::new();
-        for pod in &pods {
-            let name = pod_name(pod);
-            let text = api
-                .logs(&name, &params)
-                .await
-                .map_err(|e| DeployError::Api {
-                    op: format!("read the log of pod {name} (container {CLIENT_CONTAINER})"),
-                    message: api_message(&e),
-                })?;
-            out.push(ClientLines {
-                node: node_name(pod),
-                pod: name,
-                // A client prints observations only; its stderr (in the same
-                // log) is anything else.
-                lines: text
-                    .lines()
-                    .filter(|l| l.trim_start().starts_with('{'))
-                    .map(String::from)
-                    .collect(),
-            });
-        }
-        Ok(out)
+        // A client prints observations only; its stderr (in the same log) is
+        // anything else.
+        self.logs(&pods, CLIENT_CONTAINER, |l| l.trim_start().starts_with('{'))
+            .await
     }
 
     /// Deletes the namespaces earlier runs left (killed before their teardown)

@@ -31,7 +31,7 @@ use super::{
     InstanceHandle, InstanceId, Preamble, ProbeArgs, ProbeBinary, ProbeExit, RunControl,
     StartedInstance, Target, TargetError, TargetFacts, TargetKind,
 };
-use crate::cluster::deploy::{ClientLines, DeployError, Deployer, NodeLines, WaitPolicy};
+use crate::cluster::deploy::{DeployError, Deployer, NodeLines, WaitPolicy};
 use crate::cluster::inspect::{
     self, CILIUM_CONFIGMAP, CILIUM_DAEMONSET, CILIUM_NAMESPACE, ClusterInfo, Connection,
     KubeconfigSource, NodeInfo,
@@ -379,7 +379,7 @@ impl Deployment {
 fn join_clients(
     probes: Vec<NodeLines>,
     clients: &[ClientSpec],
-    lines: &[ClientLines],
+    lines: &[NodeLines],
 ) -> Vec<NodeLines> {
     probes
         .into_iter()
