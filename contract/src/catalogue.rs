@@ -807,6 +807,19 @@ pub const CATALOGUE: &[CheckSpec] = &[
         expected_failures: &[],
         faults: &[],
     },
+    CheckSpec {
+        id: "cluster.stack-delivery",
+        title: "Packets Cilium delivers into a pod reach the pod's socket: seen by a hook on the pod's own eth0 ingress, then counted by its stack",
+        passes_when: "the observer container of `echo-i` (`probe observe`, in the echo pod's netns) attaches the probe's hook to the pod's own eth0 ingress (TCX where the kernel has it, legacy tc otherwise) and binds a UDP socket; a burst of 5 datagrams from `host-client-i` (`from-host`: node i's network, Cilium's to-container path) or `client-i` (`from-pod`: another pod on the node) must be matched by the hook, counted by the pod's IP and UDP MIBs and received by the socket, hop by hop, so a loss names the last hop that saw the burst (the sender, or the pod's interface) and the first that did not",
+        control: "the same burst with the observer's hook returning `TC_ACT_SHOT`: the hook must count it and the socket must receive none",
+        variants: &["from-host", "from-pod"],
+        requires: &[],
+        failures: &[NOT_DELIVERED],
+        reference: "https://docs.cilium.io/en/stable/network/ebpf/intro/; https://docs.cilium.io/en/stable/operations/performance/tuning/#ebpf-host-routing (bpf_redirect_peer into the pod's eth0)",
+        pass_because: "The pod-side half of stack delivery: whatever Cilium does on the node (bpf_redirect_peer into the pod, or the veth), the packets must arrive at the pod's eth0 and reach its socket on every install; a burst lost between the pod's interface and its socket is the nix-2hd class of failure, inside the pod. A failure is a regression.",
+        expected_failures: &[],
+        faults: &[],
+    },
 ];
 
 pub fn find_check(id: &str) -> Option<&'static CheckSpec> {

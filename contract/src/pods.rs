@@ -82,6 +82,74 @@ pub enum ConnectTarget {
         expect_address: String,
         control_name: String,
     },
+    /// A burst of UDP datagrams to an observer (`probe observe`, in the echo
+    /// pod's netns) whose TC hook on the pod's own eth0 ingress counts them
+    /// before its stack does; the observer accounts for them hop by hop
+    /// ([`ObserveReport`]). Sessions go over TCP to `session_port`. Control: the
+    /// same burst with the same hook returning `TC_ACT_SHOT`.
+    Deliver {
+        /// The observer's pod, for reasons.
+        observer: String,
+        host: String,
+        /// The UDP port the burst goes to (the hook matches it).
+        port: u16,
+        session_port: u16,
+    },
+}
+
+/// What a sender asks the observer, one JSON line each over one TCP
+/// connection: `arm`, then (after the burst) `report`. The connection is the
+/// session: the observer runs one at a time, so one session's counts are its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObserveRequest {
+    /// Configure the hook for this burst (`drop`: the control's TC_ACT_SHOT) and
+    /// take the "before" counts of the burst's family's stack (`ipv6`).
+    Arm {
+        token: String,
+        drop: bool,
+        #[serde(default)]
+        ipv6: bool,
+    },
+    /// Of a burst of `burst` datagrams of the session's token, `sender`'s
+    /// socket accepted `sent`: count where they went.
+    Report {
+        burst: u32,
+        sent: u32,
+        sender: String,
+    },
+}
+
+/// The observer's answer to `arm`: ready, with where its hook is, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ObserveArmed {
+    /// `eth0 ingress (tcx) in ns echo-0`; `None` with `error` set.
+    pub hook: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The observer's account of one burst, from its own netns: the sender's count,
+/// the hook on eth0 ingress, the pod's IP and UDP counters, the socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ObserveReport {
+    pub observer: String,
+    pub hook: String,
+    /// Every path hop counted the whole burst.
+    pub complete: bool,
+    /// The failure code of the first hop that missed it.
+    pub failure: Option<String>,
+    /// Where it was lost: the hops up to the first short one, and between which.
+    pub loss: Option<String>,
+    /// One line either way.
+    pub summary: String,
+    /// Datagrams of this session the hook matched (the control's witness).
+    pub matched: u64,
+    /// Sequence numbers of this session's datagrams the socket received.
+    pub delivered: Vec<u32>,
+    /// The per-hop figures (`[{at, role, count, of}]`).
+    pub hops: serde_json::Value,
+    /// The hook's skb metadata records of the burst (the first few).
+    pub events: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -52,6 +52,31 @@ mod linux {
         /// Run a cluster client pod's checks (a ConnectPlan) and print one
         /// observation line per check, in plan order. Runs unprivileged.
         Connect(ConnectArgs),
+        /// Watch this pod's own interface for the cluster target's
+        /// stack-delivery check: attach the probe's hook on its ingress, bind a
+        /// UDP port, and account for each sender's burst hop by hop (hook, IP
+        /// and UDP counters, socket). Needs CAP_BPF, CAP_NET_ADMIN and
+        /// CAP_PERFMON; runs until killed.
+        Observe(ObserveArgs),
+    }
+
+    #[derive(clap::Args)]
+    struct ObserveArgs {
+        /// This observer's name in reports (its pod).
+        #[arg(long)]
+        name: String,
+        /// The interface to watch (the pod's own).
+        #[arg(long, default_value = "eth0")]
+        device: String,
+        /// The UDP port the bursts go to.
+        #[arg(long, value_name = "PORT")]
+        udp: u16,
+        /// The TCP port senders open their sessions on.
+        #[arg(long, value_name = "PORT")]
+        session: u16,
+        /// How to attach the hook: auto (TCX where the kernel has it, else legacy tc), tcx, legacy.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "tcx", "legacy"])]
+        attach: String,
     }
 
     #[derive(clap::Args)]
@@ -198,6 +223,7 @@ mod linux {
             Some(Command::GuestInit) => return guest_init(),
             Some(Command::Echo(args)) => return echo(&args),
             Some(Command::Connect(args)) => return connect(&args, &mut out),
+            Some(Command::Observe(args)) => return observe(&args),
             Some(Command::Run(args)) => args,
             None => cli.run,
         };
@@ -215,6 +241,27 @@ mod linux {
             }
             Err(e) => {
                 eprintln!("error: echo: {e}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    /// `probe observe`: serves until killed; 2 when it cannot bind its ports.
+    /// A hook that cannot be attached is reported to every session instead.
+    fn observe(args: &ObserveArgs) -> ExitCode {
+        use conformance_probes::hooks::AttachMode;
+        use conformance_probes::pods::observe::{AttachChoice, Observer};
+        let attach = match AttachMode::from_variant(&args.attach) {
+            Some(mode) => AttachChoice::Only(mode),
+            None => AttachChoice::Auto,
+        };
+        match Observer::start(&args.name, &args.device, args.udp, args.session, attach) {
+            Ok(observer) => {
+                eprintln!("{}", observer.banner());
+                observer.serve()
+            }
+            Err(e) => {
+                eprintln!("error: observe: {e}");
                 ExitCode::from(2)
             }
         }

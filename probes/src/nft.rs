@@ -32,6 +32,7 @@ const NFGENMSG_LEN: usize = 4;
 
 /// `NFPROTO_IPV4`: the tables made here are of family `ip`.
 const NFPROTO_IPV4: u8 = 2;
+const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 
 // enum nf_tables_msg_types
@@ -57,6 +58,10 @@ const NFTA_RULE_USERDATA: u16 = 7;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
 const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+/// `NFT_REG_VERDICT`: an immediate loaded here is the rule's verdict.
+const NFT_REG_VERDICT: u32 = 0;
 const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 const NFTA_BITWISE_SREG: u16 = 1;
@@ -175,6 +180,9 @@ pub enum Statement {
     SetMark(u32),
     /// `meta nftrace set 1`: the packet shows in `nft monitor trace`.
     NfTrace,
+    /// `drop`: the verdict ends the rule, so its counter runs before it (a
+    /// fault that must be seen to have acted).
+    Drop,
 }
 
 /// A table of family `ip` (`NFPROTO_IPV4`).
@@ -305,6 +313,8 @@ enum Expr {
         data: Vec<u8>,
     },
     Immediate(Vec<u8>),
+    /// An immediate into the verdict register (`NF_DROP`, ...).
+    Verdict(u32),
     Counter,
 }
 
@@ -354,6 +364,7 @@ impl Statement {
             ],
             // The trace flag is one byte wide.
             Statement::NfTrace => vec![Expr::Immediate(vec![1]), Expr::MetaSet(NFT_META_NFTRACE)],
+            Statement::Drop => vec![Expr::Verdict(NF_DROP)],
         }
     }
 }
@@ -362,7 +373,12 @@ impl Rule {
     fn exprs(&self) -> Vec<Expr> {
         let mut out: Vec<Expr> = self.matches.iter().flat_map(|m| m.exprs()).collect();
         out.extend(self.statements.iter().flat_map(|s| s.exprs()));
-        out.push(Expr::Counter);
+        // Nothing after a verdict runs: the counter goes before it.
+        let at = out
+            .iter()
+            .position(|e| matches!(e, Expr::Verdict(_)))
+            .unwrap_or(out.len());
+        out.insert(at, Expr::Counter);
         out
     }
 }
@@ -377,7 +393,7 @@ impl Expr {
             Expr::Payload { .. } => "payload",
             Expr::And(_) => "bitwise",
             Expr::Cmp { .. } => "cmp",
-            Expr::Immediate(_) => "immediate",
+            Expr::Immediate(_) | Expr::Verdict(_) => "immediate",
             Expr::Counter => "counter",
         };
         list.nest(NFTA_LIST_ELEM, |elem| {
@@ -422,6 +438,16 @@ impl Expr {
                 Expr::Immediate(data) => {
                     d.put_be32(NFTA_IMMEDIATE_DREG, REG)
                         .put_value(NFTA_IMMEDIATE_DATA, data);
+                }
+                Expr::Verdict(code) => {
+                    d.put_be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT).nest(
+                        NFTA_IMMEDIATE_DATA,
+                        |data| {
+                            data.nest(NFTA_DATA_VERDICT, |v| {
+                                v.put_be32(NFTA_VERDICT_CODE, *code);
+                            });
+                        },
+                    );
                 }
                 Expr::Counter => {}
             });

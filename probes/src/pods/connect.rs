@@ -1,12 +1,13 @@
 //! `probe connect`: runs a client pod's [`ConnectPlan`], every check at once
 //! (a thread each, so one slow path does not delay the others' verdicts), and
 //! returns one [`Observation`] per check in plan order. The echo checks live
-//! here; the DNS check in [`super::dns`].
+//! here; the DNS check in [`super::dns`], the stack-delivery check (with an
+//! observer in the target pod) in [`super::deliver`].
 //!
 //! A pod sees only its own socket: what it sent and what came back. Reasons say
 //! that much and no more (no hop between is visible from here).
 
-use super::dns;
+use super::{deliver, dns};
 use conformance_contract::pods::{ConnectCheck, ConnectPlan, ConnectTarget, EchoReply, Protocol};
 use conformance_contract::{Control, ControlOutcome, Observation, Outcome};
 use serde_json::{Map, Value, json};
@@ -91,6 +92,21 @@ fn run_check(plan: &ConnectPlan, check: &ConnectCheck, opts: &Options) -> Observ
             expect_address,
             control_name,
         } => dns::check(plan, check, name, expect_address, control_name, opts),
+        ConnectTarget::Deliver {
+            observer,
+            host,
+            port,
+            session_port,
+        } => deliver::check(
+            plan,
+            check,
+            deliver::DeliverTarget {
+                observer,
+                host,
+                port: *port,
+                session_port: *session_port,
+            },
+        ),
     }
 }
 

@@ -1,15 +1,20 @@
 //! The cluster target's pod-level checks (`cluster.*`), as the probe runs them
 //! inside Kubernetes pods: `probe echo` answers tokens, `probe connect` sends
-//! them (and DNS queries) as a [`conformance_contract::pods::ConnectPlan`] says
-//! and prints one observation per check.
+//! them (and DNS queries, and stack-delivery bursts) as a
+//! [`conformance_contract::pods::ConnectPlan`] says and prints one observation
+//! per check, and `probe observe` watches the echo pod's own eth0 for the
+//! stack-delivery check.
 //!
-//! Those pods run unprivileged (non-root, no capabilities, a read-only root, a
-//! FROM-scratch image), so everything here is plain std sockets: no netlink, no
-//! BPF, nothing that needs root.
+//! The echo and the clients run unprivileged (non-root, no capabilities, a
+//! read-only root, a FROM-scratch image), so their code is plain std sockets.
+//! Only the observer loads BPF: its container alone gets CAP_BPF, CAP_NET_ADMIN
+//! and CAP_PERFMON.
 
 pub mod connect;
+pub mod deliver;
 pub mod dns;
 pub mod echo;
+pub mod observe;
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};

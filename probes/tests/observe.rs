@@ -1,0 +1,292 @@
+//! `cluster.stack-delivery` against the real kernel: `probe observe` inside a
+//! pod's network namespace (the lab node's pod A, a real veth) attaches the hook
+//! to the pod's eth0 ingress; `probe connect`'s sender runs from the node's host
+//! namespace and from pod B, and the observation is checked: a healthy path
+//! passes with its control blocked; a firewall rule in the pod after the hook,
+//! and a drop on the node before the pod's interface, each fail with the hop
+//! where the burst was last seen and the first where it was missing.
+//!
+//! These need root and BPF; where either is missing each test is reported as
+//! ignored with the reason printed once, never as passed.
+
+use conformance_contract::pods::{ConnectCheck, ConnectPlan, ConnectTarget};
+use conformance_contract::{ControlOutcome, Observation, Outcome};
+use conformance_ebpf_common::{HookConfig, action};
+use conformance_probes::hooks::{AttachMode, Direction, Hook};
+use conformance_probes::netns::NetNs;
+use conformance_probes::pods::connect::{self, Options};
+use conformance_probes::pods::observe::{AttachChoice, Observer};
+use conformance_probes::topology::Node;
+use libtest_mimic::{Arguments, Trial};
+use std::net::IpAddr;
+
+type TestResult = Result<(), String>;
+type Test = fn() -> TestResult;
+
+const UDP_PORT: u16 = 47090;
+const SESSION_PORT: u16 = 47091;
+
+fn main() {
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1);
+    let missing = conformance_probes::kernel_support::lab_missing();
+    if let Some(why) = &missing {
+        eprintln!("observe tests are ignored here: {why}");
+    }
+    let tests: [(&str, Test); 4] = [
+        (
+            "a_burst_into_the_pod_passes_and_its_dropping_control_is_blocked",
+            delivered_from_host_and_pod,
+        ),
+        (
+            "a_firewall_in_the_pod_after_the_hook_is_named_as_the_loss",
+            firewall_after_the_hook,
+        ),
+        (
+            "a_drop_on_the_node_before_the_pod_s_interface_is_named",
+            drop_before_the_pod,
+        ),
+        (
+            "an_observer_without_its_hook_says_why",
+            observer_without_hook,
+        ),
+    ];
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            Trial::test(name, move || f().map_err(Into::into)).with_ignored_flag(missing.is_some())
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn e(e: anyhow::Error) -> String {
+    format!("{e:#}")
+}
+
+/// Starts `probe observe`'s server inside pod A of `node`, watching `device`.
+fn observe_in(ns: &NetNs, device: &str, attach: AttachChoice) -> TestResult {
+    let observer = ns
+        .run(|| {
+            Observer::start("pod-a", device, UDP_PORT, SESSION_PORT, attach)
+                .map_err(anyhow::Error::from)
+        })
+        .map_err(e)?;
+    eprintln!("{}", observer.banner());
+    std::thread::spawn(move || observer.serve());
+    Ok(())
+}
+
+fn deliver_plan(client: &str, variant: &str, to: IpAddr) -> ConnectPlan {
+    ConnectPlan {
+        client: client.into(),
+        node: "lab".into(),
+        attempts: 3,
+        timeout_ms: 2000,
+        checks: vec![ConnectCheck {
+            check: "cluster.stack-delivery".into(),
+            variant: variant.into(),
+            description: "pod-a (pod IP)".into(),
+            target: ConnectTarget::Deliver {
+                observer: "pod-a".into(),
+                host: to.to_string(),
+                port: UDP_PORT,
+                session_port: SESSION_PORT,
+            },
+        }],
+    }
+}
+
+/// Runs `plan`'s one check from inside `from`.
+fn run_from(from: &NetNs, plan: &ConnectPlan) -> Result<Observation, String> {
+    let mut all = from
+        .run(|| Ok(connect::run(plan, &Options::default())))
+        .map_err(e)?;
+    assert_eq!(all.len(), 1);
+    let obs = all.remove(0);
+    eprintln!("{}: {:?}: {}", plan.client, obs.outcome, obs.reason);
+    if let Some(c) = &obs.control {
+        eprintln!("  control {:?}: {}", c.outcome, c.reason);
+    }
+    Ok(obs)
+}
+
+fn control_outcome(obs: &Observation) -> Option<ControlOutcome> {
+    obs.control.as_ref().map(|c| c.outcome)
+}
+
+fn hop_counts(obs: &Observation) -> Vec<(String, u64)> {
+    obs.evidence["hops"]
+        .as_array()
+        .map(|hops| {
+            hops.iter()
+                .filter(|h| h["role"] == "path")
+                .map(|h| {
+                    (
+                        h["at"].as_str().unwrap_or_default().to_string(),
+                        h["count"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn delivered_from_host_and_pod() -> TestResult {
+    let node = Node::build("observe").map_err(e)?;
+    let pod_a = node.pods[0].ip.into();
+    // Pod B reaches pod A through the node's routing, as over a plain veth CNI.
+    node.host
+        .write("/proc/sys/net/ipv4/ip_forward", "1")
+        .map_err(e)?;
+    observe_in(&node.pods[0].ns, "eth0", AttachChoice::Auto)?;
+    for (from, client, variant) in [
+        (&node.host, "host-client", "from-host"),
+        (&node.pods[1].ns, "client", "from-pod"),
+    ] {
+        let obs = run_from(from, &deliver_plan(client, variant, pod_a))?;
+        if obs.outcome != Outcome::Pass {
+            return Err(format!("{variant}: {:?}: {}", obs.outcome, obs.reason));
+        }
+        if control_outcome(&obs) != Some(ControlOutcome::Blocked) {
+            return Err(format!("{variant}: control {:?}", obs.control));
+        }
+        let hops = hop_counts(&obs);
+        // sender, hook, Ip InReceives, Udp InDatagrams, socket: each counted 5
+        // (the IP layer also counts the session's own TCP segments).
+        let counts: Vec<u64> = hops.iter().map(|(_, n)| *n).collect();
+        if counts.len() != 5 || counts[2] < 5 || [0, 1, 3, 4].iter().any(|&i| counts[i] != 5) {
+            return Err(format!("{variant}: hops {hops:?}"));
+        }
+        if !hops[1].0.contains("eth0 ingress") {
+            return Err(format!(
+                "{variant}: the hook is not on eth0 ingress: {hops:?}"
+            ));
+        }
+        let control = obs.control.as_ref().expect("checked above");
+        if control.evidence["matched"] != 5
+            || control.evidence["delivered"] != serde_json::json!([])
+        {
+            return Err(format!(
+                "{variant}: control evidence {:?}",
+                control.evidence
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An nf_tables input rule in pod A drops the burst after the hook passed it.
+fn firewall_after_the_hook() -> TestResult {
+    use conformance_probes::nft::{Chain, Hook as NfHook, Match, Nft, Rule, Statement, Table};
+    let node = Node::build("observe").map_err(e)?;
+    let pod_a = node.pods[0].ip.into();
+    observe_in(
+        &node.pods[0].ns,
+        "eth0",
+        AttachChoice::Only(AttachMode::Tcx),
+    )?;
+    node.pods[0]
+        .ns
+        .run(|| {
+            Nft::new()?.apply(&Table {
+                name: "cc-observe-fault".into(),
+                chains: vec![Chain {
+                    name: "input",
+                    hook: NfHook::Input,
+                    priority: 0,
+                    rules: vec![Rule {
+                        label: "drop the burst",
+                        matches: vec![Match::UdpDport(UDP_PORT)],
+                        statements: vec![Statement::Drop],
+                    }],
+                }],
+            })
+        })
+        .map_err(e)?;
+    let obs = run_from(&node.host, &deliver_plan("host-client", "from-host", pod_a))?;
+    let hops = hop_counts(&obs);
+    let counts: Vec<u64> = hops.iter().map(|(_, n)| *n).collect();
+    if obs.outcome != Outcome::Fail
+        || obs.failure.as_deref() != Some("not-delivered")
+        || counts.len() != 5
+        || counts[..2] != [5, 5]
+        || counts[2] < 5
+        || counts[3..] != [0, 0]
+    {
+        return Err(format!(
+            "{:?} {:?}: {} ({hops:?})",
+            obs.outcome, obs.failure, obs.reason
+        ));
+    }
+    // Last seen at the pod's IP layer, first missing at its UDP layer.
+    if !obs
+        .reason
+        .contains("lost between pod-a Ip InReceives and pod-a Udp InDatagrams")
+    {
+        return Err(format!("reason: {}", obs.reason));
+    }
+    let counted = node.pods[0]
+        .ns
+        .run(|| Nft::new()?.counters("cc-observe-fault"))
+        .map_err(e)?;
+    // The positive burst and the control's: the control's never reached the rule.
+    if counted.iter().map(|c| c.packets).sum::<u64>() != 5 {
+        return Err(format!("rule counters: {counted:?}"));
+    }
+    // The hook still saw the control's burst and dropped it: the witness holds.
+    if control_outcome(&obs) != Some(ControlOutcome::Blocked) {
+        return Err(format!("control {:?}", obs.control));
+    }
+    Ok(())
+}
+
+/// A hook on the node's side of pod A's veth (its egress, towards the pod)
+/// drops the burst: the observer never sees it.
+fn drop_before_the_pod() -> TestResult {
+    let node = Node::build("observe").map_err(e)?;
+    let pod_a = node.pods[0].ip.into();
+    observe_in(&node.pods[0].ns, "eth0", AttachChoice::Auto)?;
+    let config = HookConfig {
+        dport: UDP_PORT,
+        action: action::DROP,
+        ..Default::default()
+    };
+    let _fault = Hook::attach(
+        &node.host,
+        &node.pods[0].lxc.name,
+        Direction::Egress,
+        AttachMode::Tcx,
+        config,
+    )
+    .map_err(e)?;
+    let obs = run_from(&node.host, &deliver_plan("host-client", "from-host", pod_a))?;
+    let hops = hop_counts(&obs);
+    if obs.outcome != Outcome::Fail || hops.first().map(|h| h.1) != Some(5) || hops[1].1 != 0 {
+        return Err(format!("{:?}: {} ({hops:?})", obs.outcome, obs.reason));
+    }
+    if !obs.reason.contains(
+        "lost between sent from host-client (node lab)'s socket and observer eth0 ingress",
+    ) {
+        return Err(format!("reason: {}", obs.reason));
+    }
+    // Nothing reached the hook the control breaks at: the control cannot conclude.
+    if control_outcome(&obs) != Some(ControlOutcome::Error) {
+        return Err(format!("control {:?}", obs.control));
+    }
+    Ok(())
+}
+
+fn observer_without_hook() -> TestResult {
+    let node = Node::build("observe").map_err(e)?;
+    let pod_a = node.pods[0].ip.into();
+    observe_in(&node.pods[0].ns, "nosuch0", AttachChoice::Auto)?;
+    let obs = run_from(&node.host, &deliver_plan("host-client", "from-host", pod_a))?;
+    if obs.outcome != Outcome::Error
+        || !obs.reason.contains("cannot watch its interface")
+        || !obs.reason.contains("nosuch0")
+    {
+        return Err(format!("{:?}: {}", obs.outcome, obs.reason));
+    }
+    Ok(())
+}
