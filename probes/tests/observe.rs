@@ -104,7 +104,10 @@ fn run_from(from: &NetNs, plan: &ConnectPlan) -> Result<Observation, String> {
         .map_err(e)?;
     assert_eq!(all.len(), 1);
     let obs = all.remove(0);
-    eprintln!("{}: {:?}: {}", plan.client, obs.outcome, obs.reason);
+    eprintln!(
+        "{}: {:?} in {:.1} ms: {}",
+        plan.client, obs.outcome, obs.duration_ms, obs.reason
+    );
     if let Some(c) = &obs.control {
         eprintln!("  control {:?}: {}", c.outcome, c.reason);
     }

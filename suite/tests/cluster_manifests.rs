@@ -44,6 +44,7 @@ fn plan(placement: Placement) -> ManifestPlan {
             "cluster.host-to-pod".into(),
             "cluster.service".into(),
             "cluster.dns".into(),
+            "cluster.stack-delivery".into(),
         ],
         ..ProbeArgs::default()
     };

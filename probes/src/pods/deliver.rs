@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 const BURST: u32 = crate::traffic::BURST;
 /// A session's wait for the observer's `report` (its own wait is at most 1.5 s).
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A session's wait for `arm`'s answer: the observer runs one session at a
+/// time, and another sender's (about 2 s at most when its burst is lost) may
+/// be first.
+const ARM_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Where the check sends.
 pub(super) struct DeliverTarget<'a> {
@@ -192,7 +196,7 @@ fn session(
     let token = super::token();
     let run = || -> Result<Session, String> {
         let mut conn = TcpStream::connect_timeout(&sessions, timeout).map_err(|e| e.to_string())?;
-        conn.set_read_timeout(Some(timeout))
+        conn.set_read_timeout(Some(ARM_TIMEOUT))
             .map_err(|e| e.to_string())?;
         let mut reader = BufReader::new(conn.try_clone().map_err(|e| e.to_string())?);
         let arm = ObserveRequest::Arm {

@@ -16,7 +16,7 @@
 //! | ServiceAccount `cilium-conformance` | the identity of the run's pods; no pod mounts its token (`automountServiceAccountToken: false`): nothing in them talks to the API |
 //! | Role + RoleBinding `cilium-conformance-runner` | what the suite does inside the namespace, and nothing else: pods get/list/watch/create (wait for Ready, find each node's probe, create the client pods), pods/log get (the probe's and the clients' JSON lines), services get (the echo service's ClusterIP and NodePort). Namespaced, no cluster role: a CI identity needs this plus create/delete of namespaces and get/list of nodes |
 //! | DaemonSet `probe` | one probe per node, on the node's network (below); an init container runs the probe once, then the probe's echo serves on the node's network (port [`HOST_ECHO_PORT`], for `cluster.pod-to-host`), so Ready means "this node's probe finished and its echo listens", and a DaemonSet never re-runs it |
-//! | Pods `echo-<i>` | one per node (for the pod-level checks, `cluster.*`, when any is selected): the probe's `echo` (TCP [`ECHO_TCP_PORT`], UDP [`ECHO_UDP_PORT`]), pinned by `nodeName` when the nodes are known, else spread by pod anti-affinity. Unprivileged: non-root, no capabilities, read-only root, RuntimeDefault seccomp |
+//! | Pods `echo-<i>` | one per node (for the pod-level checks, `cluster.*`, when any is selected): the probe's `echo` (TCP [`ECHO_TCP_PORT`], UDP [`ECHO_UDP_PORT`]), pinned by `nodeName` when the nodes are known, else spread by pod anti-affinity. Unprivileged: non-root, no capabilities, read-only root, RuntimeDefault seccomp. When `cluster.stack-delivery` is selected, a second container `observe` (`probe observe`) shares the pod's netns and watches its eth0 ingress with the probe's hook: root with [`OBSERVE_CAPABILITIES`] only, everything else dropped, and an unconfined seccomp profile, because runtimes' default profiles differ on whether they allow bpf(2) to a container with CAP_BPF |
 //! | Services `echo` (ClusterIP) and `echo-nodeport` (NodePort) | pod-to-service through kube-proxy replacement, and NodePort; never a host outside the cluster |
 //! | Pods `client-<i>` / `host-client-<i>` | created once the echoes are Ready, from their addresses ([`super::pod_checks`]): `probe connect` with the paths node i's client tests, on the pod network and on the node's; they run once (`restartPolicy: Never`) and print one observation per check. Unprivileged as the echoes |
 //!
@@ -69,6 +69,29 @@ pub const DEFAULT_PROBE_IMAGE: &str = "cilium-conformance-probe:latest";
 /// The echo pods' ports (`probe echo`).
 pub const ECHO_TCP_PORT: u16 = 8080;
 pub const ECHO_UDP_PORT: u16 = 8081;
+/// The echo pods' observer (`probe observe`, for `cluster.stack-delivery`): the
+/// UDP port its hook matches and the TCP port of its sessions.
+pub const OBSERVE_UDP_PORT: u16 = 8090;
+pub const OBSERVE_SESSION_PORT: u16 = 8091;
+/// The check the observer containers exist for.
+pub const STACK_DELIVERY_CHECK: &str = "cluster.stack-delivery";
+/// The observer container's capabilities, each with its reason: the only
+/// privileges of any pod on the pod network, and only when the check is selected.
+pub const OBSERVE_CAPABILITIES: [(&str, &str); 4] = [
+    ("BPF", "loading the hook program and creating its maps"),
+    (
+        "NET_ADMIN",
+        "attaching it to the pod's own eth0 ingress (a TCX link, or a clsact qdisc and a tc filter)",
+    ),
+    (
+        "PERFMON",
+        "the hook's reads of skb metadata it records for evidence",
+    ),
+    (
+        "SYS_RESOURCE",
+        "raising RLIMIT_MEMLOCK for the maps on kernels that still charge BPF memory to it (< 5.11)",
+    ),
+];
 /// Where each node's probe pod serves its echo on the node's network, once its
 /// checks are done (`cluster.pod-to-host`): high, to stay clear of node services.
 pub const HOST_ECHO_PORT: u16 = 47080;
@@ -582,12 +605,7 @@ impl ManifestPlan {
 
     fn echo_pod(&self, slot: u32, node: Option<&str>) -> Pod {
         let app = "cilium-conformance-echo";
-        let port = |name: &str, port: u16, protocol: &str| ContainerPort {
-            name: Some(name.into()),
-            container_port: i32::from(port),
-            protocol: Some(protocol.into()),
-            ..ContainerPort::default()
-        };
+        let port = container_port;
         let container = Container {
             name: "echo".into(),
             image: Some(self.probe_image.clone()),
@@ -612,6 +630,14 @@ impl ManifestPlan {
             resources: Some(requests("10m", "16Mi")),
             ..Container::default()
         };
+        let mut containers = vec![container];
+        if self
+            .pod_checks
+            .iter()
+            .any(|c| c.check == STACK_DELIVERY_CHECK)
+        {
+            containers.push(self.observe_container());
+        }
         // One echo per node: required anti-affinity among the run's echoes.
         let affinity = Affinity {
             pod_anti_affinity: Some(PodAntiAffinity {
@@ -624,10 +650,59 @@ impl ManifestPlan {
         };
         let mut metadata = self.meta(&format!("echo-{slot}"), app);
         metadata.labels = Some(self.pod_labels(app, slot));
+        let mut spec = self.pod_spec(containers.remove(0), node, Some(affinity));
+        spec.containers.extend(containers);
         Pod {
             metadata,
-            spec: Some(self.pod_spec(container, node, Some(affinity))),
+            spec: Some(spec),
             ..Pod::default()
+        }
+    }
+
+    /// `probe observe` beside the echo, in its netns: Ready once its session
+    /// port listens (a hook it could not attach is reported per session).
+    fn observe_container(&self) -> Container {
+        Container {
+            name: "observe".into(),
+            image: Some(self.probe_image.clone()),
+            image_pull_policy: Some("IfNotPresent".into()),
+            command: Some(vec![PROBE_PATH.to_string()]),
+            args: Some(vec![
+                "observe".into(),
+                "--name".into(),
+                "$(POD_NAME)".into(),
+                "--udp".into(),
+                OBSERVE_UDP_PORT.to_string(),
+                "--session".into(),
+                OBSERVE_SESSION_PORT.to_string(),
+            ]),
+            env: Some(vec![field_env("POD_NAME", "metadata.name")]),
+            ports: Some(vec![
+                container_port("observe-udp", OBSERVE_UDP_PORT, "UDP"),
+                container_port("observe", OBSERVE_SESSION_PORT, "TCP"),
+            ]),
+            readiness_probe: Some(tcp_ready(OBSERVE_SESSION_PORT)),
+            security_context: Some(SecurityContext {
+                run_as_non_root: Some(false),
+                run_as_user: Some(0),
+                run_as_group: Some(0),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".into()]),
+                    add: Some(
+                        OBSERVE_CAPABILITIES
+                            .iter()
+                            .map(|(c, _)| c.to_string())
+                            .collect(),
+                    ),
+                }),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "Unconfined".into(),
+                    ..SeccompProfile::default()
+                }),
+                ..unprivileged()
+            }),
+            resources: Some(requests("10m", "16Mi")),
+            ..Container::default()
         }
     }
 
@@ -731,6 +806,15 @@ fn requests(cpu: &str, memory: &str) -> ResourceRequirements {
             ("memory".to_string(), Quantity(memory.to_string())),
         ])),
         ..ResourceRequirements::default()
+    }
+}
+
+fn container_port(name: &str, port: u16, protocol: &str) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: i32::from(port),
+        protocol: Some(protocol.into()),
+        ..ContainerPort::default()
     }
 }
 

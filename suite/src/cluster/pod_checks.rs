@@ -10,14 +10,17 @@
 //! | client | on | checks |
 //! |---|---|---|
 //! | `client-<i>` | node i, pod network | `cluster.pod-to-pod[same-node]` to `echo-i`, `[cross-node]` to the next node's echo, `cluster.pod-to-host` to node i's InternalIP, `cluster.service[cluster-ip]` / `[cluster-ip-udp]` to service `echo`, `[node-port]` to the next node's InternalIP at the NodePort, `cluster.dns` for service `echo`'s name |
-//! | `host-client-<i>` | node i, host network | `cluster.host-to-pod` to `echo-i` |
+//! | `client-<i>` (also) | | `cluster.stack-delivery[from-pod]`: a burst to `echo-i`'s observer |
+//! | `host-client-<i>` | node i, host network | `cluster.host-to-pod` to `echo-i`; `cluster.stack-delivery[from-host]`: a burst to `echo-i`'s observer |
 //!
 //! Each client prints one observation per check; [`merge`] adds them to node
 //! i's probe stream (its plan, its observations, its `done` count), so a node's
 //! instance reports its node's paths and a client that printed too little is
 //! caught as a truncated stream, like a probe.
 
-use super::manifests::{ECHO_TCP_PORT, ECHO_UDP_PORT, HOST_ECHO_PORT};
+use super::manifests::{
+    ECHO_TCP_PORT, ECHO_UDP_PORT, HOST_ECHO_PORT, OBSERVE_SESSION_PORT, OBSERVE_UDP_PORT,
+};
 use conformance_contract::PlannedCheck;
 use conformance_contract::pods::{
     ConnectCheck, ConnectPlan, ConnectTarget, DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT_MS, Protocol,
@@ -204,6 +207,26 @@ pub fn client_plans(wanted: &[PlannedCheck], topo: &Topology) -> (Vec<ClientSpec
                     format!("service echo-nodeport on node {}'s InternalIP", next.node),
                     false,
                 ),
+                ("cluster.stack-delivery", variant @ ("from-host" | "from-pod")) => (
+                    ConnectTarget::Deliver {
+                        observer: slot.echo_pod.clone(),
+                        host: slot.echo_ip.clone(),
+                        port: OBSERVE_UDP_PORT,
+                        session_port: OBSERVE_SESSION_PORT,
+                    },
+                    if variant == "from-host" {
+                        format!(
+                            "{} (pod IP) from node {}'s network",
+                            slot.echo_pod, slot.node
+                        )
+                    } else {
+                        format!(
+                            "{} (pod IP) from another pod on node {}",
+                            slot.echo_pod, slot.node
+                        )
+                    },
+                    variant == "from-host",
+                ),
                 ("cluster.dns", _) => {
                     let (name, control_name) = dns_names(&topo.namespace, &topo.run_id);
                     (
@@ -377,7 +400,7 @@ mod tests {
     #[test]
     fn every_selected_pod_check_and_nothing_else() {
         let all = selected(&[]);
-        assert_eq!(all.len(), 8, "{all:?}");
+        assert_eq!(all.len(), 10, "{all:?}");
         assert!(all.iter().all(|p| is_pod_level(&p.check)));
         let some = selected(&[
             "datapath.redirect-peer[tcx]".into(),
@@ -453,8 +476,22 @@ mod tests {
                 control_name: "absent-r1.cilium-conformance-r1.svc.cluster.local".into(),
             }
         );
+        // The stack-delivery bursts go to the echo's observer on the same node,
+        // from its node's network and from the node's client pod.
+        let observer = ConnectTarget::Deliver {
+            observer: "echo-1".into(),
+            host: "10.42.1.5".into(),
+            port: OBSERVE_UDP_PORT,
+            session_port: OBSERVE_SESSION_PORT,
+        };
+        for (client, variant) in [("host-client-1", "from-host"), ("client-1", "from-pod")] {
+            assert_eq!(
+                target_of(&clients, client, "cluster.stack-delivery", variant),
+                &observer
+            );
+        }
         let host = clients.iter().find(|c| c.name == "host-client-0").unwrap();
-        assert!(host.host_network && host.plan.checks.len() == 1);
+        assert!(host.host_network && host.plan.checks.len() == 2);
         assert!(!clients[0].host_network);
     }
 
@@ -466,7 +503,7 @@ mod tests {
             ["cluster.pod-to-pod[cross-node]: not run: the cluster has one node (n0)"]
         );
         let count: usize = clients.iter().map(|c| c.plan.checks.len()).sum();
-        assert_eq!(count, 7);
+        assert_eq!(count, 9);
     }
 
     #[test]
