@@ -1097,6 +1097,24 @@ mod tests {
     }
 
     #[test]
+    fn a_drop_is_a_verdict_immediate_with_the_counter_before_it() {
+        let rule = Rule {
+            label: "drop",
+            matches: vec![Match::UdpDport(8090)],
+            statements: vec![Statement::Drop],
+        };
+        let exprs = rule.exprs();
+        let n = exprs.len();
+        assert_eq!(exprs[n - 2..], [Expr::Counter, Expr::Verdict(NF_DROP)]);
+        let e = encoded(&exprs[n - 1..]);
+        assert_eq!(e[0].0, "immediate");
+        assert_eq!(attr(&e[0].1, NFTA_IMMEDIATE_DREG).unwrap(), [0, 0, 0, 0]);
+        let data = attr(&e[0].1, NFTA_IMMEDIATE_DATA).unwrap();
+        let verdict = attr(data, NFTA_DATA_VERDICT).unwrap();
+        assert_eq!(attr(verdict, NFTA_VERDICT_CODE).unwrap(), [0, 0, 0, 0]);
+    }
+
+    #[test]
     fn labels_round_trip_through_userdata() {
         assert_eq!(label_from_udata(&comment_udata("tag").unwrap()), "tag");
         assert_eq!(label_from_udata(b"\x05\x01xplain"), "\x05\x01xplain");

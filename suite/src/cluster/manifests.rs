@@ -1065,6 +1065,57 @@ mod tests {
     }
 
     #[test]
+    fn only_the_stack_delivery_check_adds_the_observer_and_its_capabilities() {
+        let echo_containers = |checks: &[&str]| -> Vec<Vec<Container>> {
+            let mut argv = vec!["run".to_string()];
+            for c in checks {
+                argv.extend(["--check".to_string(), c.to_string()]);
+            }
+            let p = ManifestPlan::new("ab12cd34", DEFAULT_PROBE_IMAGE, argv, Placement::Count(2));
+            p.manifests()
+                .unwrap()
+                .into_iter()
+                .filter_map(|m| match m {
+                    Manifest::Pod(pod)
+                        if pod.metadata.name.as_deref().unwrap().starts_with("echo-") =>
+                    {
+                        Some(pod.spec.unwrap().containers)
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let without = echo_containers(&["cluster.pod-to-pod"]);
+        assert_eq!(without.len(), 2);
+        assert!(without.iter().all(|c| c.len() == 1 && c[0].name == "echo"));
+        let with = echo_containers(&["cluster.stack-delivery[from-host]"]);
+        assert_eq!(with.len(), 2);
+        for containers in &with {
+            let observe = containers.iter().find(|c| c.name == "observe").unwrap();
+            let args = observe.args.as_ref().unwrap();
+            assert_eq!(args[0], "observe");
+            let sc = observe.security_context.as_ref().unwrap();
+            let caps = sc.capabilities.as_ref().unwrap();
+            assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+            assert_eq!(
+                caps.add.as_deref().unwrap(),
+                ["BPF", "NET_ADMIN", "PERFMON", "SYS_RESOURCE"]
+            );
+            assert_eq!(sc.privileged, None);
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            // The echo beside it keeps no capability at all.
+            let echo = containers.iter().find(|c| c.name == "echo").unwrap();
+            let echo_caps = echo
+                .security_context
+                .as_ref()
+                .unwrap()
+                .capabilities
+                .as_ref();
+            assert_eq!(echo_caps.unwrap().add, None);
+        }
+    }
+
+    #[test]
     fn clients_are_pinned_run_once_and_carry_their_plan() {
         use crate::cluster::pod_checks::{client_plans, example_topology};
         let p = plan(Placement::Nodes(vec!["n0".into(), "n1".into()]));
