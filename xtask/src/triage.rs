@@ -45,9 +45,17 @@ pub struct Options {
     /// With --explain: one JSON object per line instead of text.
     #[arg(long, requires = "explain")]
     json: bool,
-    /// Where the probe runs, as for `conformance`: `lab`, `container`, or `lab,container`.
+    /// Where the probe runs, as for `conformance`: `lab`, `container`, `cluster`, or several
+    /// (`lab,container`). With `cluster` the bundle also holds Cilium's status, its
+    /// configuration and each judged node's agent log (`cluster/`).
     #[arg(long, default_value = "lab", value_name = "TARGET,...")]
     target: String,
+    /// `--target cluster`: the kubeconfig (default: KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// `--target cluster`: the kubeconfig context (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
     /// Environment whose matrix judges every instance (default: detected per instance).
     #[arg(long, value_name = "ENV")]
     env: Option<String>,
@@ -133,6 +141,12 @@ fn conformance_argv(opts: &Options, reports: &Path) -> Vec<String> {
     if let Some(i) = &opts.probe_image {
         push("--probe-image", i.clone());
     }
+    if let Some(k) = &opts.kubeconfig {
+        push("--kubeconfig", k.display().to_string());
+    }
+    if let Some(c) = &opts.context {
+        push("--context", c.clone());
+    }
     push("--timeout", opts.max_seconds.to_string());
     push(
         "--json-file",
@@ -153,6 +167,41 @@ fn conformance_argv(opts: &Options, reports: &Path) -> Vec<String> {
         argv.push("--probe-triage".into());
     }
     argv
+}
+
+/// What the bundle takes from the cluster the run reached
+/// (`conformance_suite::cluster::collect`), within what is left of the time cap;
+/// a cluster that cannot be reached is one recorded failure.
+fn from_cluster(opts: &Options, run_json: &str, deadline: Instant) -> Vec<Collected> {
+    use conformance_suite::cluster::collect::{self, LogLimits};
+    use conformance_suite::cluster::inspect::{self, KubeconfigSource};
+    let labels: Vec<String> = serde_json::from_str::<conformance_suite::report::Run>(run_json)
+        .map(|run| run.instances.iter().map(|i| i.label()).collect())
+        .unwrap_or_default();
+    let nodes = collect::nodes_of(&labels);
+    let limits = LogLimits::for_bundle(opts.max_bytes, opts.max_seconds, nodes.len());
+    let left = deadline.saturating_duration_since(Instant::now());
+    let failed = |why: String| {
+        vec![Collected {
+            path: "cluster/".into(),
+            content: Err(why),
+        }]
+    };
+    conformance_suite::target::cluster::client_runtime().block_on(async {
+        let source = KubeconfigSource::from_env(opts.kubeconfig.as_deref());
+        let conn = match inspect::connect(source, opts.context.as_deref()).await {
+            Ok(conn) => conn,
+            Err(e) => return failed(e.to_string()),
+        };
+        match tokio::time::timeout(left, collect::collect(&conn, &nodes, limits)).await {
+            Ok(collected) => collected,
+            Err(_) => failed(format!(
+                "the time cap (--max-seconds {}) ran out while collecting from {}",
+                opts.max_seconds,
+                conn.describe()
+            )),
+        }
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -246,13 +295,17 @@ pub fn run(opts: Options) -> Result<ExitCode, Failure> {
             let text =
                 String::from_utf8(read(&reports.join("run.json")).map_err(|e| fail(INFRA, e))?)
                     .map_err(|e| fail(INFRA, format!("run.json: {e}")))?;
-            let collected = ["junit.xml", "summary.md"]
+            let mut collected: Vec<Collected> = ["junit.xml", "summary.md"]
                 .into_iter()
                 .map(|name| Collected {
                     path: format!("reports/{name}"),
                     content: read(&reports.join(name)),
                 })
                 .collect();
+            if opts.target.split(',').any(|t| t.trim() == "cluster") {
+                eprintln!("triage: collecting Cilium's status, configuration and agent logs ...");
+                collected.extend(from_cluster(&opts, &text, deadline));
+            }
             (text, collected, Some(code))
         }
     };
@@ -332,6 +385,34 @@ mod tests {
             invocation(&o),
             "cargo xtask triage --target lab --test 'stack' --fault datapath.stack-delivery=drop"
         );
+    }
+
+    #[test]
+    fn a_cluster_triage_forwards_its_kubeconfig_and_records_an_unreadable_one() {
+        let o = opts(&[
+            "--out",
+            "b",
+            "--target",
+            "cluster",
+            "--kubeconfig",
+            "/nonexistent/cc-kubeconfig",
+            "--context",
+            "k3d-x",
+        ]);
+        let argv = conformance_argv(&o, Path::new("/s"));
+        assert!(RunOptions::try_parse_from(&argv).is_ok());
+        let line = argv.join(" ");
+        assert!(
+            line.contains("--target cluster")
+                && line.contains("--kubeconfig /nonexistent/cc-kubeconfig")
+                && line.contains("--context k3d-x"),
+            "{line}"
+        );
+        let got = from_cluster(&o, "{}", Instant::now() + Duration::from_secs(5));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].path, "cluster/");
+        let why = got[0].content.as_ref().unwrap_err();
+        assert!(why.contains("/nonexistent/cc-kubeconfig"), "{why}");
     }
 
     #[test]

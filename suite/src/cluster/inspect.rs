@@ -440,7 +440,7 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The error of a request `op` to the cluster `conn` describes.
-fn request_error(conn: &Connection, op: &str, e: &kube::Error) -> ClusterError {
+pub(crate) fn request_error(conn: &Connection, op: &str, e: &kube::Error) -> ClusterError {
     if answered(e) {
         ClusterError::Api(format!(
             "{op} on {}: the API server said: {}",

@@ -18,11 +18,14 @@
 //!   until nodes and Cilium's agents are Ready (`cargo xtask cluster up`).
 //! - [`deploy`]: apply (server-side), wait for the probe pods, collect their
 //!   JSON lines, delete the namespace — against any kube [`kube::Client`].
+//! - [`collect`]: what a triage bundle takes from the cluster after a run
+//!   (Cilium's status and configuration, each judged node's agent log, bounded).
 //!
 //! All of it is tested against a tower-test mock API server (and, for an
 //! unreachable one, a real client pointed at 127.0.0.1:1); none of it has run
 //! against a live cluster yet.
 
+pub mod collect;
 pub mod deploy;
 pub mod inspect;
 pub mod k3d;

@@ -19,6 +19,8 @@
 //!     kernel.txt                     sysctls, kernel config, what could not be collected
 //!     namespaces/<ns>.txt            links, addresses, routes, neighbours, qdiscs, filters
 //! DIR/reports/                       the run's own JUnit and Markdown reports
+//! DIR/cluster/                       --target cluster: Cilium's status and configuration, each
+//!                                    judged node's agent log (`crate::cluster::collect`)
 //! DIR/MANIFEST.txt                   every file with its size; what the caps cut and why
 //! ```
 //!

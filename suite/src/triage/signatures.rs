@@ -30,6 +30,20 @@ pub const STACK_DELIVERY_LOST: Signature = Signature {
     link: "README.md#the-checks",
 };
 
+pub const POD_STACK_DELIVERY_LOST: Signature = Signature {
+    id: "pod-stack-delivery-lost",
+    title: "stack delivery lost inside a pod, after the packets reached its eth0",
+    reason: "The observer's hook on the pod's own eth0 ingress matched every packet Cilium delivered, and a later hop inside the pod (its IP or UDP counters, its socket) saw fewer: the pod's stack lost them after the interface, the nix-2hd class of failure on the pod's side. The first missing hop says where (Ip InReceives: before IP; Udp InDatagrams: between IP and UDP, a filter or a full socket buffer in the pod).",
+    link: "README.md#the-cluster-target",
+};
+
+pub const POD_INGRESS_NOT_REACHED: Signature = Signature {
+    id: "pod-ingress-not-reached",
+    title: "packets for a pod never reached its eth0",
+    reason: "The sender's socket sent every packet and the observer's hook on the pod's eth0 ingress saw fewer: they were lost on the node, in Cilium's to-container path (bpf_redirect_peer from the host or a native device, or the veth), before the pod. Look at the node's Cilium agent log (cluster/agent-logs/) and `cilium-dbg monitor --type drop` on that node.",
+    link: "README.md#the-cluster-target",
+};
+
 pub const NESTED_ARM64: Signature = Signature {
     id: "nested-virtualization-arm64",
     title: "nested virtualization on arm64, with that stack-delivery loss",
@@ -75,6 +89,8 @@ pub const SCRUB_UNFIXED: Signature = Signature {
 /// Every signature, in the order a summary lists them.
 pub const SIGNATURES: &[&Signature] = &[
     &STACK_DELIVERY_LOST,
+    &POD_STACK_DELIVERY_LOST,
+    &POD_INGRESS_NOT_REACHED,
     &NESTED_ARM64,
     &TCX_LEGACY_DIFFER,
     &FOREIGN_PROGRAM,
@@ -131,6 +147,36 @@ fn stack_loss(hops: &[Hop]) -> Option<String> {
     Some(format!("{}, then {}", hops[hook].show(), later.show()))
 }
 
+/// `cluster.stack-delivery`'s two shapes: the observer on the pod's eth0 saw
+/// every packet and a later hop in the pod fewer (`Ok`), or the sender sent
+/// them all and the observer saw fewer (`Err`).
+fn pod_loss(hops: &[Hop]) -> Option<Result<String, String>> {
+    let full = |h: &Hop| h.of.is_some_and(|of| of > 0 && h.count >= of);
+    let short = |h: &Hop| h.of.is_some_and(|of| h.count < of);
+    let observer = hops.iter().position(|h| {
+        h.role == "path" && h.at.starts_with("observer ") && h.at.ends_with(" matched")
+    })?;
+    let sent = hops[..observer]
+        .iter()
+        .find(|h| h.role == "path" && h.at.starts_with("sent from "));
+    if short(&hops[observer]) {
+        let sent = sent.filter(|h| full(h))?;
+        return Some(Err(format!(
+            "{}, then {}",
+            sent.show(),
+            hops[observer].show()
+        )));
+    }
+    let later = hops[observer + 1..]
+        .iter()
+        .find(|h| h.role == "path" && short(h))?;
+    Some(Ok(format!(
+        "{}, then {}",
+        hops[observer].show(),
+        later.show()
+    )))
+}
+
 fn instance_matches(instance: &InstanceRun) -> Vec<Match> {
     let label = instance.label();
     let facts = &instance.facts;
@@ -164,6 +210,15 @@ fn instance_matches(instance: &InstanceRun) -> Vec<Match> {
                             .map_or("nested true", String::as_str)
                     ),
                 );
+            }
+        }
+        if v.check == "cluster.stack-delivery"
+            && failed(v)
+            && let Some(loss) = pod_loss(&hops(ev))
+        {
+            match loss {
+                Ok(what) => push(&POD_STACK_DELIVERY_LOST, Some(v), what),
+                Err(what) => push(&POD_INGRESS_NOT_REACHED, Some(v), what),
             }
         }
         let triages = [

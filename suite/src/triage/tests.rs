@@ -435,6 +435,23 @@ impl Planted {
                 path: "reports/summary.md".into(),
                 content: Ok(format!("token={} and {}", self.password, self.pem()).into_bytes()),
             },
+            // As `cluster::collect` writes them: ConfigMap data a line each, an agent log.
+            Collected {
+                path: "cluster/cilium-config.txt".into(),
+                content: Ok(format!(
+                    "routing-mode: tunnel\nclustermesh-apiserver-token: {}\n",
+                    self.password
+                )
+                .into_bytes()),
+            },
+            Collected {
+                path: "cluster/agent-logs/n0.log".into(),
+                content: Ok(format!(
+                    "level=info msg=\"request\" header=\"Authorization: Bearer {}\"\n",
+                    self.token
+                )
+                .into_bytes()),
+            },
             Collected {
                 path: "reports/junit.xml".into(),
                 content: Err(format!(
@@ -503,6 +520,12 @@ fn planted_secrets_are_absent_from_every_file_and_the_tarball() {
     assert!(
         host.contains("aead rfc4106(gcm(aes)) [key sha256:"),
         "{host}"
+    );
+    let config = text(&b, "cluster/cilium-config.txt");
+    assert!(config.contains("routing-mode: tunnel"), "{config}");
+    assert!(
+        config.contains("clustermesh-apiserver-token: [redacted]"),
+        "{config}"
     );
     let manifest = text(&b, "MANIFEST.txt");
     assert!(
@@ -764,4 +787,68 @@ fn an_unfinished_run_still_gets_a_bundle_saying_why() {
     for f in &b.files {
         assert!(!String::from_utf8_lossy(&f.bytes).contains("pa55-unfinished"));
     }
+}
+
+/// `cluster.stack-delivery`'s observation as `probe connect` writes it, on the
+/// nix-2hd fixture's failing row: the observer's hops in place of the lab's.
+fn pod_run(hops: Value) -> Value {
+    let mut run = nix_run();
+    let v = verdict_mut(&mut run, "datapath.stack-delivery", "tcx");
+    v["check"] = json!("cluster.stack-delivery");
+    v["variant"] = json!("from-host");
+    v["observation"]["check"] = json!("cluster.stack-delivery");
+    v["observation"]["variant"] = json!("from-host");
+    v["observation"]["evidence"] = json!({ "hops": hops });
+    run
+}
+
+fn pod_hops(counts: [u64; 5]) -> Value {
+    let at = [
+        "sent from host-client-0 (node n0)'s socket",
+        "observer eth0 ingress (tcx) in ns echo-0 matched",
+        "echo-0 Ip InReceives",
+        "echo-0 Udp InDatagrams",
+        "echo-0's UDP socket (port 8090)",
+    ];
+    Value::Array(
+        at.iter()
+            .zip(counts)
+            .map(|(at, n)| json!({"at": at, "role": "path", "count": n, "of": 5}))
+            .collect(),
+    )
+}
+
+#[test]
+fn a_pod_s_stack_delivery_loss_is_named_inside_or_before_the_pod() {
+    let row = row("cluster.stack-delivery", "from-host");
+    let after = ids(&pod_run(pod_hops([5, 5, 7, 0, 0])));
+    assert!(
+        after.contains(&("pod-stack-delivery-lost", row.clone())),
+        "{after:?}"
+    );
+    assert!(!after.iter().any(|(id, _)| *id == "pod-ingress-not-reached"));
+    let before = ids(&pod_run(pod_hops([5, 0, 2, 0, 0])));
+    assert!(
+        before.contains(&("pod-ingress-not-reached", row.clone())),
+        "{before:?}"
+    );
+    assert!(
+        !before
+            .iter()
+            .any(|(id, _)| *id == "pod-stack-delivery-lost")
+    );
+    // A healthy burst matches neither.
+    let healthy = ids(&pod_run(pod_hops([5, 5, 7, 5, 5])));
+    assert!(
+        !healthy.iter().any(|(id, _)| id.starts_with("pod-")),
+        "{healthy:?}"
+    );
+    let b = bundle_of(&pod_run(pod_hops([5, 5, 7, 0, 0])), &Options::default());
+    let summary = text(&b, "SUMMARY.md");
+    assert!(
+        summary.contains(
+            "observer eth0 ingress (tcx) in ns echo-0 matched 5/5, then echo-0 Udp InDatagrams 0/5"
+        ),
+        "{summary}"
+    );
 }
