@@ -201,6 +201,16 @@ pub(crate) fn error_notes(errors: &Tally, bad_reply: &str) -> String {
     notes
 }
 
+/// The address a plan names for `check`, or the reason nothing was sent.
+pub(crate) fn target_ip(check: &ConnectCheck, host: &str) -> Result<IpAddr, String> {
+    host.parse().map_err(|_| {
+        format!(
+            "host {host:?} of {} is not an IP address: nothing was sent",
+            check.description
+        )
+    })
+}
+
 /// A check that could not be tried: no control, no evidence beyond the reason.
 pub(crate) fn error_observation(
     check: &ConnectCheck,
@@ -492,12 +502,9 @@ fn udp_attempt(to: SocketAddr, timeout: Duration) -> Attempt {
 fn echo_check(plan: &ConnectPlan, check: &ConnectCheck, t: EchoTarget) -> Observation {
     let started = Instant::now();
     let elapsed = || ms(started.elapsed());
-    let Ok(ip) = t.host.parse::<IpAddr>() else {
-        let reason = format!(
-            "host {:?} of {} is not an IP address: nothing was sent",
-            t.host, check.description
-        );
-        return error_observation(check, reason, elapsed());
+    let ip = match target_ip(check, t.host) {
+        Ok(ip) => ip,
+        Err(reason) => return error_observation(check, reason, elapsed()),
     };
     let timeout = Duration::from_millis(plan.timeout_ms);
     let to = SocketAddr::new(ip, t.port);

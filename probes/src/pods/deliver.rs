@@ -5,14 +5,14 @@
 //! pod, so the reason names the last hop that saw them and the first that did
 //! not: the sender, the pod's eth0 ingress, its IP/UDP counters, its socket.
 
-use super::connect::{client, error_observation, ms};
+use super::connect::{client, error_observation, ms, target_ip};
 use conformance_contract::pods::{
     ConnectCheck, ConnectPlan, ObserveArmed, ObserveReport, ObserveRequest,
 };
 use conformance_contract::{Control, ControlOutcome, Observation, Outcome};
 use serde_json::{Map, Value, json};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Datagrams per burst, as the node probe's checks send.
@@ -47,12 +47,9 @@ enum Session {
 pub(super) fn check(plan: &ConnectPlan, check: &ConnectCheck, t: DeliverTarget) -> Observation {
     let started = Instant::now();
     let elapsed = || ms(started.elapsed());
-    let Ok(ip) = t.host.parse::<IpAddr>() else {
-        let reason = format!(
-            "host {:?} of {} is not an IP address: nothing was sent",
-            t.host, check.description
-        );
-        return error_observation(check, reason, elapsed());
+    let ip = match target_ip(check, t.host) {
+        Ok(ip) => ip,
+        Err(reason) => return error_observation(check, reason, elapsed()),
     };
     let timeout = Duration::from_millis(plan.timeout_ms);
     let sessions = SocketAddr::new(ip, t.session_port);

@@ -224,19 +224,10 @@ async fn agent_log(
 mod tests {
     use super::*;
     use crate::cluster::mock_api::{self, ApiHandle, Seen};
-    use http::{Request, Response};
-    use kube::Client;
-    use kube::client::Body;
     use serde_json::{Value, json};
-    use tower_test::mock;
 
     fn setup() -> (Connection, ApiHandle) {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
-        (
-            Connection::from_client(client, "k3d-x", "https://0.0.0.0:6550"),
-            handle,
-        )
+        mock_api::connection("k3d-x")
     }
 
     fn agents() -> Value {

@@ -696,11 +696,8 @@ mod tests {
 
     use super::*;
     use crate::cluster::manifests::{DEFAULT_PROBE_IMAGE, Placement};
-    use crate::cluster::mock_api::{ApiHandle, serve, serve_apply, status};
-    use http::{Request, Response};
-    use kube::client::Body;
+    use crate::cluster::mock_api::{self, ApiHandle, serve, serve_apply, status};
     use serde_json::{Value, json};
-    use tower_test::mock;
 
     const NS: &str = "cilium-conformance-0123abcd";
 
@@ -714,8 +711,7 @@ mod tests {
     }
 
     fn setup() -> (Deployer, ApiHandle) {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
+        let (client, handle) = mock_api::client();
         (Deployer::new(client, &plan()), handle)
     }
 

@@ -762,18 +762,10 @@ mod tests {
         //! [`wait_ready`] against a tower-test mock API server.
         use super::super::*;
         use crate::cluster::mock_api::{self, ApiHandle};
-        use http::{Request, Response};
-        use kube::client::Body;
         use serde_json::{Value, json};
-        use tower_test::mock;
 
         fn setup() -> (Connection, ApiHandle) {
-            let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-            let client = Client::new(service, "default");
-            (
-                Connection::from_client(client, "k3d-x", "https://0.0.0.0:6550"),
-                handle,
-            )
+            mock_api::connection("k3d-x")
         }
 
         async fn serve(handle: &mut ApiHandle, status: u16, reply: Value) -> String {

@@ -9,6 +9,21 @@ use tower_test::mock::Handle;
 
 pub type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
+/// A kube client whose every request reaches the returned handle.
+pub fn client() -> (kube::Client, ApiHandle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (kube::Client::new(service, "default"), handle)
+}
+
+/// [`client`] as a connection to `context` (the server URL is a stand-in).
+pub fn connection(context: &str) -> (super::inspect::Connection, ApiHandle) {
+    let (client, handle) = client();
+    (
+        super::inspect::Connection::from_client(client, context, "https://0.0.0.0:6550"),
+        handle,
+    )
+}
+
 /// One request seen by the mock server.
 #[derive(Debug)]
 pub struct Seen {

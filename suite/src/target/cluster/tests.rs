@@ -7,14 +7,10 @@
 
 use super::*;
 use crate::cluster::manifests::DEFAULT_PROBE_IMAGE;
-use crate::cluster::mock_api::{ApiHandle, Seen, serve, serve_apply, status};
+use crate::cluster::mock_api::{self, ApiHandle, Seen, serve, serve_apply, status};
 use crate::target::runner::{self, Planned};
-use http::{Request, Response};
-use kube::Client;
-use kube::client::Body;
 use serde_json::{Value, json};
 use std::sync::atomic::AtomicBool;
-use tower_test::mock;
 
 const SERVER: &str = "k3d-cilium-conformance-server-0";
 const AGENT: &str = "k3d-cilium-conformance-agent-0";
@@ -23,9 +19,7 @@ const CILIUM_IMAGE: &str = "quay.io/cilium/cilium:v1.19.5@sha256:4f4d5a1a7e0d0c6
 /// A target around a mock client, and the mock's handle.
 fn setup(poll_interval: Duration) -> (Cluster, ApiHandle) {
     let _entered = client_runtime().enter();
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
-    let conn = Connection::from_client(client, "k3d-cilium-conformance", "https://0.0.0.0:6550");
+    let (conn, handle) = mock_api::connection("k3d-cilium-conformance");
     (Cluster::with_connection(conn, poll_interval), handle)
 }
 
