@@ -66,13 +66,29 @@ impl NetNs {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         std::thread::scope(|s| {
             s.spawn(|| {
-                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
-                    .with_context(|| format!("enter network namespace {}", self.name))?;
+                // Already there (the namespace the probe runs in, as in a pod): no
+                // setns, which would need CAP_SYS_ADMIN for nothing.
+                if !self.is_current() {
+                    setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
+                        .with_context(|| format!("enter network namespace {}", self.name))?;
+                }
                 f()
             })
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
+    }
+
+    /// Whether the calling thread is in this namespace (same device and inode).
+    fn is_current(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (
+            self.file.metadata(),
+            std::fs::metadata("/proc/thread-self/ns/net"),
+        ) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
     }
 
     /// Reads a file as seen from inside the namespace (`/proc/thread-self/net/snmp`,

@@ -33,7 +33,7 @@ fn main() {
     if let Some(why) = &missing {
         eprintln!("observe tests are ignored here: {why}");
     }
-    let tests: [(&str, Test); 4] = [
+    let tests: [(&str, Test); 5] = [
         (
             "a_burst_into_the_pod_passes_and_its_dropping_control_is_blocked",
             delivered_from_host_and_pod,
@@ -49,6 +49,10 @@ fn main() {
         (
             "an_observer_without_its_hook_says_why",
             observer_without_hook,
+        ),
+        (
+            "probe_observe_works_with_only_the_capabilities_its_manifest_grants",
+            observe_with_manifest_capabilities,
         ),
     ];
     let trials = tests
@@ -292,4 +296,103 @@ fn observer_without_hook() -> TestResult {
         return Err(format!("{:?}: {}", obs.outcome, obs.reason));
     }
     Ok(())
+}
+
+/// The capabilities `suite/src/cluster/manifests.rs` gives the observer
+/// container (BPF 39, NET_ADMIN 12, PERFMON 38, SYS_RESOURCE 24), as `CapEff`.
+const OBSERVE_CAPS: u64 = (1 << 39) | (1 << 12) | (1 << 38) | (1 << 24);
+
+/// Kills the child on every way out of the test.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The built `probe observe`, in pod A's netns, through `setpriv` with the
+/// bounding set cut to the container's capabilities: no CAP_SYS_ADMIN (so no
+/// setns), as in a pod. The check must still pass, with its control blocked.
+fn observe_with_manifest_capabilities() -> TestResult {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let Ok(setpriv) = which("setpriv") else {
+        eprintln!("skipped in effect: no setpriv (util-linux) to drop capabilities with");
+        return Err("setpriv (util-linux) is not installed".into());
+    };
+    let node = Node::build("observe").map_err(e)?;
+    let pod_a = node.pods[0].ip.into();
+    let fd = node.pods[0].ns.as_fd().as_raw_fd();
+    let mut cmd = Command::new(setpriv);
+    cmd.args([
+        "--bounding-set=-all,+bpf,+net_admin,+perfmon,+sys_resource",
+        "--inh-caps=-all",
+        "--",
+        env!("CARGO_BIN_EXE_probe"),
+        "observe",
+        "--name",
+        "pod-a",
+        "--udp",
+        &UDP_PORT.to_string(),
+        "--session",
+        &SESSION_PORT.to_string(),
+    ])
+    .stderr(Stdio::piped());
+    // SAFETY: setns(2) on a descriptor the parent keeps open; async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = Child(cmd.spawn().map_err(|err| format!("spawn setpriv: {err}"))?);
+    let stderr = child.0.stderr.take().expect("piped");
+    let mut banner = String::new();
+    BufReader::new(stderr)
+        .read_line(&mut banner)
+        .map_err(|err| err.to_string())?;
+    eprintln!("{}", banner.trim_end());
+    if !banner.contains("hook on eth0 ingress") {
+        return Err(format!("the observer did not attach: {banner}"));
+    }
+    let eff = caps(&format!("/proc/{}/status", child.0.id()), "CapEff:")?;
+    // What this test may hand on: a container running it may lack some (often
+    // CAP_SYS_RESOURCE), and then so does the observer.
+    let expected = OBSERVE_CAPS & caps("/proc/self/status", "CapBnd:")?;
+    if eff != expected || eff & (1 << 21) != 0 {
+        return Err(format!("CapEff {eff:#x}, expected {expected:#x}"));
+    }
+    let obs = run_from(&node.host, &deliver_plan("host-client", "from-host", pod_a))?;
+    if obs.outcome != Outcome::Pass || control_outcome(&obs) != Some(ControlOutcome::Blocked) {
+        return Err(format!(
+            "{:?}: {} (control {:?})",
+            obs.outcome, obs.reason, obs.control
+        ));
+    }
+    Ok(())
+}
+
+/// A capability set line of a `/proc/<pid>/status`.
+fn caps(status: &str, field: &str) -> Result<u64, String> {
+    std::fs::read_to_string(status)
+        .map_err(|err| format!("{status}: {err}"))?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .ok_or_else(|| format!("no {field} in {status}"))
+}
+
+fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+        .ok_or(())
 }
