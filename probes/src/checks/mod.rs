@@ -316,7 +316,7 @@ pub struct ControlLeg {
 }
 
 impl ControlLeg {
-    fn into_control(self) -> Control {
+    pub fn into_control(self) -> Control {
         let (outcome, reason) = if !self.witnessed {
             (
                 ControlOutcome::Error,

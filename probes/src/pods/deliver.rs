@@ -6,6 +6,7 @@
 //! not: the sender, the pod's eth0 ingress, its IP/UDP counters, its socket.
 
 use super::connect::{client, error_observation, ms, target_ip};
+use crate::checks::ControlLeg;
 use conformance_contract::pods::{
     ConnectCheck, ConnectPlan, ObserveArmed, ObserveReport, ObserveRequest,
 };
@@ -73,7 +74,8 @@ pub(super) fn check(plan: &ConnectPlan, check: &ConnectCheck, t: DeliverTarget) 
         }
     };
     let control = control(session(sessions, to, &sender, true, timeout), t.observer);
-    let mut evidence = report_evidence(&report, to, sent);
+    let mut evidence = report_evidence(&report, sent);
+    evidence.insert("target".into(), json!(to.to_string()));
     evidence.insert("observer".into(), json!(t.observer));
     let (outcome, failure, reason) = if report.complete {
         (
@@ -116,9 +118,9 @@ pub(super) fn check(plan: &ConnectPlan, check: &ConnectCheck, t: DeliverTarget) 
     }
 }
 
-fn report_evidence(report: &ObserveReport, to: SocketAddr, sent: u32) -> Map<String, Value> {
+/// What the observer reported of a burst, for evidence.
+fn report_evidence(report: &ObserveReport, sent: u32) -> Map<String, Value> {
     let mut e = Map::new();
-    e.insert("target".into(), json!(to.to_string()));
     e.insert("sent".into(), json!(sent));
     e.insert("hook".into(), json!(report.hook));
     e.insert("matched".into(), json!(report.matched));
@@ -128,57 +130,31 @@ fn report_evidence(report: &ObserveReport, to: SocketAddr, sent: u32) -> Map<Str
     e
 }
 
-/// The control's session, judged: the hook must count the burst (its witness)
-/// and the socket must get none of it.
+/// The control's session, judged as every check's control is
+/// ([`ControlLeg`]): the hook must count the burst (its witness) and the
+/// check's own test, every hop full, must fail.
 fn control(session: Session, observer: &str) -> Control {
     let description =
         format!("the observer's hook on {observer}'s eth0 ingress returns TC_ACT_SHOT");
-    let (outcome, reason, evidence) = match session {
-        Session::Reported { report, sent } => {
-            let witnessed = report.matched >= u64::from(sent);
-            let account = format!(
+    match session {
+        Session::Reported { report, sent } => ControlLeg {
+            description,
+            witnessed: report.matched >= u64::from(sent),
+            test_held: report.complete,
+            account: format!(
                 "hook matched {}/{sent}, socket received {}/{sent}",
                 report.matched,
                 report.delivered.len()
-            );
-            let evidence = report_evidence(&report, SocketAddr::from(([0, 0, 0, 0], 0)), sent);
-            if !witnessed {
-                (
-                    ControlOutcome::Error,
-                    format!(
-                        "{account}; the control's traffic never reached the hook it breaks at: nothing can be concluded"
-                    ),
-                    evidence,
-                )
-            } else if report.complete {
-                (
-                    ControlOutcome::Leaked,
-                    format!(
-                        "{account}: the check's own test passed with the hook dropping, so the check is blind"
-                    ),
-                    evidence,
-                )
-            } else {
-                (
-                    ControlOutcome::Blocked,
-                    format!("{account}, as it must"),
-                    evidence,
-                )
-            }
+            ),
+            evidence: report_evidence(&report, sent),
         }
-        Session::Refused(why) | Session::Failed(why) => (
-            ControlOutcome::Error,
-            format!("the control's session failed: {why}"),
-            Map::new(),
-        ),
-    };
-    let mut evidence = evidence;
-    evidence.remove("target");
-    Control {
-        description,
-        outcome,
-        reason,
-        evidence,
+        .into_control(),
+        Session::Refused(why) | Session::Failed(why) => Control {
+            description,
+            outcome: ControlOutcome::Error,
+            reason: format!("the control's session failed: {why}"),
+            evidence: Map::new(),
+        },
     }
 }
 
