@@ -11,12 +11,11 @@
 //! namespace is gone by the time this runs).
 
 use super::inspect::{
-    AgentPod, CILIUM_AGENT_CONTAINER, CILIUM_CONFIGMAP, CILIUM_DAEMONSET, CILIUM_NAMESPACE,
-    Connection, cilium_pods, request_error,
+    AgentPod, CILIUM_AGENT_CONTAINER, CILIUM_CONFIGMAP, CILIUM_NAMESPACE, Connection,
+    cilium_config, cilium_daemonset, cilium_pods, request_error,
 };
 use crate::triage::Collected;
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
 use std::fmt::Write as _;
@@ -88,17 +87,7 @@ async fn status(
     conn: &Connection,
     agents: &Result<Vec<AgentPod>, String>,
 ) -> Result<String, String> {
-    let ds = Api::<DaemonSet>::namespaced(conn.client.clone(), CILIUM_NAMESPACE)
-        .get_opt(CILIUM_DAEMONSET)
-        .await
-        .map_err(|e| {
-            request_error(
-                conn,
-                &format!("get DaemonSet {CILIUM_NAMESPACE}/{CILIUM_DAEMONSET}"),
-                &e,
-            )
-            .to_string()
-        })?;
+    let ds = cilium_daemonset(conn).await.map_err(|e| e.to_string())?;
     let mut text = format!("cluster: {}\n", conn.describe());
     match ds {
         None => text.push_str("DaemonSet kube-system/cilium: not found\n"),
@@ -153,17 +142,7 @@ async fn status(
 /// The ConfigMap's data, one `key: value` a line in key order; its metadata
 /// (annotations such as `last-applied-configuration`) is left out.
 async fn config(conn: &Connection) -> Result<String, String> {
-    let cm = Api::<ConfigMap>::namespaced(conn.client.clone(), CILIUM_NAMESPACE)
-        .get_opt(CILIUM_CONFIGMAP)
-        .await
-        .map_err(|e| {
-            request_error(
-                conn,
-                &format!("get ConfigMap {CILIUM_NAMESPACE}/{CILIUM_CONFIGMAP}"),
-                &e,
-            )
-            .to_string()
-        })?;
+    let cm = cilium_config(conn).await.map_err(|e| e.to_string())?;
     let Some(cm) = cm else {
         return Ok(format!(
             "ConfigMap {CILIUM_NAMESPACE}/{CILIUM_CONFIGMAP}: not found\n"

@@ -469,9 +469,9 @@ pub async fn nodes(conn: &Connection) -> Result<Vec<NodeInfo>, ClusterError> {
     Ok(nodes)
 }
 
-/// Cilium's DaemonSet and ConfigMap (each may be missing).
-pub async fn cilium(conn: &Connection) -> Result<CiliumInfo, ClusterError> {
-    let ds = Api::<DaemonSet>::namespaced(conn.client.clone(), CILIUM_NAMESPACE)
+/// DaemonSet `kube-system/cilium`, `None` where there is none.
+pub async fn cilium_daemonset(conn: &Connection) -> Result<Option<DaemonSet>, ClusterError> {
+    Api::<DaemonSet>::namespaced(conn.client.clone(), CILIUM_NAMESPACE)
         .get_opt(CILIUM_DAEMONSET)
         .await
         .map_err(|e| {
@@ -480,8 +480,12 @@ pub async fn cilium(conn: &Connection) -> Result<CiliumInfo, ClusterError> {
                 &format!("get DaemonSet {CILIUM_NAMESPACE}/{CILIUM_DAEMONSET}"),
                 &e,
             )
-        })?;
-    let cm = Api::<ConfigMap>::namespaced(conn.client.clone(), CILIUM_NAMESPACE)
+        })
+}
+
+/// ConfigMap `kube-system/cilium-config`, `None` where there is none.
+pub async fn cilium_config(conn: &Connection) -> Result<Option<ConfigMap>, ClusterError> {
+    Api::<ConfigMap>::namespaced(conn.client.clone(), CILIUM_NAMESPACE)
         .get_opt(CILIUM_CONFIGMAP)
         .await
         .map_err(|e| {
@@ -490,7 +494,13 @@ pub async fn cilium(conn: &Connection) -> Result<CiliumInfo, ClusterError> {
                 &format!("get ConfigMap {CILIUM_NAMESPACE}/{CILIUM_CONFIGMAP}"),
                 &e,
             )
-        })?;
+        })
+}
+
+/// Cilium's DaemonSet and ConfigMap (each may be missing).
+pub async fn cilium(conn: &Connection) -> Result<CiliumInfo, ClusterError> {
+    let ds = cilium_daemonset(conn).await?;
+    let cm = cilium_config(conn).await?;
     let mut info = CiliumInfo::default();
     if let Some(ds) = &ds {
         let containers = ds
