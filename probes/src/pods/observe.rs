@@ -141,15 +141,6 @@ impl Observer {
         &self.banner
     }
 
-    /// Where the session port listens (tests bind port 0).
-    pub fn session_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    pub fn udp_port(&self) -> u16 {
-        self.inner.lock().map(|i| i.port).unwrap_or(0)
-    }
-
     /// Serves sessions until the process ends, a thread each.
     pub fn serve(self) -> ! {
         loop {
