@@ -11,8 +11,8 @@
 //! with all four outputs (table, Markdown, JUnit, JSON) rendered.
 
 use conformance_suite::compare::{
-    CompareOptions, OutputPaths, Sample, Side, compare, parse_all, parse_run, render_outputs,
-    render_table,
+    CompareOptions, OutputPaths, Sample, Side, compare, parse_all, parse_run, render_json,
+    render_junit, render_markdown, render_outputs, render_table,
 };
 use conformance_suite::report::{InstanceRun, Run, render_json as run_json};
 use conformance_suite::verdict::Verdict;
@@ -100,6 +100,12 @@ fn bench(c: &mut Criterion) {
         inputs[0].1.len() / 1024,
         inputs[1].1.len() / 1024
     );
+    // The same two files for timing the whole command (BENCHMARKS.md).
+    if let Some(dir) = std::env::var_os("COMPARE_BENCH_WRITE_DIR") {
+        for (name, bytes) in &inputs {
+            std::fs::write(Path::new(&dir).join(name), bytes.as_slice()).expect("write run");
+        }
+    }
     let parse_and_compare = |inputs: &[(PathBuf, Arc<Vec<u8>>)]| {
         let mut samples = parse_all(inputs).expect("valid runs");
         let current = Side::new(samples.split_off(1)).expect("one sample");
@@ -125,6 +131,30 @@ fn bench(c: &mut Criterion) {
         "compare: 2 runs x 1,000 checks, parse both + compare + render all four outputs",
         |b| b.iter(|| black_box(full(&inputs))),
     );
+
+    // Where the time goes, step by step.
+    c.bench_function("compare: step: parse both run.json texts", |b| {
+        b.iter(|| black_box(parse_all(&inputs).expect("valid runs")))
+    });
+    let parsed = parse_and_compare(&inputs);
+    c.bench_function("compare: step: compare the parsed runs", |b| {
+        let mut samples = parse_all(&inputs).expect("valid runs");
+        let current = Side::new(samples.split_off(1)).expect("one sample");
+        let baseline = Side::new(samples).expect("one sample");
+        b.iter(|| black_box(compare(&baseline, &current, CompareOptions::default())))
+    });
+    c.bench_function("compare: step: terminal table", |b| {
+        b.iter(|| black_box(render_table(&parsed, false)))
+    });
+    c.bench_function("compare: step: Markdown", |b| {
+        b.iter(|| black_box(render_markdown(&parsed)))
+    });
+    c.bench_function("compare: step: JSON", |b| {
+        b.iter(|| black_box(render_json(&parsed)))
+    });
+    c.bench_function("compare: step: JUnit", |b| {
+        b.iter(|| black_box(render_junit(&parsed)))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -517,6 +517,43 @@ fn side_info(side: &Side) -> SideInfo {
     }
 }
 
+/// Where a changed row's two observations are: (instance, index) in the
+/// baseline's first run, then in the current's.
+type EvidenceJob = ((usize, usize), (usize, usize));
+
+/// The evidence diff of every job, `(row, job)`, as `(row, changes)`: on one
+/// thread per core when there are enough, since each reads its evidence from
+/// the raw report and diffs it, which is most of a large comparison's work.
+fn evidence_all(
+    jobs: &[(usize, EvidenceJob)],
+    (b, c): (&Sample, &Sample),
+    (b_mask, c_mask): (&RunIdMask, &RunIdMask),
+) -> Vec<(usize, Vec<EvidenceChange>)> {
+    let one = |&(row, ((bi, bv), (ci, cv))): &(usize, EvidenceJob)| {
+        let changes = match (b.observation(bi, bv), c.observation(ci, cv)) {
+            (Some(bo), Some(co)) => evidence_changes(&bo, b_mask, &co, c_mask),
+            _ => Vec::new(),
+        };
+        (row, changes)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || jobs.len() < 16 {
+        return jobs.iter().map(one).collect();
+    }
+    let chunk = jobs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        // A diff that panicked leaves its rows without evidence; never the run.
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
 /// Compares the first run of each side, with every run of a side as a timing sample.
 pub fn compare(baseline: &Side, current: &Side, opts: CompareOptions) -> Comparison {
     let (b_run, c_run) = (baseline.run(), current.run());
@@ -541,14 +578,12 @@ pub fn compare(baseline: &Side, current: &Side, opts: CompareOptions) -> Compari
         }
         notes.extend(bi.disagreement(&k, "baseline"));
         notes.extend(ci.disagreement(&k, "current"));
-        let evidence = match (b_at, c_at) {
+        // The evidence diff is the costly part; it is computed after, in parallel.
+        let evidence_of = match (b_at, c_at) {
             (Some((_, bi, bv)), Some((_, ci, cv))) if class != Class::Unchanged => {
-                match (b_first.observation(bi, bv), c_first.observation(ci, cv)) {
-                    (Some(bo), Some(co)) => evidence_changes(&bo, &b_mask, &co, &c_mask),
-                    _ => Vec::new(),
-                }
+                Some(((bi, bv), (ci, cv)))
             }
-            _ => Vec::new(),
+            _ => None,
         };
         let timing = if timing_note.is_none() && b.is_some() && c.is_some() {
             match timing::judge(&bi.durations(&k), &ci.durations(&k)) {
@@ -562,7 +597,7 @@ pub fn compare(baseline: &Side, current: &Side, opts: CompareOptions) -> Compari
         } else {
             None
         };
-        Row {
+        let row = Row {
             instance: label,
             check: k.2.to_string(),
             variant: k.3.to_string(),
@@ -570,12 +605,20 @@ pub fn compare(baseline: &Side, current: &Side, opts: CompareOptions) -> Compari
             baseline: b.map(RowSide::of),
             current: c.map(RowSide::of),
             notes,
-            evidence,
+            evidence: Vec::new(),
             timing,
-        }
+        };
+        (row, evidence_of)
     };
 
     let mut rows = Vec::new();
+    let mut evidence_jobs = Vec::new();
+    let mut push = |(row, job): (Row, Option<EvidenceJob>)| {
+        if let Some(job) = job {
+            evidence_jobs.push((rows.len(), job));
+        }
+        rows.push(row);
+    };
     let mut done: HashSet<Key<'_>> = HashSet::new();
     for (ii, inst) in c_run.instances.iter().enumerate() {
         let id = &inst.meta.instance;
@@ -584,7 +627,7 @@ pub fn compare(baseline: &Side, current: &Side, opts: CompareOptions) -> Compari
             let k = key(id.kind, &id.name, v);
             if done.insert(k) {
                 let b = bi.first().get(&k).copied();
-                rows.push(make_row(label.clone(), k, b, Some((v, ii, vi))));
+                push(make_row(label.clone(), k, b, Some((v, ii, vi))));
             }
         }
     }
@@ -594,9 +637,13 @@ pub fn compare(baseline: &Side, current: &Side, opts: CompareOptions) -> Compari
         for (vi, v) in inst.verdicts.iter().enumerate() {
             let k = key(id.kind, &id.name, v);
             if done.insert(k) {
-                rows.push(make_row(label.clone(), k, Some((v, ii, vi)), None));
+                push(make_row(label.clone(), k, Some((v, ii, vi)), None));
             }
         }
+    }
+    let masks = (&b_mask, &c_mask);
+    for (at, evidence) in evidence_all(&evidence_jobs, (b_first, c_first), masks) {
+        rows[at].evidence = evidence;
     }
     rows.sort_by_key(|r| r.class);
 
