@@ -120,44 +120,61 @@ impl Sample {
     }
 }
 
-/// Parses every input, several at a time (one thread per core), each as
+/// Parses every input, several at a time ([`per_core`]), each as
 /// [`Sample::parse`]; the first bad input in the given order is the error.
 pub fn parse_all(inputs: &[(PathBuf, Arc<Vec<u8>>)]) -> Result<Vec<Sample>, LoadError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(inputs.len())
-        .max(1);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<std::sync::Mutex<Option<Result<Sample, LoadError>>>> =
-        inputs.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((path, bytes)) = inputs.get(i) else {
-                        break;
-                    };
-                    let parsed = Sample::parse(path.clone(), Arc::clone(bytes));
-                    if let Ok(mut slot) = results[i].lock() {
-                        *slot = Some(parsed);
-                    }
-                }
-            });
-        }
-    });
-    results
-        .into_iter()
-        .zip(inputs)
-        .map(|(slot, (path, _))| {
-            slot.into_inner().ok().flatten().unwrap_or_else(|| {
-                Err(LoadError {
-                    path: path.clone(),
-                    problem: LoadProblem::NotARun("the parser stopped".to_string()),
-                })
+    per_core(inputs, 1, |(path, bytes)| {
+        Sample::parse(path.clone(), Arc::clone(bytes))
+    })
+    .into_iter()
+    .zip(inputs)
+    .map(|(parsed, (path, _))| {
+        parsed.unwrap_or_else(|| {
+            Err(LoadError {
+                path: path.clone(),
+                problem: LoadProblem::NotARun("the parser stopped".to_string()),
             })
         })
-        .collect()
+    })
+    .collect()
+}
+
+/// `f` of every item, in order, on up to one thread per core, each thread
+/// taking the next item when done (items differ in cost), and at least
+/// `min_per_thread` items per thread (a thread costs more than a small item).
+/// `None` for an item whose thread panicked.
+fn per_core<T: Sync, R: Send>(
+    items: &[T],
+    min_per_thread: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<Option<R>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(items.len() / min_per_thread.max(1)).max(1);
+    if threads == 1 {
+        return items.iter().map(|item| Some(f(item))).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
+    };
+    let mut out: Vec<Option<R>> = items.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        for (i, r) in handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+        {
+            out[i] = Some(r);
+        }
+    });
+    out
 }
 
 /// Both sides from files and directories ([`expand_inputs`]): every file read,
@@ -521,37 +538,25 @@ fn side_info(side: &Side) -> SideInfo {
 /// baseline's first run, then in the current's.
 type EvidenceJob = ((usize, usize), (usize, usize));
 
-/// The evidence diff of every job, `(row, job)`, as `(row, changes)`: on one
-/// thread per core when there are enough, since each reads its evidence from
-/// the raw report and diffs it, which is most of a large comparison's work.
+/// The evidence diff of every job, `(row, job)`, as `(row, changes)`, on one
+/// thread per core ([`per_core`]) when there are enough: each reads its
+/// evidence from the raw report and diffs it, which is most of a large
+/// comparison's work. A diff that panicked leaves its row without evidence.
 fn evidence_all(
     jobs: &[(usize, EvidenceJob)],
     (b, c): (&Sample, &Sample),
     (b_mask, c_mask): (&RunIdMask, &RunIdMask),
 ) -> Vec<(usize, Vec<EvidenceChange>)> {
-    let one = |&(row, ((bi, bv), (ci, cv))): &(usize, EvidenceJob)| {
-        let changes = match (b.observation(bi, bv), c.observation(ci, cv)) {
+    let changes = per_core(jobs, 8, |&(_, ((bi, bv), (ci, cv)))| {
+        match (b.observation(bi, bv), c.observation(ci, cv)) {
             (Some(bo), Some(co)) => evidence_changes(&bo, b_mask, &co, c_mask),
             _ => Vec::new(),
-        };
-        (row, changes)
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads < 2 || jobs.len() < 16 {
-        return jobs.iter().map(one).collect();
-    }
-    let chunk = jobs.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
-            .collect();
-        // A diff that panicked leaves its rows without evidence; never the run.
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+        }
+    });
+    jobs.iter()
+        .zip(changes)
+        .map(|(&(row, _), changes)| (row, changes.unwrap_or_default()))
+        .collect()
 }
 
 /// Compares the first run of each side, with every run of a side as a timing sample.
